@@ -1,0 +1,111 @@
+"""create_app(settings): the FastAPI application, its lifespan and its error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from odiseo import __version__
+from odiseo.api.health import HealthCheck
+from odiseo.api.routes import emails, system
+from odiseo.api.wiring import build_provider, build_service, build_store, build_worker
+from odiseo.config import Settings
+from odiseo.errors import Duplicate, NotFound, StoreUnavailable, TemplateError
+from odiseo.service import InvalidEmail
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool = True) -> FastAPI:
+    """The API; with `with_worker`, a delivery worker runs in the same process (`odiseo run`)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = build_store(settings)
+        if migrate:
+            await store.migrate()
+        app.state.settings = settings
+        app.state.service = build_service(settings, store)
+        app.state.health = HealthCheck(store=store, provider=build_provider(settings))
+        worker = build_worker(settings, store) if with_worker else None
+        task = asyncio.create_task(worker.run(), name="worker") if worker else None
+        log.info("API ready on %s (store %r)", settings.api_port, store)
+        try:
+            yield
+        finally:
+            if worker is not None and task is not None:
+                worker.stop()
+                await task
+            await app.state.health.close()
+            await app.state.health.provider.close()
+            await store.close()
+
+    app = FastAPI(
+        title="Odiseo",
+        version=__version__,
+        summary="Transactional email: durable queue, SMTP delivery, retries, status.",
+        lifespan=lifespan,
+    )
+    app.include_router(emails.router)
+    app.include_router(system.router)
+    _install_error_handlers(app)
+    return app
+
+
+def _problem(code: int, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=code)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": [str(part) for part in e.get("loc", ())], "msg": e.get("msg", ""),
+             "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        summary = "; ".join(
+            f"{'.'.join(e['loc'][1:] or e['loc']) or 'body'}: {e['msg']}" for e in errors
+        )
+        return _problem(422, summary, errors=errors)
+
+    @app.exception_handler(InvalidEmail)
+    async def invalid_email(_: Request, exc: InvalidEmail) -> JSONResponse:
+        return _problem(422, exc.message)
+
+    @app.exception_handler(TemplateError)
+    async def template_error(_: Request, exc: TemplateError) -> JSONResponse:
+        return _problem(422, f"template_id: {exc.message}")
+
+    @app.exception_handler(Duplicate)
+    async def duplicate(_: Request, exc: Duplicate) -> JSONResponse:
+        return _problem(
+            status.HTTP_409_CONFLICT,
+            "client_message_id is already used by a different email",
+            message_id=exc.message_id,
+        )
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return _problem(status.HTTP_404_NOT_FOUND, exc.message)
+
+    @app.exception_handler(StoreUnavailable)
+    async def unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        log.warning("request refused: %s", exc)
+        response = _problem(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "database unavailable; nothing was stored, retry"
+        )
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
+        return _problem(status.HTTP_500_INTERNAL_SERVER_ERROR, "internal error")

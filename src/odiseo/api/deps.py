@@ -1,0 +1,31 @@
+"""Annotated dependencies the route handlers ask for."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from odiseo.api.health import HealthCheck
+from odiseo.config import Settings
+from odiseo.service import EmailService
+
+
+def _service(request: Request) -> EmailService:
+    service: EmailService = request.app.state.service
+    return service
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _health(request: Request) -> HealthCheck:
+    health: HealthCheck = request.app.state.health
+    return health
+
+
+ServiceDep = Annotated[EmailService, Depends(_service)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+HealthDep = Annotated[HealthCheck, Depends(_health)]

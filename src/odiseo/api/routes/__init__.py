@@ -1,0 +1,1 @@
+"""Thin route handlers: validate, call the service, map errors to HTTP."""

@@ -1,0 +1,54 @@
+"""GET /queue/status and GET /health."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from odiseo.api.deps import HealthDep, ServiceDep, SettingsDep
+from odiseo.api.schemas import Health, Problem, QueueStatus
+from odiseo.domain.models import Status
+
+router = APIRouter()
+
+
+@router.get("/queue/status", response_model=QueueStatus, responses={503: {"model": Problem}})
+async def queue_status(service: ServiceDep) -> QueueStatus:
+    """How many messages are in each status."""
+    counts = await service.store.counts()
+    return QueueStatus(
+        pending=counts[Status.PENDING],
+        scheduled=counts[Status.SCHEDULED],
+        processing=counts[Status.PROCESSING],
+        sent=counts[Status.SENT],
+        failed=counts[Status.FAILED],
+        cancelled=counts[Status.CANCELLED],
+        timestamp=datetime.now(UTC),
+    )
+
+
+@router.get("/health", response_model=Health, responses={503: {"model": Health}})
+async def health(checks: HealthDep, settings: SettingsDep) -> Health | JSONResponse:
+    """200 while the store answers; 503 naming `db` when it does not.
+
+    A failing email provider is reported (`degraded`) but does not fail the
+    probe: mail is still accepted and will be delivered once it is back.
+    """
+    db = await checks.db()
+    provider = await checks.email_provider()
+    verdict = Health(
+        status="ok" if db == "ok" and provider in {"ok", "unknown"} else "degraded",
+        db=db,
+        email_provider=provider,
+        version=settings.service_version,
+        timestamp=datetime.now(UTC),
+    )
+    if db != "ok":
+        verdict.status = "error"
+        verdict.detail = "db: the database is unreachable"
+        return JSONResponse(verdict.model_dump(mode="json"), status_code=503)
+    if provider == "unreachable":
+        verdict.detail = f"email_provider: {checks.provider.name} is unreachable"
+    return verdict

@@ -1,0 +1,61 @@
+"""Build the concrete store, provider, service and worker from the settings.
+
+With cli.py, the only place that names concrete engines.
+"""
+
+from __future__ import annotations
+
+from odiseo.config import Settings
+from odiseo.providers.base import Provider
+from odiseo.providers.outbox import OutboxProvider
+from odiseo.providers.smtp import SmtpProvider
+from odiseo.rendering import Renderer
+from odiseo.service import EmailService, Sender
+from odiseo.storage.engines import open_store
+from odiseo.storage.store import EmailStore
+from odiseo.worker import Worker, WorkerOptions
+
+
+def build_store(settings: Settings) -> EmailStore:
+    return open_store(settings.database_url, schema=settings.schema_name)
+
+
+def build_provider(settings: Settings) -> Provider:
+    if settings.provider == "outbox":
+        return OutboxProvider(settings.outbox_dir)
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    return SmtpProvider(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        use_tls=settings.smtp_use_tls,
+        username=settings.smtp_user,
+        password=password,
+        timeout=settings.smtp_timeout_seconds,
+        ca_file=settings.smtp_tls_ca_file,
+    )
+
+
+def build_service(settings: Settings, store: EmailStore) -> EmailService:
+    return EmailService(
+        store=store,
+        renderer=Renderer(settings.templates_dir),
+        sender=Sender(
+            email=settings.smtp_from_email,
+            name=settings.smtp_from_name or None,
+            allowed=settings.sender_allow_list,
+        ),
+        max_retries=settings.email_retry_max_attempts,
+    )
+
+
+def build_worker(settings: Settings, store: EmailStore) -> Worker:
+    return Worker(
+        store=store,
+        provider=build_provider(settings),
+        options=WorkerOptions(
+            batch_size=settings.email_worker_batch_size,
+            lease_seconds=settings.email_worker_lease_seconds,
+            poll_interval=settings.email_worker_poll_interval,
+            backoff_seconds=settings.email_retry_backoff_seconds,
+        ),
+    )

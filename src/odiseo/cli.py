@@ -1,0 +1,208 @@
+"""The `odiseo` command: parse, build, call. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from odiseo import __version__
+from odiseo.config import ENVIRONMENT, Settings, load_settings
+from odiseo.errors import OdiseoError
+
+READS = {
+    "api": ["SERVICE_", "API_", "DATABASE_URL", "SCHEMA_NAME", "EMAIL_PROVIDER", "OUTBOX_DIR",
+            "SMTP_", "EMAIL_RETRY_MAX_ATTEMPTS", "TEMPLATES_DIR", "LOG_"],
+    "worker": ["SERVICE_NAME", "DATABASE_URL", "SCHEMA_NAME", "EMAIL_", "OUTBOX_DIR", "SMTP_",
+               "LOG_"],
+    "run": [""],
+    "migrate": ["DATABASE_URL", "SCHEMA_NAME", "LOG_"],
+    "send": ["DATABASE_URL", "SCHEMA_NAME", "SMTP_FROM_", "EMAIL_RETRY_MAX_ATTEMPTS",
+             "TEMPLATES_DIR"],
+    "status": ["DATABASE_URL", "SCHEMA_NAME"],
+}
+
+HELP = {
+    "api": "serve the HTTP API",
+    "worker": "run one delivery worker",
+    "run": "serve the API and a delivery worker in one process",
+    "migrate": "create or upgrade the database schema",
+    "send": "enqueue one email and print its message id",
+    "status": "print the queue counts",
+}
+
+
+def _environment_help(command: str) -> str:
+    names = [n for n in ENVIRONMENT if any(n.startswith(p) for p in READS[command])]
+    width = max(len(n) for n in names)
+    lines = [f"  {n.ljust(width)}  {ENVIRONMENT[n]}" for n in names]
+    return "environment variables (also read from ./.env):\n" + "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="odiseo", description="Odiseo transactional email.")
+    parser.add_argument("--version", action="version", version=f"odiseo {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in READS:
+        sub = commands.add_parser(
+            name,
+            help=HELP[name],
+            description=HELP[name],
+            epilog=_environment_help(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if name in {"api", "worker", "run"}:
+            sub.add_argument(
+                "--no-migrate", action="store_true", help="do not create/upgrade the schema"
+            )
+        if name == "send":
+            sub.add_argument("--to", action="append", required=True, help="recipient (repeat)")
+            sub.add_argument("--subject", required=True)
+            sub.add_argument("--body", required=True, help="HTML body")
+            sub.add_argument("--text", help="plain-text part (derived from the body if absent)")
+            sub.add_argument("--priority", type=int, default=None, help="0 (first) to 9")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        return COMMANDS[args.command](settings, args)
+    except OdiseoError as exc:
+        print(f"odiseo: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _setup_logging(settings: Settings) -> None:
+    from odiseo.logs import setup_logging
+
+    setup_logging(level=settings.log_level, to_file=settings.log_to_file, directory=settings.log_dir)
+
+
+def _serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool) -> int:
+    import uvicorn
+
+    from odiseo.api.app import create_app
+
+    _setup_logging(settings)
+    app = create_app(settings, with_worker=with_worker, migrate=not args.no_migrate)
+    config = uvicorn.Config(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1
+
+
+def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    return _serve(settings, args, with_worker=False)
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    return _serve(settings, args, with_worker=True)
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from odiseo.api.wiring import build_store, build_worker
+
+    _setup_logging(settings)
+
+    async def work() -> None:
+        store = build_store(settings)
+        try:
+            if not args.no_migrate:
+                await store.migrate()
+            worker = build_worker(settings, store)
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, worker.stop)
+            await worker.run()
+        finally:
+            await store.close()
+
+    asyncio.run(work())
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from odiseo.api.wiring import build_store
+
+    _setup_logging(settings)
+
+    async def migrate() -> None:
+        store = build_store(settings)
+        try:
+            await store.migrate()
+        finally:
+            await store.close()
+
+    asyncio.run(migrate())
+    print("schema is up to date")
+    return 0
+
+
+def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from odiseo.api.schemas import EmailIn
+    from odiseo.api.wiring import build_service, build_store
+
+    payload = {"to": args.to, "subject": args.subject, "body": args.body, "text": args.text}
+    if args.priority is not None:
+        payload["priority"] = args.priority
+    try:
+        request = EmailIn.model_validate(payload).to_request()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise OdiseoError(f"invalid email: {problems}") from None
+
+    async def send() -> str:
+        store = build_store(settings)
+        try:
+            await store.migrate()
+            submitted = await build_service(settings, store).submit(request, now=datetime.now(UTC))
+            return submitted.message_id
+        finally:
+            await store.close()
+
+    print(asyncio.run(send()))
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from odiseo.api.wiring import build_store
+
+    async def counts() -> dict[str, int]:
+        store = build_store(settings)
+        try:
+            await store.migrate()
+            return {status.value: n for status, n in (await store.counts()).items()}
+        finally:
+            await store.close()
+
+    for status, count in asyncio.run(counts()).items():
+        print(f"{status:<11} {count}")
+    return 0
+
+
+COMMANDS = {
+    "api": cmd_api,
+    "worker": cmd_worker,
+    "run": cmd_run,
+    "migrate": cmd_migrate,
+    "send": cmd_send,
+    "status": cmd_status,
+}
+

@@ -1,0 +1,151 @@
+"""Settings, read from the environment and a `.env` file.
+
+The variable names and defaults of the original description are a contract
+with existing users; new variables follow the same style.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from odiseo.errors import ConfigError
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+# Every variable a process reads, for `--help` and the README.
+ENVIRONMENT = {
+    "SERVICE_NAME": "service identifier used in logs (email-service)",
+    "SERVICE_VERSION": "version reported by /health (1.0.0)",
+    "API_HOST": "address the API listens on (127.0.0.1)",
+    "API_PORT": "port the API listens on (8001)",
+    "DATABASE_URL": "postgresql://user@host/db, or unset for SQLite in ./data/odiseo.db",
+    "SCHEMA_NAME": "PostgreSQL schema holding the tables (test)",
+    "EMAIL_PROVIDER": "smtp or outbox (smtp when SMTP_HOST is set, else outbox)",
+    "OUTBOX_DIR": "where the outbox provider writes .eml files (./data/outbox)",
+    "SMTP_HOST": "SMTP server (smtp.gmail.com)",
+    "SMTP_PORT": "SMTP port; 465 means implicit TLS (587)",
+    "SMTP_USER": "SMTP login; unset means no AUTH",
+    "SMTP_PASSWORD": "SMTP password (never logged)",
+    "SMTP_FROM_EMAIL": "sender address (noreply@odiseo.io)",
+    "SMTP_FROM_NAME": "sender display name (Odiseo)",
+    "SMTP_USE_TLS": "STARTTLS on a plain port (true)",
+    "ALLOWED_SENDERS": "other From addresses a request may use: a@b.c or @domain, comma-separated",
+    "SMTP_TLS_CA_FILE": "extra CA bundle to verify the SMTP server with",
+    "SMTP_TIMEOUT_SECONDS": "SMTP connect/command timeout (30)",
+    "EMAIL_WORKER_POLL_INTERVAL": "seconds between polls when idle (10)",
+    "EMAIL_WORKER_BATCH_SIZE": "messages claimed per batch (50)",
+    "EMAIL_WORKER_LEASE_SECONDS": "claim lease; a dead worker's mail is retaken after it (300)",
+    "EMAIL_RETRY_MAX_ATTEMPTS": "retries after the first attempt (3)",
+    "EMAIL_RETRY_BACKOFF_SECONDS": "first retry delay, doubled each retry (300)",
+    "TEMPLATES_DIR": "directory of Jinja2 templates (./templates)",
+    "LOG_LEVEL": "DEBUG, INFO, WARNING, ERROR (INFO)",
+    "LOG_TO_FILE": "also write LOG_DIR/email_service.log, rotated (true)",
+    "LOG_DIR": "log directory (./logs)",
+}
+
+
+class Settings(BaseSettings):
+    """Every setting of Odiseo; each field is the environment variable of its name."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+        extra="ignore",
+        hide_input_in_errors=True,
+    )
+
+    service_name: str = "email-service"
+    service_version: str = "1.0.0"
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8001, ge=1, le=65535)
+
+    database_url: str | None = Field(default=None, repr=False)
+    schema_name: str = "test"
+
+    email_provider: Literal["smtp", "outbox"] | None = None
+    outbox_dir: Path = Path("data/outbox")
+
+    smtp_host: str = "smtp.gmail.com"
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from_email: str = "noreply@odiseo.io"
+    smtp_from_name: str = "Odiseo"
+    smtp_use_tls: bool = True
+    allowed_senders: str = ""
+    smtp_tls_ca_file: Path | None = None
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    email_worker_poll_interval: float = Field(default=10.0, gt=0)
+    email_worker_batch_size: int = Field(default=50, ge=1, le=1000)
+    email_worker_lease_seconds: float = Field(default=300.0, ge=1)
+    email_retry_max_attempts: int = Field(default=3, ge=0, le=100)
+    email_retry_backoff_seconds: float = Field(default=300.0, ge=0)
+
+    templates_dir: Path = Path("templates")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_to_file: bool = True
+    log_dir: Path = Path("logs")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("email_provider", "database_url", "smtp_user", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("smtp_password", mode="before")
+    @classmethod
+    def _blank_password_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value else value
+
+    @field_validator("schema_name")
+    @classmethod
+    def _schema_is_identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError("must be a plain SQL identifier (letters, digits, _)")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.split(":", 1)[0].lower()
+        if scheme.split("+", 1)[0] not in {"postgresql", "postgres", "sqlite"}:
+            raise ValueError("must start with postgresql:// or sqlite:///")
+        return value
+
+    @property
+    def sender_allow_list(self) -> frozenset[str]:
+        """ALLOWED_SENDERS as lower-case addresses and `@domain` entries."""
+        return frozenset(p.strip().lower() for p in self.allowed_senders.split(",") if p.strip())
+
+    @property
+    def provider(self) -> Literal["smtp", "outbox"]:
+        """The delivery provider: explicit, else smtp when SMTP_HOST was given."""
+        if self.email_provider is not None:
+            return self.email_provider
+        return "smtp" if "smtp_host" in self.model_fields_set else "outbox"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning validation errors into one readable line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            problems.append(f"{name}: {error['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,127 @@
+"""What Odiseo stores and sends, as frozen values."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Status(enum.StrEnum):
+    """Where a message is in its lifecycle (see SPEC.md)."""
+
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    PROCESSING = "processing"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class FailureKind(enum.StrEnum):
+    """How a delivery attempt failed, which decides whether it is retried."""
+
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+
+
+class Outcome(enum.StrEnum):
+    """What an attempt led to, as recorded in the event log."""
+
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutgoingEmail:
+    """Everything needed to build the MIME message, fixed at enqueue time."""
+
+    message_id: str
+    rfc_message_id: str
+    from_email: str
+    from_name: str | None
+    to: tuple[str, ...]
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    reply_to: tuple[str, ...] = ()
+    subject: str
+    html: str | None
+    text: str | None
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """Every envelope recipient, Bcc included, each once."""
+        return tuple(dict.fromkeys((*self.to, *self.cc, *self.bcc)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewEmail:
+    """A message about to be enqueued, with its scheduling and bookkeeping."""
+
+    email: OutgoingEmail
+    priority: int
+    max_retries: int
+    send_at: datetime | None = None
+    client_message_id: str | None = None
+    payload_hash: str | None = None
+    template_id: str | None = None
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """One entry of a message's history: a delivery attempt and its result."""
+
+    at: datetime
+    kind: str
+    attempt: int | None = None
+    smtp_code: int | None = None
+    response: str | None = None
+    duration_ms: int | None = None
+    worker: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueuedEmail:
+    """A stored message with its queue state."""
+
+    id: int
+    email: OutgoingEmail
+    status: Status
+    priority: int
+    attempts: int
+    max_retries: int
+    next_attempt_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None = None
+    locked_until: datetime | None = None
+    locked_by: str | None = None
+    last_error: str | None = None
+    client_message_id: str | None = None
+    template_id: str | None = None
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    events: tuple[Event, ...] = ()
+
+    @property
+    def message_id(self) -> str:
+        return self.email.message_id
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttemptResult:
+    """What one delivery attempt of a claimed message ended in."""
+
+    email_id: int
+    attempt: int
+    outcome: Outcome
+    started_at: datetime
+    finished_at: datetime
+    next_attempt_at: datetime | None = None
+    smtp_code: int | None = None
+    response: str | None = None

@@ -1,0 +1,74 @@
+"""The one exception tree of Odiseo.
+
+Each error's docstring is its default message, so raising the class alone
+says something useful.
+"""
+
+from __future__ import annotations
+
+
+class OdiseoError(Exception):
+    """Odiseo failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(OdiseoError):
+    """The configuration is invalid."""
+
+
+class StoreUnavailable(OdiseoError):
+    """The database is unreachable."""
+
+
+class NotFound(OdiseoError):
+    """No such message."""
+
+
+class Duplicate(OdiseoError):
+    """A message with this client_message_id is already stored."""
+
+    def __init__(self, message_id: str, *, same_payload: bool) -> None:
+        super().__init__()
+        self.message_id = message_id
+        self.same_payload = same_payload
+
+
+class InvalidTransition(OdiseoError):
+    """The message is not in a state that allows this."""
+
+
+class TemplateError(OdiseoError):
+    """The template could not be rendered."""
+
+
+class UnknownTemplate(TemplateError):
+    """No such template."""
+
+
+class DeliveryFailure(OdiseoError):
+    """The provider did not accept the message."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry_after = retry_after
+
+
+class TransientFailure(DeliveryFailure):
+    """Delivery failed for a reason that may pass; try again later."""
+
+
+class PermanentFailure(DeliveryFailure):
+    """Delivery failed for good; trying again would fail the same way."""

@@ -1,0 +1,100 @@
+"""Turn an OutgoingEmail into a standard-library EmailMessage, and HTML into text.
+
+Pure: no I/O. The Message-ID comes from the stored email, so every attempt of
+one message carries the same one.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from html.parser import HTMLParser
+
+from odiseo.domain.models import OutgoingEmail
+
+_BLOCK_TAGS = frozenset(
+    "address article aside blockquote div dl dt dd fieldset figcaption figure footer form "
+    "h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section table tr ul".split()
+)
+_SKIP_TAGS = frozenset({"script", "style", "head", "title"})
+_SPACES = re.compile(r"[ \t\r\f\v]+")
+_BLANK_LINES = re.compile(r"\n\s*\n\s*\n+")
+
+
+class _TextExtractor(HTMLParser):
+    """Collects readable text: block elements become line breaks, links keep their target."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skipping = 0
+        self._links: list[str | None] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIP_TAGS:
+            self._skipping += 1
+        elif tag == "br":
+            self.parts.append("\n")
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n\n" if tag != "li" else "\n- ")
+        elif tag == "a":
+            self._links.append(dict(attrs).get("href"))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP_TAGS:
+            self._skipping = max(0, self._skipping - 1)
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+        elif tag == "a" and self._links:
+            href = self._links.pop()
+            if href and href.startswith(("http://", "https://", "mailto:")):
+                self.parts.append(f" ({href.removeprefix('mailto:')})")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self.parts.append(_SPACES.sub(" ", data.replace("\n", " ")))
+
+
+def html_to_text(html: str) -> str:
+    """A plain-text rendering of an HTML body, for the text/plain alternative."""
+    extractor = _TextExtractor()
+    extractor.feed(html)
+    extractor.close()
+    lines = (line.strip() for line in "".join(extractor.parts).split("\n"))
+    text = "\n".join(lines)
+    return _BLANK_LINES.sub("\n\n", text).strip() + "\n"
+
+
+def format_address(email: str, name: str | None = None) -> str:
+    """An address header value, with a display name encoded per RFC 2047 when needed."""
+    if not name:
+        return email
+    local, _, domain = email.rpartition("@")
+    return str(Address(display_name=name, username=local, domain=domain))
+
+
+def build_message(email: OutgoingEmail, *, date: datetime) -> EmailMessage:
+    """The RFC 5322 message for `email`: multipart/alternative text + HTML."""
+    message = EmailMessage(policy=SMTP)
+    message["From"] = format_address(email.from_email, email.from_name)
+    message["To"] = ", ".join(email.to)
+    if email.cc:
+        message["Cc"] = ", ".join(email.cc)
+    if email.reply_to:
+        message["Reply-To"] = ", ".join(email.reply_to)
+    message["Subject"] = email.subject
+    message["Date"] = format_datetime(date)
+    message["Message-ID"] = email.rfc_message_id
+    for name, value in email.headers:
+        message[name] = value
+    text = email.text if email.text is not None else html_to_text(email.html or "")
+    message.set_content(text)
+    if email.html is not None:
+        message.add_alternative(email.html, subtype="html")
+        for part in message.iter_parts():
+            del part["MIME-Version"]  # only the top level carries it
+    return message

@@ -1,0 +1,42 @@
+"""The provider contract: hand over one built message, get a receipt or a classified failure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Protocol
+
+
+@dataclass(frozen=True, kw_only=True)
+class Receipt:
+    """The provider's word that it took the message, for the attempt log."""
+
+    code: int | None
+    response: str
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+class Provider(Protocol):
+    """Delivers built messages. Implementations raise TransientFailure or PermanentFailure."""
+
+    name: str
+
+    async def deliver(
+        self,
+        message: EmailMessage,
+        *,
+        sender: str,
+        recipients: Sequence[str],
+        message_id: str,
+    ) -> Receipt:
+        """Deliver one message to `recipients` with envelope sender `sender`."""
+        ...
+
+    async def check(self) -> None:
+        """Raise DeliveryFailure unless the provider could take mail right now."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...

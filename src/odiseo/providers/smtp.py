@@ -1,0 +1,173 @@
+"""The SMTP provider (aiosmtplib): one reused connection, failures classified once, here.
+
+Sorting rule (SPEC.md): connection refused or dropped, timeouts, TLS or login
+trouble and 4xx replies are transient — they may pass, so the message is
+retried; 5xx replies, and every recipient refused for good, are permanent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Sequence
+from email.message import EmailMessage
+from pathlib import Path
+
+import aiosmtplib
+
+from odiseo.errors import DeliveryFailure, PermanentFailure, TransientFailure
+from odiseo.providers.base import Receipt
+
+log = logging.getLogger(__name__)
+
+IMPLICIT_TLS_PORT = 465
+
+
+class SmtpProvider:
+    """Delivers through one SMTP server, reusing a connection across messages."""
+
+    name = "smtp"
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        use_tls: bool,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 30.0,
+        ca_file: Path | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.implicit_tls = port == IMPLICIT_TLS_PORT
+        self.start_tls = use_tls and not self.implicit_tls
+        self._username = username
+        self._password = password
+        self.timeout = timeout
+        self._tls_context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        self._client: aiosmtplib.SMTP | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"SmtpProvider({self.host}:{self.port}, tls={self.implicit_tls or self.start_tls})"
+
+    def _new_client(self) -> aiosmtplib.SMTP:
+        return aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            username=self._username,
+            password=self._password,
+            timeout=self.timeout,
+            use_tls=self.implicit_tls,
+            start_tls=self.start_tls,
+            tls_context=self._tls_context if (self.implicit_tls or self.start_tls) else None,
+        )
+
+    async def _connected(self) -> tuple[aiosmtplib.SMTP, bool]:
+        """The open connection, or a new one; the flag says whether it is fresh."""
+        if self._client is not None and self._client.is_connected:
+            return self._client, False
+        client = self._new_client()
+        await client.connect()
+        self._client = client
+        return client, True
+
+    async def deliver(
+        self,
+        message: EmailMessage,
+        *,
+        sender: str,
+        recipients: Sequence[str],
+        message_id: str,
+    ) -> Receipt:
+        data = message.as_bytes()
+        async with self._lock:
+            try:
+                return await self._send(data, sender=sender, recipients=recipients)
+            except aiosmtplib.SMTPServerDisconnected:
+                # A reused connection the server had closed: one fresh try is not a retry.
+                await self._drop()
+                try:
+                    return await self._send(data, sender=sender, recipients=recipients)
+                except Exception as exc:
+                    await self._drop_unless_usable(exc)
+                    raise classify(exc) from exc
+            except Exception as exc:
+                await self._drop_unless_usable(exc)
+                raise classify(exc) from exc
+
+    async def _send(self, data: bytes, *, sender: str, recipients: Sequence[str]) -> Receipt:
+        client, _fresh = await self._connected()
+        refused, response = await client.sendmail(sender, list(recipients), data)
+        return Receipt(
+            code=250,
+            response=response,
+            refused={addr: f"{r.code} {r.message}" for addr, r in refused.items()},
+        )
+
+    async def _drop_unless_usable(self, exc: Exception) -> None:
+        # After a plain SMTP reply the session is still good (aiosmtplib sent RSET).
+        if not isinstance(exc, aiosmtplib.SMTPResponseException | aiosmtplib.SMTPRecipientsRefused):
+            await self._drop()
+
+    async def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    async def check(self) -> None:
+        client = self._new_client()
+        try:
+            await client.connect()
+            await client.noop()
+        except Exception as exc:
+            raise classify(exc) from exc
+        finally:
+            if client.is_connected:
+                try:
+                    await asyncio.wait_for(client.quit(), self.timeout)
+                except Exception:
+                    client.close()
+
+    async def close(self) -> None:
+        async with self._lock:
+            client, self._client = self._client, None
+            if client is not None and client.is_connected:
+                try:
+                    await asyncio.wait_for(client.quit(), 5)
+                except Exception:
+                    client.close()
+
+
+def classify(exc: BaseException) -> DeliveryFailure:
+    """The one place an SMTP or network error becomes transient or permanent."""
+    if isinstance(exc, DeliveryFailure):
+        return exc
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        replies = [(r.code, f"{r.recipient}: {r.code} {r.message}") for r in exc.recipients]
+        text = "all recipients refused: " + "; ".join(reply for _, reply in replies)
+        if replies and all(code >= 500 for code, _ in replies):
+            return PermanentFailure(text, code=min(code for code, _ in replies))
+        return TransientFailure(text, code=min((c for c, _ in replies), default=None))
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        # Our credentials, not the message: keep it for when the operator fixes them.
+        return TransientFailure(f"SMTP login refused: {exc.code} {exc.message}", code=exc.code)
+    if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code > 0:
+        text = f"{exc.code} {exc.message}"
+        if 500 <= exc.code < 600:
+            return PermanentFailure(text, code=exc.code)
+        return TransientFailure(text, code=exc.code)
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
+        return TransientFailure(f"SMTP timeout: {exc}")
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+        return TransientFailure(f"SMTP connection dropped: {exc}")
+    if isinstance(exc, ssl.SSLError):
+        return TransientFailure(f"TLS failure: {exc}")
+    if isinstance(exc, aiosmtplib.SMTPConnectError | ConnectionError | OSError):
+        return TransientFailure(f"cannot reach SMTP server: {exc}")
+    if isinstance(exc, aiosmtplib.SMTPException):
+        return TransientFailure(f"SMTP error: {exc}")
+    return TransientFailure(f"unexpected delivery error: {type(exc).__name__}: {exc}")

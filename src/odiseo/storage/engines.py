@@ -1,0 +1,24 @@
+"""Pick the engine for DATABASE_URL. Only the API and the CLI call this."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from odiseo.errors import ConfigError
+from odiseo.storage.postgres import PostgresStore
+from odiseo.storage.sqlite import SqliteStore
+from odiseo.storage.store import EmailStore
+
+DEFAULT_SQLITE_PATH = Path("data/odiseo.db")
+
+
+def open_store(database_url: str | None, *, schema: str) -> EmailStore:
+    """The store for DATABASE_URL: SQLite when unset or sqlite:///path, else PostgreSQL."""
+    if database_url is None:
+        return SqliteStore(DEFAULT_SQLITE_PATH)
+    if database_url.startswith("sqlite"):
+        _, _, path = database_url.partition(":///")
+        if not path:
+            raise ConfigError("DATABASE_URL: SQLite URLs look like sqlite:///path/to/file.db")
+        return SqliteStore(Path(path))
+    return PostgresStore(database_url, schema=schema)

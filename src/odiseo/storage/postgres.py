@@ -1,0 +1,140 @@
+"""What only PostgreSQL does: SKIP LOCKED claims, LISTEN/NOTIFY wake-ups, advisory-locked migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Row, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.sql import Insert
+
+from odiseo.domain.models import Status
+from odiseo.storage.migrate import upgrade
+from odiseo.storage.store import EmailStore, sleep_until_woken, translate_errors
+from odiseo.storage.tables import CLAIMABLE_SQL, emails
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 5.0
+STATEMENT_TIMEOUT_SECONDS = 30.0
+
+
+def asyncpg_url(url: str) -> URL:
+    """The SQLAlchemy URL for a plain `postgresql://` (or `postgres://`) URL."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    return parsed.set(drivername="postgresql+asyncpg")
+
+
+class PostgresStore(EmailStore):
+    """The queue on PostgreSQL, tables in one schema, any number of processes."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, schema: str, pool_size: int = 10) -> None:
+        self.url = asyncpg_url(url)
+        self.schema = schema
+        self.channel = f"odiseo_{schema}"[:63]
+        engine = create_async_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_timeout=CONNECT_TIMEOUT_SECONDS,
+            connect_args={
+                "timeout": CONNECT_TIMEOUT_SECONDS,
+                "command_timeout": STATEMENT_TIMEOUT_SECONDS,
+                "server_settings": {"search_path": schema, "application_name": "odiseo"},
+            },
+        )
+        super().__init__(engine)
+        self._listener: Any = None
+        self._wake = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.url.render_as_string(hide_password=True)!r}, schema={self.schema!r})"
+
+    async def migrate(self) -> None:
+        with translate_errors():
+            async with self.engine.begin() as conn:
+                # Serialise concurrent starts: the second waits, then finds the schema current.
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                    {"key": f"odiseo-migrate:{self.schema}"},
+                )
+                await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+                await conn.run_sync(upgrade)
+
+    def _insert_skipping_duplicates(self) -> Insert:
+        return pg_insert(emails).on_conflict_do_nothing(index_elements=["client_message_id"])
+
+    async def _after_enqueue(self, conn: AsyncConnection) -> None:
+        # Delivered at commit, so a woken worker always finds the rows.
+        await conn.execute(select(func.pg_notify(self.channel, "")))
+
+    async def _claim(
+        self, conn: AsyncConnection, *, limit: int, worker: str, until: datetime, now: datetime
+    ) -> list[Row[Any]]:
+        due = (
+            select(
+                emails.c.id,
+                emails.c.status.label("old_status"),
+                emails.c.locked_by.label("old_worker"),
+            )
+            .where(text(CLAIMABLE_SQL), emails.c.next_attempt_at <= now)
+            .order_by(emails.c.priority, emails.c.next_attempt_at, emails.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("due")
+        )
+        claim = (
+            update(emails)
+            .where(emails.c.id == due.c.id)
+            .values(
+                status=Status.PROCESSING,
+                attempts=emails.c.attempts + 1,
+                locked_by=worker,
+                locked_until=until,
+                next_attempt_at=until,
+                updated_at=now,
+            )
+            .returning(*emails.c, due.c.old_status, due.c.old_worker)
+        )
+        return list((await conn.execute(claim)).all())
+
+    async def wait_for_work(self, timeout: float) -> None:
+        await self._ensure_listening()
+        await sleep_until_woken(self._wake, timeout)
+
+    async def _ensure_listening(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        self._listener = None
+        try:
+            conn = await asyncpg.connect(
+                self.url.render_as_string(hide_password=False).replace("+asyncpg", ""),
+                timeout=CONNECT_TIMEOUT_SECONDS,
+            )
+            await conn.add_listener(self.channel, self._notified)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            log.warning("cannot LISTEN for new mail, polling instead: %s", type(exc).__name__)
+            return
+        self._listener = conn
+        # Anything enqueued while we were not listening is found by the next claim.
+        self._wake.set()
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._listener.close(), 2)
+            self._listener = None
+        await super().close()

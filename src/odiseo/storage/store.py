@@ -1,0 +1,464 @@
+"""EmailStore: the queue contract, one verb per use case, shared by both engines.
+
+What differs between PostgreSQL and SQLite (how a claim locks, how workers are
+woken, how a duplicate insert is skipped) lives in `postgres.py` and
+`sqlite.py`; everything else is here, written once in SQLAlchemy Core.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, bindparam, case, func, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import Insert
+
+from odiseo.domain.models import (
+    AttemptResult,
+    Event,
+    NewEmail,
+    OutgoingEmail,
+    Outcome,
+    QueuedEmail,
+    Status,
+)
+from odiseo.errors import Duplicate, StoreUnavailable
+from odiseo.storage.tables import email_events, emails
+
+log = logging.getLogger(__name__)
+
+_UNAVAILABLE_DRIVER_ERRORS = frozenset(
+    {
+        "ConnectionDoesNotExistError",
+        "ConnectionFailureError",
+        "CannotConnectNowError",
+        "PostgresConnectionError",
+        "AdminShutdownError",
+        "InterfaceError",
+    }
+)
+
+_FINISHED_STATUS = {
+    Outcome.SENT: Status.SENT,
+    Outcome.RETRY: Status.SCHEDULED,
+    Outcome.FAILED: Status.FAILED,
+}
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether a driver error means the database cannot be reached (not a bug of ours)."""
+    if isinstance(exc, OSError | TimeoutError | ConnectionError | OperationalError):
+        return True
+    if isinstance(exc, InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        return type(exc.orig).__name__ in _UNAVAILABLE_DRIVER_ERRORS
+    return type(exc).__name__ in _UNAVAILABLE_DRIVER_ERRORS
+
+
+@contextlib.contextmanager
+def translate_errors() -> Any:
+    """Turn 'the database is gone' driver errors into StoreUnavailable at the edge."""
+    try:
+        yield
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+        raise
+
+
+@dataclass(frozen=True, kw_only=True)
+class Enqueued:
+    """The outcome of storing one message: created now, or found under its client id."""
+
+    message_id: str
+    created: bool
+    same_payload: bool = True
+
+
+class EmailStore(abc.ABC):
+    """The durable queue. Every time is passed in (`now`), UTC-aware."""
+
+    dialect: str
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def migrate(self) -> None:
+        """Create or upgrade the schema, safe to call from several processes at once."""
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers a trivial query."""
+        with translate_errors():
+            async with self.engine.connect() as conn:
+                await conn.execute(select(1))
+
+    # -- engine-specific hooks -------------------------------------------------
+
+    @abc.abstractmethod
+    def _insert_skipping_duplicates(self) -> Insert:
+        """An INSERT into emails that silently skips a taken client_message_id."""
+
+    @abc.abstractmethod
+    async def _claim(
+        self, conn: AsyncConnection, *, limit: int, worker: str, until: datetime, now: datetime
+    ) -> list[Row[Any]]:
+        """Mark up to `limit` due rows processing for `worker`; return them with old_status."""
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction; engines may take their write lock up front."""
+        with translate_errors():
+            async with self.engine.begin() as conn:
+                yield conn
+
+    async def _after_enqueue(self, conn: AsyncConnection) -> None:
+        """Called inside the enqueue transaction; PostgreSQL wakes the workers here."""
+
+    @abc.abstractmethod
+    async def wait_for_work(self, timeout: float) -> None:
+        """Sleep up to `timeout` seconds, returning early when new mail may be due."""
+
+    # -- verbs -----------------------------------------------------------------
+
+    async def enqueue(self, items: Sequence[NewEmail], *, now: datetime) -> list[Enqueued]:
+        """Store messages in one transaction; a known client_message_id creates nothing."""
+        rows = [_to_row(item, now=now) for item in items]
+        async with self._write() as conn:
+            keyed = [r for r in rows if r["client_message_id"] is not None]
+            plain = [r for r in rows if r["client_message_id"] is None]
+            if plain:
+                await conn.execute(emails.insert(), plain)
+            inserted: set[str] = {r["message_id"] for r in plain}
+            for row in keyed:
+                result = await conn.execute(
+                    self._insert_skipping_duplicates().returning(emails.c.message_id), row
+                )
+                inserted.update(result.scalars().all())
+            existing = await self._existing(conn, [r for r in keyed if r["message_id"] not in inserted])
+            if inserted:
+                await self._after_enqueue(conn)
+        results = []
+        for row in rows:
+            if row["message_id"] in inserted:
+                results.append(Enqueued(message_id=row["message_id"], created=True))
+            else:
+                message_id, payload_hash = existing[row["client_message_id"]]
+                results.append(
+                    Enqueued(
+                        message_id=message_id,
+                        created=False,
+                        same_payload=payload_hash == row["payload_hash"],
+                    )
+                )
+        return results
+
+    async def enqueue_one(self, item: NewEmail, *, now: datetime) -> str:
+        """Store one message and return its message_id.
+
+        Raises:
+            Duplicate: its client_message_id is already stored (nothing written).
+        """
+        (result,) = await self.enqueue([item], now=now)
+        if not result.created:
+            raise Duplicate(result.message_id, same_payload=result.same_payload)
+        return result.message_id
+
+    async def _existing(
+        self, conn: AsyncConnection, rows: list[dict[str, Any]]
+    ) -> dict[str, tuple[str, str | None]]:
+        if not rows:
+            return {}
+        found = await conn.execute(
+            select(emails.c.client_message_id, emails.c.message_id, emails.c.payload_hash).where(
+                emails.c.client_message_id.in_([r["client_message_id"] for r in rows])
+            )
+        )
+        return {cid: (mid, digest) for cid, mid, digest in found}
+
+    async def claim_due(
+        self, *, limit: int, worker: str, lease_seconds: float, now: datetime
+    ) -> list[QueuedEmail]:
+        """Claim up to `limit` due messages for `worker` and commit before returning.
+
+        Due means pending or scheduled with `next_attempt_at <= now`, or processing
+        with a lease that ran out (its worker is presumed dead). The claim is
+        committed here, before any SMTP traffic: no row lock is held across the
+        network, and a crash after this point is healed by the lease.
+        """
+        until = now + timedelta(seconds=lease_seconds)
+        async with self._write() as conn:
+            rows = await self._claim(conn, limit=limit, worker=worker, until=until, now=now)
+            expired = [r for r in rows if r.old_status == Status.PROCESSING]
+            if expired:
+                await conn.execute(
+                    email_events.insert(),
+                    [
+                        {
+                            "email_id": r.id,
+                            "at": now,
+                            "kind": "lease_expired",
+                            "attempt": r.attempts - 1,
+                            "response": f"worker {r.old_worker} lost its lease",
+                            "worker": worker,
+                        }
+                        for r in expired
+                    ],
+                )
+        claimed = sorted((_from_row(r) for r in rows), key=_claim_order)
+        for message in claimed:
+            log.debug(
+                "claimed",
+                extra={"message_id": message.message_id, "attempt": message.attempts},
+            )
+        return claimed
+
+    async def extend_leases(
+        self, ids: Sequence[int], *, worker: str, lease_seconds: float, now: datetime
+    ) -> int:
+        """Push back the lease of messages `worker` still holds; returns how many it held."""
+        if not ids:
+            return 0
+        until = now + timedelta(seconds=lease_seconds)
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(emails)
+                .where(
+                    emails.c.id.in_(list(ids)),
+                    emails.c.status == Status.PROCESSING,
+                    emails.c.locked_by == worker,
+                )
+                .values(locked_until=until, next_attempt_at=until)
+            )
+        return result.rowcount
+
+    async def record_results(
+        self, results: Sequence[AttemptResult], *, worker: str, now: datetime
+    ) -> int:
+        """Record finished attempts in one transaction; returns rows this worker still held.
+
+        A row whose lease another worker took over is left to that worker; the
+        attempt still enters the history.
+        """
+        if not results:
+            return 0
+        params = [
+            {
+                "b_id": r.email_id,
+                "b_attempt": r.attempt,
+                "b_status": _FINISHED_STATUS[r.outcome],
+                "b_next": r.next_attempt_at,
+                "b_sent": r.finished_at if r.outcome is Outcome.SENT else None,
+                "b_error": None if r.outcome is Outcome.SENT else r.response,
+            }
+            for r in results
+        ]
+        statement = (
+            update(emails)
+            .where(
+                emails.c.id == bindparam("b_id"),
+                emails.c.attempts == bindparam("b_attempt"),
+                emails.c.status == Status.PROCESSING,
+                emails.c.locked_by == worker,
+            )
+            .values(
+                status=bindparam("b_status"),
+                next_attempt_at=bindparam("b_next"),
+                sent_at=bindparam("b_sent"),
+                last_error=bindparam("b_error"),
+                locked_until=None,
+                locked_by=None,
+                updated_at=now,
+            )
+        )
+        events = [
+            {
+                "email_id": r.email_id,
+                "at": r.finished_at,
+                "kind": r.outcome.value,
+                "attempt": r.attempt,
+                "smtp_code": r.smtp_code,
+                "response": r.response,
+                "duration_ms": round((r.finished_at - r.started_at).total_seconds() * 1000),
+                "worker": worker,
+            }
+            for r in results
+        ]
+        async with self._write() as conn:
+            updated = await conn.execute(statement, params)
+            await conn.execute(email_events.insert(), events)
+        return updated.rowcount
+
+    async def release(self, ids: Sequence[int], *, worker: str, now: datetime) -> int:
+        """Hand back claimed messages that were never attempted (a clean stop)."""
+        if not ids:
+            return 0
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(emails)
+                .where(
+                    emails.c.id.in_(list(ids)),
+                    emails.c.status == Status.PROCESSING,
+                    emails.c.locked_by == worker,
+                )
+                .values(
+                    status=_released_status(),
+                    attempts=emails.c.attempts - 1,
+                    next_attempt_at=now,
+                    locked_until=None,
+                    locked_by=None,
+                    updated_at=now,
+                )
+            )
+        return result.rowcount
+
+    async def get(self, message_id: str) -> QueuedEmail | None:
+        """The message with its whole event history, or None."""
+        with translate_errors():
+            async with self.engine.connect() as conn:
+                row = (
+                    await conn.execute(select(emails).where(emails.c.message_id == message_id))
+                ).first()
+                if row is None:
+                    return None
+                events = await conn.execute(
+                    select(email_events)
+                    .where(email_events.c.email_id == row.id)
+                    .order_by(email_events.c.id)
+                )
+                history = tuple(
+                    Event(
+                        at=e.at,
+                        kind=e.kind,
+                        attempt=e.attempt,
+                        smtp_code=e.smtp_code,
+                        response=e.response,
+                        duration_ms=e.duration_ms,
+                        worker=e.worker,
+                    )
+                    for e in events
+                )
+        return _from_row(row, events=history)
+
+    async def counts(self) -> dict[Status, int]:
+        """How many messages are in each status (every status present, zeros included)."""
+        with translate_errors():
+            async with self.engine.connect() as conn:
+                rows = await conn.execute(
+                    select(emails.c.status, func.count()).group_by(emails.c.status)
+                )
+                found = {Status(status): count for status, count in rows}
+        return {status: found.get(status, 0) for status in Status}
+
+    async def next_due_at(self) -> datetime | None:
+        """When the earliest waiting message becomes due (None when nothing waits)."""
+        with translate_errors():
+            async with self.engine.connect() as conn:
+                return (
+                    await conn.execute(
+                        select(func.min(emails.c.next_attempt_at)).where(
+                            emails.c.status.in_(
+                                [Status.PENDING, Status.SCHEDULED, Status.PROCESSING]
+                            )
+                        )
+                    )
+                ).scalar()
+
+
+def _released_status() -> Any:
+    return case((emails.c.attempts > 1, Status.SCHEDULED.value), else_=Status.PENDING.value)
+
+
+def _claim_order(message: QueuedEmail) -> tuple[int, datetime, int]:
+    return (message.priority, message.next_attempt_at or message.created_at, message.id)
+
+
+def _to_row(item: NewEmail, *, now: datetime) -> dict[str, Any]:
+    email = item.email
+    later = item.send_at is not None and item.send_at > now
+    return {
+        "message_id": email.message_id,
+        "rfc_message_id": email.rfc_message_id,
+        "client_message_id": item.client_message_id,
+        "payload_hash": item.payload_hash,
+        "status": Status.SCHEDULED if later else Status.PENDING,
+        "priority": item.priority,
+        "attempts": 0,
+        "max_retries": item.max_retries,
+        "next_attempt_at": item.send_at if later else now,
+        "from_email": email.from_email,
+        "from_name": email.from_name,
+        "to_addrs": list(email.to),
+        "cc_addrs": list(email.cc),
+        "bcc_addrs": list(email.bcc),
+        "reply_to": list(email.reply_to),
+        "headers": [list(h) for h in email.headers],
+        "subject": email.subject,
+        "html": email.html,
+        "text": email.text,
+        "template_id": item.template_id,
+        "tags": list(item.tags),
+        "meta": item.metadata,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _from_row(row: Any, *, events: tuple[Event, ...] = ()) -> QueuedEmail:
+    email = OutgoingEmail(
+        message_id=row.message_id,
+        rfc_message_id=row.rfc_message_id,
+        from_email=row.from_email,
+        from_name=row.from_name,
+        to=tuple(row.to_addrs),
+        cc=tuple(row.cc_addrs),
+        bcc=tuple(row.bcc_addrs),
+        reply_to=tuple(row.reply_to),
+        subject=row.subject,
+        html=row.html,
+        text=row.text,
+        headers=tuple((name, value) for name, value in row.headers),
+    )
+    return QueuedEmail(
+        id=row.id,
+        email=email,
+        status=Status(row.status),
+        priority=row.priority,
+        attempts=row.attempts,
+        max_retries=row.max_retries,
+        next_attempt_at=row.next_attempt_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        sent_at=row.sent_at,
+        locked_until=row.locked_until,
+        locked_by=row.locked_by,
+        last_error=row.last_error,
+        client_message_id=row.client_message_id,
+        template_id=row.template_id,
+        tags=tuple(row.tags),
+        metadata=dict(row.meta),
+        events=events,
+    )
+
+
+async def sleep_until_woken(event: asyncio.Event, timeout: float) -> None:
+    """Wait for `event` up to `timeout` seconds, then clear it."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
+    event.clear()

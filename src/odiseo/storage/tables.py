@@ -1,0 +1,118 @@
+"""The schema, as SQLAlchemy Core tables: the single source of truth.
+
+Migrations are written from these and a test checks they match. Times are
+stored in UTC; on SQLite as naive UTC, read back as aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData()
+
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always aware UTC in Python, whatever the engine keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass UTC-aware times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # pragma: no cover - defensive, SQLite returns datetimes
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Rows a claim may take: waiting ones, and processing ones whose lease (kept in
+# next_attempt_at as well as locked_until) may run out. Literal, not bound, so
+# PostgreSQL can match the partial index.
+CLAIMABLE_SQL = "status IN ('pending', 'scheduled', 'processing')"
+
+emails = Table(
+    "emails",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("message_id", String(36), nullable=False, unique=True),
+    Column("rfc_message_id", String(255), nullable=False),
+    Column("client_message_id", String(255), nullable=True, unique=True),
+    Column("payload_hash", String(64), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("max_retries", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("locked_until", UTCDateTime, nullable=True),
+    Column("locked_by", String(255), nullable=True),
+    Column("from_email", String(320), nullable=False),
+    Column("from_name", String(255), nullable=True),
+    Column("to_addrs", JSON, nullable=False),
+    Column("cc_addrs", JSON, nullable=False),
+    Column("bcc_addrs", JSON, nullable=False),
+    Column("reply_to", JSON, nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("html", Text, nullable=True),
+    Column("text", Text, nullable=True),
+    Column("template_id", String(128), nullable=True),
+    Column("tags", JSON, nullable=False),
+    Column("meta", JSON, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    # Claimable rows only: the claim index stays small however long the history grows.
+    Index(
+        "ix_emails_due",
+        "priority",
+        "next_attempt_at",
+        "id",
+        postgresql_where=text(CLAIMABLE_SQL),
+        sqlite_where=text(CLAIMABLE_SQL),
+    ),
+    Index("ix_emails_status", "status"),
+)
+
+email_events = Table(
+    "email_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email_id", Id, ForeignKey("emails.id", ondelete="CASCADE"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("attempt", Integer, nullable=True),
+    Column("smtp_code", Integer, nullable=True),
+    Column("response", Text, nullable=True),
+    Column("duration_ms", Integer, nullable=True),
+    Column("worker", String(255), nullable=True),
+    Index("ix_email_events_email_id", "email_id"),
+)

@@ -1,0 +1,259 @@
+"""The delivery worker: claim -> build -> deliver -> record, with leases and a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from odiseo.domain.models import AttemptResult, FailureKind, Outcome, QueuedEmail
+from odiseo.domain.retry import next_attempt_at
+from odiseo.errors import DeliveryFailure, PermanentFailure, StoreUnavailable
+from odiseo.mime import build_message
+from odiseo.providers.base import Provider, Receipt
+from odiseo.storage.store import EmailStore
+
+log = logging.getLogger(__name__)
+
+# How often finished attempts are written back during a long batch, at most.
+FLUSH_SECONDS = 1.0
+STORE_RETRY_SECONDS = 2.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def worker_name() -> str:
+    """A name unique to this process, shown in locked_by and the attempt log."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerOptions:
+    batch_size: int
+    lease_seconds: float
+    poll_interval: float
+    backoff_seconds: float
+
+
+class Worker:
+    """Delivers due messages until told to stop."""
+
+    def __init__(
+        self,
+        *,
+        store: EmailStore,
+        provider: Provider,
+        options: WorkerOptions,
+        name: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.provider = provider
+        self.options = options
+        self.name = name or worker_name()
+        self.clock = clock
+        self._stop = asyncio.Event()
+        self.delivered = 0
+
+    def stop(self) -> None:
+        """Ask the worker to finish the message in hand, hand back the rest and return."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def run(self) -> None:
+        log.info("worker %s started (provider %s)", self.name, self.provider.name)
+        try:
+            while not self.stopping:
+                try:
+                    batch = await self.store.claim_due(
+                        limit=self.options.batch_size,
+                        worker=self.name,
+                        lease_seconds=self.options.lease_seconds,
+                        now=self.clock(),
+                    )
+                except StoreUnavailable as exc:
+                    log.warning("cannot claim: %s; retrying", exc)
+                    await self._pause(STORE_RETRY_SECONDS)
+                    continue
+                if batch:
+                    await self.process(batch)
+                else:
+                    await self._idle()
+        finally:
+            await self.provider.close()
+            log.info("worker %s stopped after %d deliveries", self.name, self.delivered)
+
+    async def run_until_idle(self) -> int:
+        """Deliver until nothing is due; for tests and one-shot use. Returns deliveries made."""
+        before = self.delivered
+        while batch := await self.store.claim_due(
+            limit=self.options.batch_size,
+            worker=self.name,
+            lease_seconds=self.options.lease_seconds,
+            now=self.clock(),
+        ):
+            await self.process(batch)
+        return self.delivered - before
+
+    async def _idle(self) -> None:
+        waiting = asyncio.ensure_future(self.store.wait_for_work(self.options.poll_interval))
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiting, stopping):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def process(self, batch: list[QueuedEmail]) -> None:
+        """Deliver a claimed batch, keeping its leases alive, recording as it goes."""
+        pending: dict[int, QueuedEmail] = {m.id: m for m in batch}
+        heartbeat = asyncio.ensure_future(self._keep_leases(pending))
+        finished: list[AttemptResult] = []
+        last_flush = time.monotonic()
+        try:
+            for message in batch:
+                if self.stopping:
+                    break
+                finished.append(await self.attempt(message))
+                del pending[message.id]
+                if time.monotonic() - last_flush >= FLUSH_SECONDS:
+                    await self._record(finished)
+                    finished, last_flush = [], time.monotonic()
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            await self._record(finished)
+            if pending:
+                await self._release(list(pending))
+
+    async def attempt(self, message: QueuedEmail) -> AttemptResult:
+        """One delivery attempt of a claimed message, classified into an outcome."""
+        started = self.clock()
+        extra = {"message_id": message.message_id, "attempt": message.attempts}
+        try:
+            built = build_message(message.email, date=started)
+            receipt = await self.provider.deliver(
+                built,
+                sender=message.email.from_email,
+                recipients=message.email.recipients,
+                message_id=message.message_id,
+            )
+        except DeliveryFailure as failure:
+            return self._failed(message, failure, started=started)
+        except Exception as exc:  # a message we cannot even build: retrying will not help
+            log.exception("cannot build message", extra=extra)
+            failure = PermanentFailure(f"cannot build message: {type(exc).__name__}: {exc}")
+            return self._failed(message, failure, started=started)
+        self.delivered += 1
+        log.info("sent: %s", _receipt_text(receipt), extra={**extra, "status": "sent"})
+        return AttemptResult(
+            email_id=message.id,
+            attempt=message.attempts,
+            outcome=Outcome.SENT,
+            started_at=started,
+            finished_at=self.clock(),
+            smtp_code=receipt.code,
+            response=_receipt_text(receipt),
+        )
+
+    def _failed(
+        self, message: QueuedEmail, failure: DeliveryFailure, *, started: datetime
+    ) -> AttemptResult:
+        now = self.clock()
+        kind = (
+            FailureKind.PERMANENT if isinstance(failure, PermanentFailure) else FailureKind.TRANSIENT
+        )
+        retry_at = next_attempt_at(
+            attempt=message.attempts,
+            kind=kind,
+            max_retries=message.max_retries,
+            backoff_seconds=self.options.backoff_seconds,
+            now=now,
+            retry_after=failure.retry_after,
+        )
+        outcome = Outcome.RETRY if retry_at is not None else Outcome.FAILED
+        reason = failure.message
+        if kind is FailureKind.TRANSIENT and retry_at is None:
+            reason = f"retries exhausted after {message.attempts} attempts: {reason}"
+        log.warning(
+            "%s (%s): %s",
+            "will retry" if retry_at else "failed",
+            kind.value,
+            reason,
+            extra={"message_id": message.message_id, "attempt": message.attempts,
+                   "status": outcome.value},
+        )
+        return AttemptResult(
+            email_id=message.id,
+            attempt=message.attempts,
+            outcome=outcome,
+            started_at=started,
+            finished_at=now,
+            next_attempt_at=retry_at,
+            smtp_code=failure.code,
+            response=reason,
+        )
+
+    async def _record(self, results: list[AttemptResult]) -> None:
+        """Write results back; while the database is away, keep them and try again."""
+        tries = 0
+        while results:
+            try:
+                await self.store.record_results(results, worker=self.name, now=self.clock())
+                return
+            except StoreUnavailable as exc:
+                tries += 1
+                if self.stopping and tries >= 3:
+                    log.error("giving up on recording %d result(s): %s", len(results), exc)
+                    return
+                log.warning("cannot record %d result(s): %s; retrying", len(results), exc)
+                await asyncio.sleep(STORE_RETRY_SECONDS)
+
+    async def _release(self, ids: list[int]) -> None:
+        try:
+            released = await self.store.release(ids, worker=self.name, now=self.clock())
+            log.info("released %d unsent message(s)", released)
+        except StoreUnavailable as exc:
+            log.warning("cannot release %d message(s), their lease will expire: %s", len(ids), exc)
+
+    async def _keep_leases(self, pending: dict[int, QueuedEmail]) -> None:
+        """Extend the leases of held messages so a slow but healthy worker is not overtaken."""
+        interval = max(self.options.lease_seconds / 3, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.store.extend_leases(
+                    list(pending),
+                    worker=self.name,
+                    lease_seconds=self.options.lease_seconds,
+                    now=self.clock(),
+                )
+            except StoreUnavailable as exc:
+                log.warning("cannot extend leases: %s", exc)
+
+
+def _receipt_text(receipt: Receipt) -> str:
+    text = f"{receipt.code} {receipt.response}" if receipt.code else receipt.response
+    if receipt.refused:
+        refused = "; ".join(f"{addr}: {reply}" for addr, reply in receipt.refused.items())
+        text += f" (refused: {refused})"
+    return text
