@@ -39,10 +39,11 @@ class SmtpProvider:
         password: str | None = None,
         timeout: float = 30.0,
         ca_file: Path | None = None,
+        implicit_tls: bool | None = None,
     ) -> None:
         self.host = host
         self.port = port
-        self.implicit_tls = port == IMPLICIT_TLS_PORT
+        self.implicit_tls = port == IMPLICIT_TLS_PORT if implicit_tls is None else implicit_tls
         self.start_tls = use_tls and not self.implicit_tls
         self._username = username
         self._password = password

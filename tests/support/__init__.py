@@ -1,0 +1,1 @@
+"""Real test peers: a recording aiosmtpd server and throwaway PostgreSQL schemas."""
