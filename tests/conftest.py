@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,19 +35,38 @@ async def database_url(engine: str, tmp_path: Path) -> AsyncIterator[tuple[str, 
         await drop_schema(schema)
 
 
+def open_test_store(url: str, schema: str) -> EmailStore:
+    if url.startswith("sqlite"):
+        return SqliteStore(Path(url.removeprefix("sqlite:///")))
+    return PostgresStore(url, schema=schema)
+
+
 @pytest.fixture
 async def store(database_url: tuple[str, str]) -> AsyncIterator[EmailStore]:
-    url, schema = database_url
-    opened: EmailStore = (
-        SqliteStore(Path(url.removeprefix("sqlite:///")))
-        if url.startswith("sqlite")
-        else PostgresStore(url, schema=schema)
-    )
+    opened = open_test_store(*database_url)
     await opened.migrate()
     try:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+async def more_stores(
+    database_url: tuple[str, str], store: EmailStore
+) -> AsyncIterator[Callable[[], EmailStore]]:
+    """Open further stores on the same database, as other processes would."""
+    opened: list[EmailStore] = []
+
+    def another() -> EmailStore:
+        opened.append(open_test_store(*database_url))
+        return opened[-1]
+
+    try:
+        yield another
+    finally:
+        for extra in opened:
+            await extra.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import signal
 import sys
 from collections.abc import Sequence
@@ -15,14 +14,36 @@ from odiseo.config import ENVIRONMENT, Settings, load_settings
 from odiseo.errors import OdiseoError
 
 READS = {
-    "api": ["SERVICE_", "API_", "DATABASE_URL", "SCHEMA_NAME", "EMAIL_PROVIDER", "OUTBOX_DIR",
-            "SMTP_", "EMAIL_RETRY_MAX_ATTEMPTS", "TEMPLATES_DIR", "LOG_"],
-    "worker": ["SERVICE_NAME", "DATABASE_URL", "SCHEMA_NAME", "EMAIL_", "OUTBOX_DIR", "SMTP_",
-               "LOG_"],
+    "api": [
+        "SERVICE_",
+        "API_",
+        "DATABASE_URL",
+        "SCHEMA_NAME",
+        "EMAIL_PROVIDER",
+        "OUTBOX_DIR",
+        "SMTP_",
+        "EMAIL_RETRY_MAX_ATTEMPTS",
+        "TEMPLATES_DIR",
+        "LOG_",
+    ],
+    "worker": [
+        "SERVICE_NAME",
+        "DATABASE_URL",
+        "SCHEMA_NAME",
+        "EMAIL_",
+        "OUTBOX_DIR",
+        "SMTP_",
+        "LOG_",
+    ],
     "run": [""],
     "migrate": ["DATABASE_URL", "SCHEMA_NAME", "LOG_"],
-    "send": ["DATABASE_URL", "SCHEMA_NAME", "SMTP_FROM_", "EMAIL_RETRY_MAX_ATTEMPTS",
-             "TEMPLATES_DIR"],
+    "send": [
+        "DATABASE_URL",
+        "SCHEMA_NAME",
+        "SMTP_FROM_",
+        "EMAIL_RETRY_MAX_ATTEMPTS",
+        "TEMPLATES_DIR",
+    ],
     "status": ["DATABASE_URL", "SCHEMA_NAME"],
 }
 
@@ -83,7 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _setup_logging(settings: Settings) -> None:
     from odiseo.logs import setup_logging
 
-    setup_logging(level=settings.log_level, to_file=settings.log_to_file, directory=settings.log_dir)
+    setup_logging(
+        level=settings.log_level, to_file=settings.log_to_file, directory=settings.log_dir
+    )
 
 
 def _serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool) -> int:
@@ -205,4 +228,3 @@ COMMANDS = {
     "send": cmd_send,
     "status": cmd_status,
 }
-

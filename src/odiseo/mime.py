@@ -17,8 +17,39 @@ from html.parser import HTMLParser
 from odiseo.domain.models import OutgoingEmail
 
 _BLOCK_TAGS = frozenset(
-    "address article aside blockquote div dl dt dd fieldset figcaption figure footer form "
-    "h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section table tr ul".split()
+    [
+        "address",
+        "article",
+        "aside",
+        "blockquote",
+        "div",
+        "dl",
+        "dt",
+        "dd",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hr",
+        "li",
+        "main",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "table",
+        "tr",
+        "ul",
+    ]
 )
 _SKIP_TAGS = frozenset({"script", "style", "head", "title"})
 _SPACES = re.compile(r"[ \t\r\f\v]+")

@@ -161,8 +161,8 @@ class Worker:
             return self._failed(message, failure, started=started)
         except Exception as exc:  # a message we cannot even build: retrying will not help
             log.exception("cannot build message", extra=extra)
-            failure = PermanentFailure(f"cannot build message: {type(exc).__name__}: {exc}")
-            return self._failed(message, failure, started=started)
+            unbuildable = PermanentFailure(f"cannot build message: {type(exc).__name__}: {exc}")
+            return self._failed(message, unbuildable, started=started)
         self.delivered += 1
         log.info("sent: %s", _receipt_text(receipt), extra={**extra, "status": "sent"})
         return AttemptResult(
@@ -180,7 +180,9 @@ class Worker:
     ) -> AttemptResult:
         now = self.clock()
         kind = (
-            FailureKind.PERMANENT if isinstance(failure, PermanentFailure) else FailureKind.TRANSIENT
+            FailureKind.PERMANENT
+            if isinstance(failure, PermanentFailure)
+            else FailureKind.TRANSIENT
         )
         retry_at = next_attempt_at(
             attempt=message.attempts,
@@ -199,8 +201,11 @@ class Worker:
             "will retry" if retry_at else "failed",
             kind.value,
             reason,
-            extra={"message_id": message.message_id, "attempt": message.attempts,
-                   "status": outcome.value},
+            extra={
+                "message_id": message.message_id,
+                "attempt": message.attempts,
+                "status": outcome.value,
+            },
         )
         return AttemptResult(
             email_id=message.id,

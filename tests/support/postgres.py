@@ -8,9 +8,7 @@ import uuid
 import asyncpg
 import pytest
 
-TEST_DATABASE_URL = os.environ.get(
-    "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SKIP_FLAG = "ODISEO_TEST_SKIP_POSTGRES"
 
 

@@ -103,7 +103,9 @@ class SmtpServer:
         if auth is not None:
             user, password = auth
 
-            def check(_server: Any, _session: Any, _envelope: Any, mechanism: str, data: Any) -> Any:
+            def check(
+                _server: Any, _session: Any, _envelope: Any, mechanism: str, data: Any
+            ) -> Any:
                 from aiosmtpd.smtp import AuthResult
 
                 ok = data.login.decode() == user and data.password.decode() == password

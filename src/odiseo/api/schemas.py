@@ -22,8 +22,21 @@ MAX_RECIPIENTS = 50
 MAX_BODY_CHARS = 5_000_000
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # printable ASCII, no colon (RFC 5322 ftext)
 _RESERVED_HEADERS = frozenset(
-    "from to cc bcc subject message-id date sender reply-to mime-version "
-    "content-type content-transfer-encoding return-path".split()
+    [
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "subject",
+        "message-id",
+        "date",
+        "sender",
+        "reply-to",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "return-path",
+    ]
 )
 
 

@@ -1,4 +1,4 @@
-"""What only PostgreSQL does: SKIP LOCKED claims, LISTEN/NOTIFY wake-ups, advisory-locked migrations."""
+"""What only PostgreSQL does: SKIP LOCKED claims, LISTEN/NOTIFY, advisory-locked migrations."""
 
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ class PostgresStore(EmailStore):
         self._wake = asyncio.Event()
 
     def __repr__(self) -> str:
-        return f"PostgresStore({self.url.render_as_string(hide_password=True)!r}, schema={self.schema!r})"
+        safe_url = self.url.render_as_string(hide_password=True)
+        return f"PostgresStore({safe_url!r}, schema={self.schema!r})"
 
     async def migrate(self) -> None:
         with translate_errors():

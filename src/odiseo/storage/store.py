@@ -25,8 +25,8 @@ from odiseo.domain.models import (
     AttemptResult,
     Event,
     NewEmail,
-    OutgoingEmail,
     Outcome,
+    OutgoingEmail,
     QueuedEmail,
     Status,
 )
@@ -128,7 +128,7 @@ class EmailStore(abc.ABC):
             async with self.engine.begin() as conn:
                 yield conn
 
-    async def _after_enqueue(self, conn: AsyncConnection) -> None:
+    async def _after_enqueue(self, conn: AsyncConnection) -> None:  # noqa: B027
         """Called inside the enqueue transaction; PostgreSQL wakes the workers here."""
 
     @abc.abstractmethod
@@ -151,7 +151,9 @@ class EmailStore(abc.ABC):
                     self._insert_skipping_duplicates().returning(emails.c.message_id), row
                 )
                 inserted.update(result.scalars().all())
-            existing = await self._existing(conn, [r for r in keyed if r["message_id"] not in inserted])
+            existing = await self._existing(
+                conn, [r for r in keyed if r["message_id"] not in inserted]
+            )
             if inserted:
                 await self._after_enqueue(conn)
         results = []
@@ -301,9 +303,22 @@ class EmailStore(abc.ABC):
             for r in results
         ]
         async with self._write() as conn:
-            updated = await conn.execute(statement, params)
+            # Lock the rows this worker still holds (drivers differ on executemany rowcounts).
+            held = await conn.execute(
+                select(emails.c.id, emails.c.attempts)
+                .where(
+                    emails.c.id.in_([r.email_id for r in results]),
+                    emails.c.status == Status.PROCESSING,
+                    emails.c.locked_by == worker,
+                )
+                .with_for_update()
+            )
+            owned = {(row_id, attempts) for row_id, attempts in held}
+            mine = [p for p in params if (p["b_id"], p["b_attempt"]) in owned]
+            if mine:
+                await conn.execute(statement, mine)
             await conn.execute(email_events.insert(), events)
-        return updated.rowcount
+        return len(mine)
 
     async def release(self, ids: Sequence[int], *, worker: str, now: datetime) -> int:
         """Hand back claimed messages that were never attempted (a clean stop)."""
@@ -370,7 +385,7 @@ class EmailStore(abc.ABC):
         """When the earliest waiting message becomes due (None when nothing waits)."""
         with translate_errors():
             async with self.engine.connect() as conn:
-                return (
+                earliest: datetime | None = (
                     await conn.execute(
                         select(func.min(emails.c.next_attempt_at)).where(
                             emails.c.status.in_(
@@ -379,6 +394,7 @@ class EmailStore(abc.ABC):
                         )
                     )
                 ).scalar()
+        return earliest
 
 
 def _released_status() -> Any:

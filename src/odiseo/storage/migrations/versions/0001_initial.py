@@ -66,9 +66,7 @@ def upgrade() -> None:
     op.create_table(
         "email_events",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
-        sa.Column(
-            "email_id", Id, sa.ForeignKey("emails.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("email_id", Id, sa.ForeignKey("emails.id", ondelete="CASCADE"), nullable=False),
         sa.Column("at", When, nullable=False),
         sa.Column("kind", sa.String(32), nullable=False),
         sa.Column("attempt", sa.Integer, nullable=True),

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+
+from odiseo.domain.models import OutgoingEmail
+from odiseo.mime import build_message, html_to_text
+
+DATE = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+
+
+def _email(**changes: object) -> OutgoingEmail:
+    fields: dict[str, object] = {
+        "message_id": "5a377f3a-abeb-4e60-a59e-2a706e6021f8",
+        "rfc_message_id": "<5a377f3a-abeb-4e60-a59e-2a706e6021f8@odiseo.io>",
+        "from_email": "noreply@odiseo.io",
+        "from_name": "Odiseo",
+        "to": ("user@example.com",),
+        "subject": "Hello World",
+        "html": "<h1>Welcome!</h1><p>Read <a href='https://x.example/a'>this</a>.</p>",
+        "text": None,
+    }
+    fields.update(changes)
+    return OutgoingEmail(**fields)  # type: ignore[arg-type]
+
+
+def _parse(raw: bytes):  # type: ignore[no-untyped-def]
+    return message_from_bytes(raw, policy=policy.default)
+
+
+def test_alternative_with_derived_text_and_fixed_headers() -> None:
+    parsed = _parse(build_message(_email(), date=DATE).as_bytes())
+    assert parsed.get_content_type() == "multipart/alternative"
+    assert parsed["From"] == "Odiseo <noreply@odiseo.io>"
+    assert parsed["To"] == "user@example.com"
+    assert parsed["Subject"] == "Hello World"
+    assert parsed["Message-ID"] == "<5a377f3a-abeb-4e60-a59e-2a706e6021f8@odiseo.io>"
+    assert parsed["Date"] == "Wed, 04 Mar 2026 05:06:07 +0000"
+    text, html = (part.get_content() for part in parsed.iter_parts())
+    assert "Welcome!" in text and "<h1>" not in text
+    assert "this (https://x.example/a)" in text
+    assert "<h1>Welcome!</h1>" in html
+
+
+def test_given_text_part_is_used_as_is() -> None:
+    parsed = _parse(build_message(_email(text="plain words\n"), date=DATE).as_bytes())
+    text = next(iter(parsed.iter_parts())).get_content()
+    assert text.replace("\r\n", "\n") == "plain words\n"
+
+
+def test_text_only_message_is_single_part() -> None:
+    parsed = _parse(build_message(_email(html=None, text="only text\n"), date=DATE).as_bytes())
+    assert parsed.get_content_type() == "text/plain"
+
+
+def test_bcc_never_appears_in_headers_but_is_a_recipient() -> None:
+    email = _email(cc=("c@example.com",), bcc=("hidden@example.com",))
+    raw = build_message(email, date=DATE).as_bytes()
+    assert b"hidden@example.com" not in raw
+    assert _parse(raw)["Cc"] == "c@example.com"
+    assert email.recipients == ("user@example.com", "c@example.com", "hidden@example.com")
+
+
+def test_non_ascii_subject_and_name_are_encoded() -> None:
+    raw = build_message(
+        _email(subject="Olá, señor — ünïcode", from_name="Équipe Odiseo"), date=DATE
+    ).as_bytes()
+    assert b"=?utf-8?" in raw
+    parsed = _parse(raw)
+    assert parsed["Subject"] == "Olá, señor — ünïcode"
+    assert parsed["From"].addresses[0].display_name == "Équipe Odiseo"
+
+
+def test_custom_headers_are_added() -> None:
+    parsed = _parse(
+        build_message(_email(headers=(("X-Campaign", "spring"),)), date=DATE).as_bytes()
+    )
+    assert parsed["X-Campaign"] == "spring"
+
+
+def test_html_to_text_drops_scripts_and_keeps_structure() -> None:
+    text = html_to_text(
+        "<html><head><style>p{}</style></head><body><script>x()</script>"
+        "<p>One</p><ul><li>a</li><li>b</li></ul>Two<br>Three &amp; four</body></html>"
+    )
+    assert "x()" not in text and "p{}" not in text
+    assert "One" in text and "- a" in text and "- b" in text
+    assert "Two\nThree & four" in text
