@@ -167,6 +167,8 @@ class Health(BaseModel):
 
 
 class EventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     at: datetime
     kind: str
     attempt: int | None

@@ -15,9 +15,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.sql import Insert
 
-from odiseo.domain.models import Status
 from odiseo.storage.migrate import upgrade
-from odiseo.storage.store import EmailStore, sleep_until_woken, translate_errors
+from odiseo.storage.store import EmailStore, claim_values, sleep_until_woken, translate_errors
 from odiseo.storage.tables import CLAIMABLE_SQL, emails
 
 log = logging.getLogger(__name__)
@@ -97,14 +96,7 @@ class PostgresStore(EmailStore):
         claim = (
             update(emails)
             .where(emails.c.id == due.c.id)
-            .values(
-                status=Status.PROCESSING,
-                attempts=emails.c.attempts + 1,
-                locked_by=worker,
-                locked_until=until,
-                next_attempt_at=until,
-                updated_at=now,
-            )
+            .values(**claim_values(worker=worker, until=until, now=now))
             .returning(*emails.c, due.c.old_status, due.c.old_worker)
         )
         return list((await conn.execute(claim)).all())

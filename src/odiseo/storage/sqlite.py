@@ -18,9 +18,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.sql import Insert
 
-from odiseo.domain.models import Status
 from odiseo.storage.migrate import upgrade
-from odiseo.storage.store import EmailStore, sleep_until_woken, translate_errors
+from odiseo.storage.store import EmailStore, claim_values, sleep_until_woken, translate_errors
 from odiseo.storage.tables import CLAIMABLE_SQL, emails
 
 BUSY_TIMEOUT_MS = 30_000
@@ -81,14 +80,7 @@ class SqliteStore(EmailStore):
         claimed = await conn.execute(
             update(emails)
             .where(emails.c.id.in_(list(before)))
-            .values(
-                status=Status.PROCESSING,
-                attempts=emails.c.attempts + 1,
-                locked_by=worker,
-                locked_until=until,
-                next_attempt_at=until,
-                updated_at=now,
-            )
+            .values(**claim_values(worker=worker, until=until, now=now))
             .returning(*emails.c)
         )
         return [_with_old(row, *before[row.id]) for row in claimed]

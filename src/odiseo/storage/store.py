@@ -241,11 +241,7 @@ class EmailStore(abc.ABC):
         async with self._write() as conn:
             result = await conn.execute(
                 update(emails)
-                .where(
-                    emails.c.id.in_(list(ids)),
-                    emails.c.status == Status.PROCESSING,
-                    emails.c.locked_by == worker,
-                )
+                .where(*held_by(ids, worker))
                 .values(locked_until=until, next_attempt_at=until)
             )
         return result.rowcount
@@ -306,11 +302,7 @@ class EmailStore(abc.ABC):
             # Lock the rows this worker still holds (drivers differ on executemany rowcounts).
             held = await conn.execute(
                 select(emails.c.id, emails.c.attempts)
-                .where(
-                    emails.c.id.in_([r.email_id for r in results]),
-                    emails.c.status == Status.PROCESSING,
-                    emails.c.locked_by == worker,
-                )
+                .where(*held_by([r.email_id for r in results], worker))
                 .with_for_update()
             )
             owned = {(row_id, attempts) for row_id, attempts in held}
@@ -327,11 +319,7 @@ class EmailStore(abc.ABC):
         async with self._write() as conn:
             result = await conn.execute(
                 update(emails)
-                .where(
-                    emails.c.id.in_(list(ids)),
-                    emails.c.status == Status.PROCESSING,
-                    emails.c.locked_by == worker,
-                )
+                .where(*held_by(ids, worker))
                 .values(
                     status=_released_status(),
                     attempts=emails.c.attempts - 1,
@@ -395,6 +383,30 @@ class EmailStore(abc.ABC):
                     )
                 ).scalar()
         return earliest
+
+
+def held_by(ids: Sequence[int], worker: str) -> tuple[Any, ...]:
+    """Rows among `ids` that `worker` still holds under its claim."""
+    return (
+        emails.c.id.in_(list(ids)),
+        emails.c.status == Status.PROCESSING,
+        emails.c.locked_by == worker,
+    )
+
+
+def claim_values(*, worker: str, until: datetime, now: datetime) -> dict[str, Any]:
+    """The columns a claim sets: processing, one more attempt, leased to `worker` until `until`.
+
+    The lease end is also the row's next_attempt_at, so an expired claim is simply due again.
+    """
+    return {
+        "status": Status.PROCESSING,
+        "attempts": emails.c.attempts + 1,
+        "locked_by": worker,
+        "locked_until": until,
+        "next_attempt_at": until,
+        "updated_at": now,
+    }
 
 
 def _released_status() -> Any:

@@ -79,16 +79,5 @@ def _email_out(message: QueuedEmail) -> EmailOut:
         template_id=message.template_id,
         tags=list(message.tags),
         metadata=message.metadata,
-        events=[
-            EventOut(
-                at=e.at,
-                kind=e.kind,
-                attempt=e.attempt,
-                smtp_code=e.smtp_code,
-                response=e.response,
-                duration_ms=e.duration_ms,
-                worker=e.worker,
-            )
-            for e in message.events
-        ],
+        events=[EventOut.model_validate(event) for event in message.events],
     )

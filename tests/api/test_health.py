@@ -1,0 +1,82 @@
+"""/health: the store on every probe, the provider at most every 30 s, 503 when the db is gone."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from email.message import EmailMessage
+from pathlib import Path
+
+import httpx
+
+from odiseo.api.app import create_app
+from odiseo.api.health import HealthCheck
+from odiseo.config import Settings
+from odiseo.errors import TransientFailure
+from odiseo.providers.base import Receipt
+from odiseo.storage.store import EmailStore
+from tests.support.smtp import free_port
+
+
+class CountingProvider:
+    """A provider that only counts health checks and fails them on request."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.checks = 0
+        self.healthy = True
+
+    async def deliver(
+        self, message: EmailMessage, *, sender: str, recipients: Sequence[str], message_id: str
+    ) -> Receipt:
+        raise TransientFailure("not for delivery")
+
+    async def check(self) -> None:
+        self.checks += 1
+        if not self.healthy:
+            raise TransientFailure("down")
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_provider_is_checked_once_for_many_probes(store: EmailStore) -> None:
+    provider = CountingProvider()
+    health = HealthCheck(store=store, provider=provider)
+    for _ in range(25):
+        assert await health.db() == "ok"
+        assert await health.email_provider() == "ok"
+    assert provider.checks == 1
+    await health.close()
+
+
+async def test_failing_provider_is_reported_not_fatal(store: EmailStore) -> None:
+    provider = CountingProvider()
+    provider.healthy = False
+    health = HealthCheck(store=store, provider=provider)
+    assert await health.email_provider() == "unreachable"
+    await health.close()
+
+
+async def test_unreachable_postgres_gives_503_naming_db(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/test",
+        email_provider="outbox",
+        outbox_dir=tmp_path,
+        log_to_file=False,
+    )
+    app = create_app(settings, migrate=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://odiseo") as client:
+            health = await client.get("/health")
+            assert health.status_code == 503
+            assert health.json()["db"] == "unreachable"
+            assert "db" in health.json()["detail"]
+            posted = await client.post(
+                "/emails", json={"to": ["a@example.com"], "subject": "s", "body": "b"}
+            )
+            assert posted.status_code == 503
+            assert "database" in posted.json()["detail"]
+            status = await client.get("/queue/status")
+            assert status.status_code == 503
