@@ -152,11 +152,33 @@ class EmailService:
 
     async def get(self, message_id: str) -> QueuedEmail:
         """The stored message with its history; raises NotFound."""
-        try:
-            uuid.UUID(message_id)
-        except ValueError:
-            raise NotFound(f"no message {message_id!r}") from None
-        found = await self.store.get(message_id)
+        found = await self.store.get(_known_shape(message_id))
         if found is None:
             raise NotFound(f"no message {message_id!r}")
         return found
+
+    async def cancel(self, message_id: str, *, now: datetime) -> QueuedEmail:
+        """Cancel a waiting message; raises NotFound or InvalidTransition."""
+        await self.store.cancel(_known_shape(message_id), now=now)
+        log.info("cancelled", extra={"message_id": message_id, "status": "cancelled"})
+        return await self.get(message_id)
+
+    async def retry(self, message_id: str, *, now: datetime) -> QueuedEmail:
+        """Queue a failed message again; raises NotFound or InvalidTransition."""
+        await self.store.requeue(_known_shape(message_id), now=now)
+        log.info("requeued by operator", extra={"message_id": message_id, "status": "pending"})
+        return await self.get(message_id)
+
+    async def retry_failed(self, *, now: datetime, created_after: datetime | None = None) -> int:
+        """Queue every failed message again (optionally only recent ones)."""
+        count = await self.store.requeue_failed(now=now, created_after=created_after)
+        log.info("requeued %d failed message(s)", count)
+        return count
+
+
+def _known_shape(message_id: str) -> str:
+    """The id itself when it looks like one of ours; NotFound otherwise (never a DB error)."""
+    try:
+        return str(uuid.UUID(message_id))
+    except ValueError:
+        raise NotFound(f"no message {message_id!r}") from None

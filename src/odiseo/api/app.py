@@ -17,7 +17,13 @@ from odiseo.api.health import HealthCheck
 from odiseo.api.routes import emails, system
 from odiseo.api.wiring import build_provider, build_service, build_store, build_worker
 from odiseo.config import Settings
-from odiseo.errors import Duplicate, NotFound, StoreUnavailable, TemplateError
+from odiseo.errors import (
+    Duplicate,
+    InvalidTransition,
+    NotFound,
+    StoreUnavailable,
+    TemplateError,
+)
 from odiseo.service import InvalidEmail
 
 log = logging.getLogger(__name__)
@@ -94,6 +100,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             "client_message_id is already used by a different email",
             message_id=exc.message_id,
         )
+
+    @app.exception_handler(InvalidTransition)
+    async def conflict(_: Request, exc: InvalidTransition) -> JSONResponse:
+        return _problem(status.HTTP_409_CONFLICT, exc.message)
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:

@@ -204,5 +204,10 @@ class EmailOut(BaseModel):
     events: list[EventOut]
 
 
+class Requeued(BaseModel):
+    requeued: int
+    status: str
+
+
 class Problem(BaseModel):
     detail: str

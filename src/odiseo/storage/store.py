@@ -26,11 +26,11 @@ from odiseo.domain.models import (
     Event,
     NewEmail,
     Outcome,
-    OutgoingEmail,
     QueuedEmail,
     Status,
 )
-from odiseo.errors import Duplicate, StoreUnavailable
+from odiseo.errors import Duplicate, InvalidTransition, NotFound, StoreUnavailable
+from odiseo.storage.rows import from_row, to_row
 from odiseo.storage.tables import email_events, emails
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class EmailStore(abc.ABC):
 
     async def enqueue(self, items: Sequence[NewEmail], *, now: datetime) -> list[Enqueued]:
         """Store messages in one transaction; a known client_message_id creates nothing."""
-        rows = [_to_row(item, now=now) for item in items]
+        rows = [to_row(item, now=now) for item in items]
         async with self._write() as conn:
             keyed = [r for r in rows if r["client_message_id"] is not None]
             plain = [r for r in rows if r["client_message_id"] is None]
@@ -223,7 +223,7 @@ class EmailStore(abc.ABC):
                         for r in expired
                     ],
                 )
-        claimed = sorted((_from_row(r) for r in rows), key=_claim_order)
+        claimed = sorted((from_row(r) for r in rows), key=_claim_order)
         for message in claimed:
             log.debug(
                 "claimed",
@@ -331,6 +331,97 @@ class EmailStore(abc.ABC):
             )
         return result.rowcount
 
+    async def cancel(self, message_id: str, *, now: datetime) -> None:
+        """Cancel a message that is still waiting (pending or scheduled).
+
+        Raises:
+            NotFound: no such message.
+            InvalidTransition: it is being sent, or already finished.
+        """
+        await self._operate(
+            message_id,
+            allowed=(Status.PENDING, Status.SCHEDULED),
+            values={"status": Status.CANCELLED, "next_attempt_at": None},
+            event="cancelled",
+            now=now,
+        )
+
+    async def requeue(self, message_id: str, *, now: datetime) -> None:
+        """Send a failed message again with a fresh retry budget; its history is kept.
+
+        Raises:
+            NotFound: no such message.
+            InvalidTransition: it has not failed.
+        """
+        await self._operate(
+            message_id,
+            allowed=(Status.FAILED,),
+            values={"status": Status.PENDING, "next_attempt_at": now, "attempts": 0},
+            event="requeued",
+            now=now,
+        )
+
+    async def requeue_failed(self, *, now: datetime, created_after: datetime | None = None) -> int:
+        """Requeue every failed message (created after `created_after`); returns how many."""
+        conditions = [emails.c.status == Status.FAILED]
+        if created_after is not None:
+            conditions.append(emails.c.created_at > created_after)
+        async with self._write() as conn:
+            ids = (
+                (
+                    await conn.execute(
+                        update(emails)
+                        .where(*conditions)
+                        .values(
+                            status=Status.PENDING, next_attempt_at=now, attempts=0, updated_at=now
+                        )
+                        .returning(emails.c.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if ids:
+                await conn.execute(
+                    email_events.insert(),
+                    [{"email_id": i, "at": now, "kind": "requeued"} for i in ids],
+                )
+                await self._after_enqueue(conn)
+        return len(ids)
+
+    async def _operate(
+        self,
+        message_id: str,
+        *,
+        allowed: tuple[Status, ...],
+        values: dict[str, Any],
+        event: str,
+        now: datetime,
+    ) -> None:
+        """An operator's status change, only from `allowed` states, with its event."""
+        async with self._write() as conn:
+            changed = (
+                await conn.execute(
+                    update(emails)
+                    .where(emails.c.message_id == message_id, emails.c.status.in_(allowed))
+                    .values(**values, updated_at=now)
+                    .returning(emails.c.id)
+                )
+            ).scalar()
+            if changed is not None:
+                await conn.execute(
+                    email_events.insert(), {"email_id": changed, "at": now, "kind": event}
+                )
+                if values["status"] == Status.PENDING:
+                    await self._after_enqueue(conn)
+                return
+            current = (
+                await conn.execute(select(emails.c.status).where(emails.c.message_id == message_id))
+            ).scalar()
+        if current is None:
+            raise NotFound(f"no message {message_id!r}")
+        raise InvalidTransition(f"the message is {current}; only {'/'.join(allowed)} allowed")
+
     async def get(self, message_id: str) -> QueuedEmail | None:
         """The message with its whole event history, or None."""
         with translate_errors():
@@ -357,7 +448,7 @@ class EmailStore(abc.ABC):
                     )
                     for e in events
                 )
-        return _from_row(row, events=history)
+        return from_row(row, events=history)
 
     async def counts(self) -> dict[Status, int]:
         """How many messages are in each status (every status present, zeros included)."""
@@ -415,74 +506,6 @@ def _released_status() -> Any:
 
 def _claim_order(message: QueuedEmail) -> tuple[int, datetime, int]:
     return (message.priority, message.next_attempt_at or message.created_at, message.id)
-
-
-def _to_row(item: NewEmail, *, now: datetime) -> dict[str, Any]:
-    email = item.email
-    later = item.send_at is not None and item.send_at > now
-    return {
-        "message_id": email.message_id,
-        "rfc_message_id": email.rfc_message_id,
-        "client_message_id": item.client_message_id,
-        "payload_hash": item.payload_hash,
-        "status": Status.SCHEDULED if later else Status.PENDING,
-        "priority": item.priority,
-        "attempts": 0,
-        "max_retries": item.max_retries,
-        "next_attempt_at": item.send_at if later else now,
-        "from_email": email.from_email,
-        "from_name": email.from_name,
-        "to_addrs": list(email.to),
-        "cc_addrs": list(email.cc),
-        "bcc_addrs": list(email.bcc),
-        "reply_to": list(email.reply_to),
-        "headers": [list(h) for h in email.headers],
-        "subject": email.subject,
-        "html": email.html,
-        "text": email.text,
-        "template_id": item.template_id,
-        "tags": list(item.tags),
-        "meta": item.metadata,
-        "created_at": now,
-        "updated_at": now,
-    }
-
-
-def _from_row(row: Any, *, events: tuple[Event, ...] = ()) -> QueuedEmail:
-    email = OutgoingEmail(
-        message_id=row.message_id,
-        rfc_message_id=row.rfc_message_id,
-        from_email=row.from_email,
-        from_name=row.from_name,
-        to=tuple(row.to_addrs),
-        cc=tuple(row.cc_addrs),
-        bcc=tuple(row.bcc_addrs),
-        reply_to=tuple(row.reply_to),
-        subject=row.subject,
-        html=row.html,
-        text=row.text,
-        headers=tuple((name, value) for name, value in row.headers),
-    )
-    return QueuedEmail(
-        id=row.id,
-        email=email,
-        status=Status(row.status),
-        priority=row.priority,
-        attempts=row.attempts,
-        max_retries=row.max_retries,
-        next_attempt_at=row.next_attempt_at,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        sent_at=row.sent_at,
-        locked_until=row.locked_until,
-        locked_by=row.locked_by,
-        last_error=row.last_error,
-        client_message_id=row.client_message_id,
-        template_id=row.template_id,
-        tags=tuple(row.tags),
-        metadata=dict(row.meta),
-        events=events,
-    )
 
 
 async def sleep_until_woken(event: asyncio.Event, timeout: float) -> None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Path, status
+from fastapi import APIRouter, Header, Path, Query, status
 from fastapi.responses import JSONResponse
 
 from odiseo.api.deps import ServiceDep
-from odiseo.api.schemas import Accepted, EmailIn, EmailOut, EventOut, Problem
+from odiseo.api.schemas import Accepted, EmailIn, EmailOut, EventOut, Problem, Requeued
 from odiseo.domain.models import QueuedEmail
 
 router = APIRouter()
+
+MessageId = Annotated[str, Path(max_length=64, description="the message_id POST /emails gave")]
 
 
 @router.post(
@@ -49,11 +51,44 @@ async def send_email(
 
 
 @router.get("/emails/{message_id}", response_model=EmailOut, responses={404: {"model": Problem}})
-async def get_email(
-    message_id: Annotated[str, Path(max_length=64)], service: ServiceDep
-) -> EmailOut:
+async def get_email(message_id: MessageId, service: ServiceDep) -> EmailOut:
     """A message's state, attempts, last error, timestamps and event history."""
     return _email_out(await service.get(message_id))
+
+
+@router.post(
+    "/emails/retry",
+    response_model=Requeued,
+    responses={422: {"model": Problem}},
+)
+async def retry_failed(
+    service: ServiceDep,
+    status_filter: Annotated[Literal["failed"], Query(alias="status")] = "failed",
+    created_after: Annotated[datetime | None, Query()] = None,
+) -> Requeued:
+    """Queue every failed message again (optionally only those created after a time)."""
+    count = await service.retry_failed(now=datetime.now(UTC), created_after=created_after)
+    return Requeued(requeued=count, status=status_filter)
+
+
+@router.post(
+    "/emails/{message_id}/retry",
+    response_model=EmailOut,
+    responses={404: {"model": Problem}, 409: {"model": Problem}},
+)
+async def retry_email(message_id: MessageId, service: ServiceDep) -> EmailOut:
+    """Send a failed message again, with a fresh retry budget; its history is kept."""
+    return _email_out(await service.retry(message_id, now=datetime.now(UTC)))
+
+
+@router.post(
+    "/emails/{message_id}/cancel",
+    response_model=EmailOut,
+    responses={404: {"model": Problem}, 409: {"model": Problem}},
+)
+async def cancel_email(message_id: MessageId, service: ServiceDep) -> EmailOut:
+    """Cancel a message that is still pending or scheduled (409 once it is being sent)."""
+    return _email_out(await service.cancel(message_id, now=datetime.now(UTC)))
 
 
 def _email_out(message: QueuedEmail) -> EmailOut:

@@ -1,0 +1,76 @@
+"""Conversions between stored rows and domain values."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from odiseo.domain.models import Event, NewEmail, OutgoingEmail, QueuedEmail, Status
+
+
+def to_row(item: NewEmail, *, now: datetime) -> dict[str, Any]:
+    email = item.email
+    later = item.send_at is not None and item.send_at > now
+    return {
+        "message_id": email.message_id,
+        "rfc_message_id": email.rfc_message_id,
+        "client_message_id": item.client_message_id,
+        "payload_hash": item.payload_hash,
+        "status": Status.SCHEDULED if later else Status.PENDING,
+        "priority": item.priority,
+        "attempts": 0,
+        "max_retries": item.max_retries,
+        "next_attempt_at": item.send_at if later else now,
+        "from_email": email.from_email,
+        "from_name": email.from_name,
+        "to_addrs": list(email.to),
+        "cc_addrs": list(email.cc),
+        "bcc_addrs": list(email.bcc),
+        "reply_to": list(email.reply_to),
+        "headers": [list(h) for h in email.headers],
+        "subject": email.subject,
+        "html": email.html,
+        "text": email.text,
+        "template_id": item.template_id,
+        "tags": list(item.tags),
+        "meta": item.metadata,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def from_row(row: Any, *, events: tuple[Event, ...] = ()) -> QueuedEmail:
+    email = OutgoingEmail(
+        message_id=row.message_id,
+        rfc_message_id=row.rfc_message_id,
+        from_email=row.from_email,
+        from_name=row.from_name,
+        to=tuple(row.to_addrs),
+        cc=tuple(row.cc_addrs),
+        bcc=tuple(row.bcc_addrs),
+        reply_to=tuple(row.reply_to),
+        subject=row.subject,
+        html=row.html,
+        text=row.text,
+        headers=tuple((name, value) for name, value in row.headers),
+    )
+    return QueuedEmail(
+        id=row.id,
+        email=email,
+        status=Status(row.status),
+        priority=row.priority,
+        attempts=row.attempts,
+        max_retries=row.max_retries,
+        next_attempt_at=row.next_attempt_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        sent_at=row.sent_at,
+        locked_until=row.locked_until,
+        locked_by=row.locked_by,
+        last_error=row.last_error,
+        client_message_id=row.client_message_id,
+        template_id=row.template_id,
+        tags=tuple(row.tags),
+        metadata=dict(row.meta),
+        events=events,
+    )
