@@ -148,6 +148,14 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
             if not args.no_migrate:
                 await store.migrate()
             worker = build_worker(settings, store)
+            if settings.email_worker_metrics_port is not None:
+                from prometheus_client import start_http_server
+
+                start_http_server(
+                    settings.email_worker_metrics_port,
+                    addr=settings.api_host,
+                    registry=worker.metrics.registry,
+                )
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, worker.stop)

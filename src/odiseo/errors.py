@@ -60,10 +60,12 @@ class DeliveryFailure(OdiseoError):
         *,
         code: int | None = None,
         retry_after: float | None = None,
+        reason: str = "other",
     ) -> None:
         super().__init__(message)
         self.code = code
         self.retry_after = retry_after
+        self.reason = reason  # a short label for metrics: smtp_4xx, connection, timeout…
 
 
 class TransientFailure(DeliveryFailure):

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from odiseo.domain.models import AttemptResult, FailureKind, Outcome, QueuedEmail
 from odiseo.domain.retry import next_attempt_at
 from odiseo.errors import DeliveryFailure, PermanentFailure, StoreUnavailable
+from odiseo.metrics import Metrics
 from odiseo.mime import build_message
 from odiseo.providers.base import Provider, Receipt
 from odiseo.storage.store import EmailStore
@@ -42,6 +43,7 @@ class WorkerOptions:
     lease_seconds: float
     poll_interval: float
     backoff_seconds: float
+    shutdown_seconds: float = 30.0
 
 
 class Worker:
@@ -55,12 +57,14 @@ class Worker:
         options: WorkerOptions,
         name: str | None = None,
         clock: Callable[[], datetime] = utcnow,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
         self.options = options
         self.name = name or worker_name()
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self._stop = asyncio.Event()
         self.delivered = 0
 
@@ -132,7 +136,10 @@ class Worker:
             for message in batch:
                 if self.stopping:
                     break
-                finished.append(await self.attempt(message))
+                result = await self._attempt_within_shutdown(message)
+                if result is None:
+                    break  # cut short by a stop: handed back below, its lease ends now
+                finished.append(result)
                 del pending[message.id]
                 if time.monotonic() - last_flush >= FLUSH_SECONDS:
                     await self._record(finished)
@@ -145,18 +152,41 @@ class Worker:
             if pending:
                 await self._release(list(pending))
 
+    async def _attempt_within_shutdown(self, message: QueuedEmail) -> AttemptResult | None:
+        """Attempt a message; once a stop is asked, give it at most shutdown_seconds more."""
+        attempt = asyncio.ensure_future(self.attempt(message))
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({attempt, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not attempt.done():
+                await asyncio.wait({attempt}, timeout=self.options.shutdown_seconds)
+            if attempt.done():
+                return attempt.result()
+            log.warning(
+                "stop: abandoning an attempt after %.0f s",
+                self.options.shutdown_seconds,
+                extra={"message_id": message.message_id},
+            )
+            attempt.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await attempt
+            return None
+        finally:
+            stopping.cancel()
+
     async def attempt(self, message: QueuedEmail) -> AttemptResult:
         """One delivery attempt of a claimed message, classified into an outcome."""
         started = self.clock()
         extra = {"message_id": message.message_id, "attempt": message.attempts}
         try:
             built = build_message(message.email, date=started)
-            receipt = await self.provider.deliver(
-                built,
-                sender=message.email.from_email,
-                recipients=message.email.recipients,
-                message_id=message.message_id,
-            )
+            with self.metrics.provider_call.time():
+                receipt = await self.provider.deliver(
+                    built,
+                    sender=message.email.from_email,
+                    recipients=message.email.recipients,
+                    message_id=message.message_id,
+                )
         except DeliveryFailure as failure:
             return self._failed(message, failure, started=started)
         except Exception as exc:  # a message we cannot even build: retrying will not help
@@ -164,13 +194,16 @@ class Worker:
             unbuildable = PermanentFailure(f"cannot build message: {type(exc).__name__}: {exc}")
             return self._failed(message, unbuildable, started=started)
         self.delivered += 1
+        finished = self.clock()
+        self.metrics.sent.inc()
+        self.metrics.delivery_latency.observe((finished - message.created_at).total_seconds())
         log.info("sent: %s", _receipt_text(receipt), extra={**extra, "status": "sent"})
         return AttemptResult(
             email_id=message.id,
             attempt=message.attempts,
             outcome=Outcome.SENT,
             started_at=started,
-            finished_at=self.clock(),
+            finished_at=finished,
             smtp_code=receipt.code,
             response=_receipt_text(receipt),
         )
@@ -193,6 +226,8 @@ class Worker:
             retry_after=failure.retry_after,
         )
         outcome = Outcome.RETRY if retry_at is not None else Outcome.FAILED
+        counter = self.metrics.retried if retry_at is not None else self.metrics.failed
+        counter.labels(reason=failure.reason).inc()
         reason = failure.message
         if kind is FailureKind.TRANSIENT and retry_at is None:
             reason = f"retries exhausted after {message.attempts} attempts: {reason}"

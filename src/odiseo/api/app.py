@@ -24,6 +24,7 @@ from odiseo.errors import (
     StoreUnavailable,
     TemplateError,
 )
+from odiseo.metrics import Metrics
 from odiseo.service import InvalidEmail
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,10 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
         if migrate:
             await store.migrate()
         app.state.settings = settings
+        app.state.metrics = Metrics()
         app.state.service = build_service(settings, store)
         app.state.health = HealthCheck(store=store, provider=build_provider(settings))
-        worker = build_worker(settings, store) if with_worker else None
+        worker = build_worker(settings, store, app.state.metrics) if with_worker else None
         task = asyncio.create_task(worker.run(), name="worker") if worker else None
         log.info("API ready on %s (store %r)", settings.api_port, store)
         try:

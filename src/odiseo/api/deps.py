@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from odiseo.api.health import HealthCheck
 from odiseo.config import Settings
+from odiseo.metrics import Metrics
 from odiseo.service import EmailService
 
 
@@ -26,6 +27,12 @@ def _health(request: Request) -> HealthCheck:
     return health
 
 
+def _metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+MetricsDep = Annotated[Metrics, Depends(_metrics)]
 ServiceDep = Annotated[EmailService, Depends(_service)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 HealthDep = Annotated[HealthCheck, Depends(_health)]

@@ -154,6 +154,7 @@ class QueueStatus(BaseModel):
     sent: int
     failed: int
     cancelled: int
+    oldest_pending_seconds: float
     timestamp: datetime
 
 

@@ -6,6 +6,7 @@ With cli.py, the only place that names concrete engines.
 from __future__ import annotations
 
 from odiseo.config import Settings
+from odiseo.metrics import Metrics
 from odiseo.providers.base import Provider
 from odiseo.providers.outbox import OutboxProvider
 from odiseo.providers.smtp import SmtpProvider
@@ -48,8 +49,9 @@ def build_service(settings: Settings, store: EmailStore) -> EmailService:
     )
 
 
-def build_worker(settings: Settings, store: EmailStore) -> Worker:
+def build_worker(settings: Settings, store: EmailStore, metrics: Metrics | None = None) -> Worker:
     return Worker(
+        metrics=metrics,
         store=store,
         provider=build_provider(settings),
         options=WorkerOptions(
@@ -57,5 +59,6 @@ def build_worker(settings: Settings, store: EmailStore) -> Worker:
             lease_seconds=settings.email_worker_lease_seconds,
             poll_interval=settings.email_worker_poll_interval,
             backoff_seconds=settings.email_retry_backoff_seconds,
+            shutdown_seconds=settings.email_worker_shutdown_seconds,
         ),
     )

@@ -150,25 +150,37 @@ def classify(exc: BaseException) -> DeliveryFailure:
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         replies = [(r.code, f"{r.recipient}: {r.code} {r.message}") for r in exc.recipients]
         text = "all recipients refused: " + "; ".join(reply for _, reply in replies)
+        lowest = min((code for code, _ in replies), default=None)
         if replies and all(code >= 500 for code, _ in replies):
-            return PermanentFailure(text, code=min(code for code, _ in replies))
-        return TransientFailure(text, code=min((c for c, _ in replies), default=None))
+            return PermanentFailure(text, code=lowest, reason="recipients_refused")
+        return TransientFailure(text, code=lowest, reason="recipients_deferred")
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         # Our credentials, not the message: keep it for when the operator fixes them.
-        return TransientFailure(f"SMTP login refused: {exc.code} {exc.message}", code=exc.code)
+        return TransientFailure(
+            f"SMTP login refused: {exc.code} {exc.message}", code=exc.code, reason="auth"
+        )
     if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code > 0:
         text = f"{exc.code} {exc.message}"
         if 500 <= exc.code < 600:
-            return PermanentFailure(text, code=exc.code)
-        return TransientFailure(text, code=exc.code)
-    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
-        return TransientFailure(f"SMTP timeout: {exc}")
-    if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
-        return TransientFailure(f"SMTP connection dropped: {exc}")
-    if isinstance(exc, ssl.SSLError):
-        return TransientFailure(f"TLS failure: {exc}")
-    if isinstance(exc, aiosmtplib.SMTPConnectError | ConnectionError | OSError):
-        return TransientFailure(f"cannot reach SMTP server: {exc}")
-    if isinstance(exc, aiosmtplib.SMTPException):
-        return TransientFailure(f"SMTP error: {exc}")
+            return PermanentFailure(text, code=exc.code, reason="smtp_5xx")
+        return TransientFailure(text, code=exc.code, reason="smtp_4xx")
+    for kinds, label, reason in _TRANSIENT_ERRORS:
+        if isinstance(exc, kinds):
+            return TransientFailure(f"{label}: {exc}", reason=reason)
     return TransientFailure(f"unexpected delivery error: {type(exc).__name__}: {exc}")
+
+
+# Checked in order: the first match wins (SSLError is an OSError, timeouts are SMTP errors).
+_TRANSIENT_ERRORS: tuple[
+    tuple[type[BaseException] | tuple[type[BaseException], ...], str, str], ...
+] = (
+    ((aiosmtplib.SMTPTimeoutError, TimeoutError), "SMTP timeout", "timeout"),
+    (aiosmtplib.SMTPServerDisconnected, "SMTP connection dropped", "connection"),
+    (ssl.SSLError, "TLS failure", "tls"),
+    (
+        (aiosmtplib.SMTPConnectError, ConnectionError, OSError),
+        "cannot reach SMTP server",
+        "connection",
+    ),
+    (aiosmtplib.SMTPException, "SMTP error", "other"),
+)

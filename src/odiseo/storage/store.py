@@ -460,6 +460,20 @@ class EmailStore(abc.ABC):
                 found = {Status(status): count for status, count in rows}
         return {status: found.get(status, 0) for status in Status}
 
+    async def oldest_due_seconds(self, *, now: datetime) -> float:
+        """How long the longest-waiting due message has been due (0 when none is)."""
+        with translate_errors():
+            async with self.engine.connect() as conn:
+                earliest: datetime | None = (
+                    await conn.execute(
+                        select(func.min(emails.c.next_attempt_at)).where(
+                            emails.c.status.in_([Status.PENDING, Status.SCHEDULED]),
+                            emails.c.next_attempt_at <= now,
+                        )
+                    )
+                ).scalar()
+        return 0.0 if earliest is None else max(0.0, (now - earliest).total_seconds())
+
     async def next_due_at(self) -> datetime | None:
         """When the earliest waiting message becomes due (None when nothing waits)."""
         with translate_errors():

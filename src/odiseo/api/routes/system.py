@@ -5,28 +5,45 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-from odiseo.api.deps import HealthDep, ServiceDep, SettingsDep
+from odiseo.api.deps import HealthDep, MetricsDep, ServiceDep, SettingsDep
 from odiseo.api.schemas import Health, Problem, QueueStatus
 from odiseo.domain.models import Status
+from odiseo.metrics import CONTENT_TYPE_LATEST
 
 router = APIRouter()
 
 
 @router.get("/queue/status", response_model=QueueStatus, responses={503: {"model": Problem}})
 async def queue_status(service: ServiceDep) -> QueueStatus:
-    """How many messages are in each status."""
+    """How many messages are in each status, and how long the oldest due one has waited."""
+    now = datetime.now(UTC)
     counts = await service.store.counts()
     return QueueStatus(
+        oldest_pending_seconds=round(await service.store.oldest_due_seconds(now=now), 3),
         pending=counts[Status.PENDING],
         scheduled=counts[Status.SCHEDULED],
         processing=counts[Status.PROCESSING],
         sent=counts[Status.SENT],
         failed=counts[Status.FAILED],
         cancelled=counts[Status.CANCELLED],
-        timestamp=datetime.now(UTC),
+        timestamp=now,
     )
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+)
+async def metrics(service: ServiceDep, registry: MetricsDep) -> Response:
+    """Prometheus metrics: delivery counters and latencies, queue depth by status."""
+    now = datetime.now(UTC)
+    counts = await service.store.counts()
+    oldest = await service.store.oldest_due_seconds(now=now)
+    registry.observe_queue({s.value: n for s, n in counts.items()}, oldest)
+    return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
