@@ -1,0 +1,69 @@
+"""A stopped worker finishes the message in hand, hands back the rest, leaves nothing processing."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from odiseo.domain.models import Status
+from odiseo.providers.smtp import SmtpProvider
+from odiseo.storage.store import EmailStore
+from odiseo.worker import Worker, WorkerOptions
+from tests.support.factories import new_email
+from tests.support.smtp import SmtpServer
+
+
+def make_worker(store: EmailStore, server: SmtpServer, *, shutdown: float) -> Worker:
+    provider = SmtpProvider(host="127.0.0.1", port=server.port, use_tls=False, timeout=10)
+    options = WorkerOptions(
+        batch_size=10,
+        lease_seconds=60,
+        poll_interval=0.1,
+        backoff_seconds=60,
+        shutdown_seconds=shutdown,
+    )
+    return Worker(store=store, provider=provider, options=options)
+
+
+async def statuses(store: EmailStore, ids: list[str]) -> list[Status]:
+    found = [await store.get(i) for i in ids]
+    return [m.status for m in found if m is not None]
+
+
+async def test_stop_finishes_the_message_in_hand_and_releases_the_rest(
+    store: EmailStore, smtp_server: SmtpServer
+) -> None:
+    smtp_server.handler.data_delay = 0.5
+    results = await store.enqueue([new_email() for _ in range(6)], now=datetime.now(UTC))
+    ids = [r.message_id for r in results]
+    worker = make_worker(store, smtp_server, shutdown=5)
+    running = asyncio.create_task(worker.run())
+    await asyncio.to_thread(smtp_server.wait_for, 1)
+    worker.stop()
+    await asyncio.wait_for(running, 10)
+    final = await statuses(store, ids)
+    assert Status.PROCESSING not in final
+    sent = final.count(Status.SENT)
+    assert 1 <= sent < 6 and final.count(Status.PENDING) == 6 - sent
+    assert len(smtp_server.received) == sent
+    # What was handed back is claimable at once by the next worker, attempts not spent.
+    again = await store.claim_due(limit=10, worker="next", lease_seconds=60, now=datetime.now(UTC))
+    assert len(again) == 6 - sent and all(m.attempts == 1 for m in again)
+
+
+async def test_an_attempt_that_outlives_the_shutdown_budget_is_abandoned(
+    store: EmailStore, smtp_server: SmtpServer
+) -> None:
+    smtp_server.handler.data_delay = 5
+    (result,) = await store.enqueue([new_email()], now=datetime.now(UTC))
+    worker = make_worker(store, smtp_server, shutdown=0.3)
+    running = asyncio.create_task(worker.run())
+    for _ in range(100):
+        message = await store.get(result.message_id)
+        if message is not None and message.status is Status.PROCESSING:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # the SMTP transaction is under way now
+    worker.stop()
+    await asyncio.wait_for(running, 5)  # bounded: 0.3 s budget, not the 5 s SMTP delay
+    assert await statuses(store, [result.message_id]) == [Status.PENDING]
