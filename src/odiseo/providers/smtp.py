@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 from collections.abc import Sequence
 from email.message import EmailMessage
@@ -22,6 +23,22 @@ from odiseo.providers.base import Receipt
 log = logging.getLogger(__name__)
 
 IMPLICIT_TLS_PORT = 465
+# "try again in 120 seconds", "retry after 5 minutes", "try later (10 min)"…
+_STATED_WAIT = re.compile(
+    r"(?:try|retry)[^0-9]{0,24}?(\d{1,6})\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?)\b",
+    re.IGNORECASE,
+)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+MAX_STATED_WAIT_SECONDS = 6 * 3600
+
+
+def stated_wait(reply: str) -> float | None:
+    """The wait an SMTP reply asks for, in seconds, if it names one (capped at 6 h)."""
+    match = _STATED_WAIT.search(reply)
+    if match is None:
+        return None
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)[0].lower()]
+    return float(min(seconds, MAX_STATED_WAIT_SECONDS))
 
 
 class SmtpProvider:
@@ -163,7 +180,9 @@ def classify(exc: BaseException) -> DeliveryFailure:
         text = f"{exc.code} {exc.message}"
         if 500 <= exc.code < 600:
             return PermanentFailure(text, code=exc.code, reason="smtp_5xx")
-        return TransientFailure(text, code=exc.code, reason="smtp_4xx")
+        return TransientFailure(
+            text, code=exc.code, reason="smtp_4xx", retry_after=stated_wait(exc.message)
+        )
     for kinds, label, reason in _TRANSIENT_ERRORS:
         if isinstance(exc, kinds):
             return TransientFailure(f"{label}: {exc}", reason=reason)
