@@ -125,6 +125,9 @@ def _serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool) -
         server_header=False,
     )
     server = uvicorn.Server(config)
+    # uvicorn re-raises a handled SIGTERM once it has shut down; with the default handler
+    # that would turn a clean stop into exit code 143.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     server.run()
     return 0 if server.started else 1
 
