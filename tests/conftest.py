@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from odiseo.storage.postgres import PostgresStore
 from odiseo.storage.sqlite import SqliteStore
 from odiseo.storage.store import EmailStore
 from tests.support.postgres import TEST_DATABASE_URL, drop_schema, new_schema_name, require_postgres
+from tests.support.processes import Launcher
 from tests.support.smtp import SmtpServer
 
 ENGINES = ["sqlite", "postgres"]
@@ -73,3 +75,31 @@ async def more_stores(
 def smtp_server() -> Iterator[SmtpServer]:
     with SmtpServer() as server:
         yield server
+
+
+@pytest.fixture
+def launcher(tmp_path: Path) -> Iterator[Launcher]:
+    started = Launcher(tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
+@pytest.fixture
+def database(engine: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """DATABASE_URL (and SCHEMA_NAME) of a fresh database on `engine`, as environment entries."""
+    if engine == "sqlite":
+        yield {"DATABASE_URL": f"sqlite:///{tmp_path / 'odiseo.db'}"}
+        return
+    asyncio.run(require_postgres())
+    schema = new_schema_name()
+    try:
+        yield {"DATABASE_URL": TEST_DATABASE_URL, "SCHEMA_NAME": schema}
+    finally:
+        asyncio.run(drop_schema(schema))
+
+
+@pytest.fixture
+def sqlite_database(tmp_path: Path) -> dict[str, str]:
+    return {"DATABASE_URL": f"sqlite:///{tmp_path / 'odiseo.db'}"}

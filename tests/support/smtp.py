@@ -110,7 +110,7 @@ class SmtpServer:
                 from aiosmtpd.smtp import AuthResult
 
                 ok = data.login.decode() == user and data.password.decode() == password
-                return AuthResult(success=ok)
+                return AuthResult(success=ok, handled=False)
 
             kwargs.update(
                 authenticator=check,

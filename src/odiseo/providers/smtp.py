@@ -23,6 +23,7 @@ from odiseo.providers.base import Receipt
 log = logging.getLogger(__name__)
 
 IMPLICIT_TLS_PORT = 465
+AUTH_REQUIRED = 530  # "must issue STARTTLS first" / "authentication required": our setup
 # "try again in 120 seconds", "retry after 5 minutes", "try later (10 min)"…
 _STATED_WAIT = re.compile(
     r"(?:try|retry)[^0-9]{0,24}?(\d{1,6})\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?)\b",
@@ -170,8 +171,13 @@ def classify(exc: BaseException) -> DeliveryFailure:
         lowest = min((code for code, _ in replies), default=None)
         if replies and all(code >= 500 for code, _ in replies):
             return PermanentFailure(text, code=lowest, reason="recipients_refused")
-        return TransientFailure(text, code=lowest, reason="recipients_deferred")
-    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        waits = [w for r in exc.recipients if (w := stated_wait(r.message)) is not None]
+        return TransientFailure(
+            text, code=lowest, reason="recipients_deferred", retry_after=max(waits, default=None)
+        )
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError) or (
+        isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code == AUTH_REQUIRED
+    ):
         # Our credentials, not the message: keep it for when the operator fixes them.
         return TransientFailure(
             f"SMTP login refused: {exc.code} {exc.message}", code=exc.code, reason="auth"
