@@ -128,8 +128,11 @@ class Worker:
 
     async def process(self, batch: list[QueuedEmail]) -> None:
         """Deliver a claimed batch, keeping its leases alive, recording as it goes."""
-        pending: dict[int, QueuedEmail] = {m.id: m for m in batch}
-        heartbeat = asyncio.ensure_future(self._keep_leases(pending))
+        # Leases are kept alive for every message not yet recorded, attempted or not:
+        # a sent-but-unrecorded message whose lease ran out would be sent again.
+        held: set[int] = {m.id for m in batch}
+        untried: dict[int, QueuedEmail] = {m.id: m for m in batch}
+        heartbeat = asyncio.ensure_future(self._keep_leases(held))
         finished: list[AttemptResult] = []
         last_flush = time.monotonic()
         try:
@@ -140,17 +143,18 @@ class Worker:
                 if result is None:
                     break  # cut short by a stop: handed back below, its lease ends now
                 finished.append(result)
-                del pending[message.id]
+                del untried[message.id]
                 if time.monotonic() - last_flush >= FLUSH_SECONDS:
                     await self._record(finished)
+                    held.difference_update(r.email_id for r in finished)
                     finished, last_flush = [], time.monotonic()
         finally:
+            await self._record(finished)
+            if untried:
+                await self._release(list(untried))
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-            await self._record(finished)
-            if pending:
-                await self._release(list(pending))
 
     async def _attempt_within_shutdown(self, message: QueuedEmail) -> AttemptResult | None:
         """Attempt a message; once a stop is asked, give it at most shutdown_seconds more."""
@@ -275,14 +279,14 @@ class Worker:
         except StoreUnavailable as exc:
             log.warning("cannot release %d message(s), their lease will expire: %s", len(ids), exc)
 
-    async def _keep_leases(self, pending: dict[int, QueuedEmail]) -> None:
+    async def _keep_leases(self, held: set[int]) -> None:
         """Extend the leases of held messages so a slow but healthy worker is not overtaken."""
         interval = max(self.options.lease_seconds / 3, 0.5)
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.store.extend_leases(
-                    list(pending),
+                    list(held),
                     worker=self.name,
                     lease_seconds=self.options.lease_seconds,
                     now=self.clock(),
