@@ -14,7 +14,7 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from html.parser import HTMLParser
 
-from odiseo.domain.models import OutgoingEmail
+from odiseo.domain.models import Attachment, OutgoingEmail
 
 _BLOCK_TAGS = frozenset(
     [
@@ -126,6 +126,31 @@ def build_message(email: OutgoingEmail, *, date: datetime) -> EmailMessage:
     message.set_content(text)
     if email.html is not None:
         message.add_alternative(email.html, subtype="html")
-        for part in message.iter_parts():
+    _attach(message, email.attachments)
+    for part in message.walk():
+        if part is not message:
             del part["MIME-Version"]  # only the top level carries it
     return message
+
+
+def _attach(message: EmailMessage, attachments: tuple[Attachment, ...]) -> None:
+    """Inline files join the HTML in multipart/related; the others make the message mixed."""
+    html = message.get_body(("html",)) if message.is_multipart() else None
+    for item in attachments:
+        maintype, _, subtype = item.content_type.partition("/")
+        if item.content_id and isinstance(html, EmailMessage):
+            html.add_related(
+                item.data,
+                maintype=maintype,
+                subtype=subtype,
+                cid=f"<{item.content_id}>",
+                filename=item.filename,
+                disposition="inline",
+            )
+    for item in attachments:
+        if item.content_id and isinstance(html, EmailMessage):
+            continue
+        maintype, _, subtype = item.content_type.partition("/")
+        message.add_attachment(
+            item.data, maintype=maintype, subtype=subtype, filename=item.filename
+        )

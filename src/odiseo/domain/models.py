@@ -26,12 +26,35 @@ class FailureKind(enum.StrEnum):
     PERMANENT = "permanent"
 
 
+@dataclass(frozen=True, kw_only=True)
+class StoredTemplate:
+    """A template kept in the store; each save makes a new version."""
+
+    id: str
+    version: int
+    subject: str | None
+    html: str
+    text: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
 class Outcome(enum.StrEnum):
     """What an attempt led to, as recorded in the event log."""
 
     SENT = "sent"
     RETRY = "retry"
     FAILED = "failed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attachment:
+    """A file sent with a message; with a content_id it is inline (cid: in the HTML)."""
+
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
+    content_id: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +73,7 @@ class OutgoingEmail:
     html: str | None
     text: str | None
     headers: tuple[tuple[str, str], ...] = ()
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -68,6 +92,8 @@ class NewEmail:
     client_message_id: str | None = None
     payload_hash: str | None = None
     template_id: str | None = None
+    template_version: int | None = None
+    expires_at: datetime | None = None
     tags: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -104,6 +130,8 @@ class QueuedEmail:
     last_error: str | None = None
     client_message_id: str | None = None
     template_id: str | None = None
+    template_version: int | None = None
+    expires_at: datetime | None = None
     tags: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
     events: tuple[Event, ...] = ()

@@ -15,8 +15,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.sql import Insert
 
+from odiseo.storage.failures import translate_errors
 from odiseo.storage.migrate import upgrade
-from odiseo.storage.store import EmailStore, claim_values, sleep_until_woken, translate_errors
+from odiseo.storage.store import EmailStore, claim_values, sleep_until_woken
 from odiseo.storage.tables import CLAIMABLE_SQL, emails
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from odiseo.domain.models import Event, NewEmail, OutgoingEmail, QueuedEmail, Status
+from odiseo.domain.models import (
+    Attachment,
+    Event,
+    NewEmail,
+    OutgoingEmail,
+    QueuedEmail,
+    Status,
+)
 
 
 def to_row(item: NewEmail, *, now: datetime) -> dict[str, Any]:
@@ -32,6 +39,9 @@ def to_row(item: NewEmail, *, now: datetime) -> dict[str, Any]:
         "html": email.html,
         "text": email.text,
         "template_id": item.template_id,
+        "template_version": item.template_version,
+        "expires_at": item.expires_at,
+        "attachment_count": len(email.attachments),
         "tags": list(item.tags),
         "meta": item.metadata,
         "created_at": now,
@@ -39,7 +49,23 @@ def to_row(item: NewEmail, *, now: datetime) -> dict[str, Any]:
     }
 
 
-def from_row(row: Any, *, events: tuple[Event, ...] = ()) -> QueuedEmail:
+def attachment_rows(email_id: int, attachments: tuple[Attachment, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "email_id": email_id,
+            "position": position,
+            "filename": item.filename,
+            "content_type": item.content_type,
+            "content_id": item.content_id,
+            "data": item.data,
+        }
+        for position, item in enumerate(attachments)
+    ]
+
+
+def from_row(
+    row: Any, *, events: tuple[Event, ...] = (), attachments: tuple[Attachment, ...] = ()
+) -> QueuedEmail:
     email = OutgoingEmail(
         message_id=row.message_id,
         rfc_message_id=row.rfc_message_id,
@@ -53,6 +79,7 @@ def from_row(row: Any, *, events: tuple[Event, ...] = ()) -> QueuedEmail:
         html=row.html,
         text=row.text,
         headers=tuple((name, value) for name, value in row.headers),
+        attachments=attachments,
     )
     return QueuedEmail(
         id=row.id,
@@ -70,6 +97,8 @@ def from_row(row: Any, *, events: tuple[Event, ...] = ()) -> QueuedEmail:
         last_error=row.last_error,
         client_message_id=row.client_message_id,
         template_id=row.template_id,
+        template_version=row.template_version,
+        expires_at=row.expires_at,
         tags=tuple(row.tags),
         metadata=dict(row.meta),
         events=events,

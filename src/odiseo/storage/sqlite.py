@@ -18,8 +18,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.sql import Insert
 
+from odiseo.storage.failures import translate_errors
 from odiseo.storage.migrate import upgrade
-from odiseo.storage.store import EmailStore, claim_values, sleep_until_woken, translate_errors
+from odiseo.storage.store import EmailStore, claim_values, sleep_until_woken
 from odiseo.storage.tables import CLAIMABLE_SQL, emails
 
 BUSY_TIMEOUT_MS = 30_000

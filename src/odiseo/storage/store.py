@@ -17,11 +17,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, bindparam, case, func, select, update
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Insert
 
 from odiseo.domain.models import (
+    Attachment,
     AttemptResult,
     Event,
     NewEmail,
@@ -29,52 +29,19 @@ from odiseo.domain.models import (
     QueuedEmail,
     Status,
 )
-from odiseo.errors import Duplicate, InvalidTransition, NotFound, StoreUnavailable
-from odiseo.storage.rows import from_row, to_row
-from odiseo.storage.tables import email_events, emails
+from odiseo.errors import Duplicate, InvalidTransition, NotFound
+from odiseo.storage.failures import translate_errors
+from odiseo.storage.rows import attachment_rows, from_row, to_row
+from odiseo.storage.tables import email_attachments, email_events, emails
+from odiseo.storage.templates import TemplateStore
 
 log = logging.getLogger(__name__)
-
-_UNAVAILABLE_DRIVER_ERRORS = frozenset(
-    {
-        "ConnectionDoesNotExistError",
-        "ConnectionFailureError",
-        "CannotConnectNowError",
-        "PostgresConnectionError",
-        "AdminShutdownError",
-        "InterfaceError",
-    }
-)
 
 _FINISHED_STATUS = {
     Outcome.SENT: Status.SENT,
     Outcome.RETRY: Status.SCHEDULED,
     Outcome.FAILED: Status.FAILED,
 }
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    """Whether a driver error means the database cannot be reached (not a bug of ours)."""
-    if isinstance(exc, OSError | TimeoutError | ConnectionError | OperationalError):
-        return True
-    if isinstance(exc, InterfaceError):
-        return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        return type(exc.orig).__name__ in _UNAVAILABLE_DRIVER_ERRORS
-    return type(exc).__name__ in _UNAVAILABLE_DRIVER_ERRORS
-
-
-@contextlib.contextmanager
-def translate_errors() -> Any:
-    """Turn 'the database is gone' driver errors into StoreUnavailable at the edge."""
-    try:
-        yield
-    except Exception as exc:
-        if is_unavailable(exc):
-            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
-        raise
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,6 +60,7 @@ class EmailStore(abc.ABC):
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.templates = TemplateStore(engine, self._write)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -154,6 +122,7 @@ class EmailStore(abc.ABC):
             existing = await self._existing(
                 conn, [r for r in keyed if r["message_id"] not in inserted]
             )
+            await self._store_attachments(conn, items, inserted)
             if inserted:
                 await self._after_enqueue(conn)
         results = []
@@ -181,6 +150,45 @@ class EmailStore(abc.ABC):
         if not result.created:
             raise Duplicate(result.message_id, same_payload=result.same_payload)
         return result.message_id
+
+    async def _store_attachments(
+        self, conn: AsyncConnection, items: Sequence[NewEmail], inserted: set[str]
+    ) -> None:
+        carrying = {
+            i.email.message_id: i.email.attachments
+            for i in items
+            if i.email.attachments and i.email.message_id in inserted
+        }
+        if not carrying:
+            return
+        ids = await conn.execute(
+            select(emails.c.message_id, emails.c.id).where(emails.c.message_id.in_(list(carrying)))
+        )
+        rows = [row for mid, eid in ids for row in attachment_rows(eid, carrying[mid])]
+        await conn.execute(email_attachments.insert(), rows)
+
+    async def _attachments(
+        self, conn: AsyncConnection, email_ids: Sequence[int]
+    ) -> dict[int, tuple[Attachment, ...]]:
+        """The attachments of these messages, in their original order."""
+        if not email_ids:
+            return {}
+        found: dict[int, list[Attachment]] = {}
+        rows = await conn.execute(
+            select(email_attachments)
+            .where(email_attachments.c.email_id.in_(list(email_ids)))
+            .order_by(email_attachments.c.email_id, email_attachments.c.position)
+        )
+        for row in rows:
+            found.setdefault(row.email_id, []).append(
+                Attachment(
+                    filename=row.filename,
+                    content_type=row.content_type,
+                    content_id=row.content_id,
+                    data=bytes(row.data),
+                )
+            )
+        return {email_id: tuple(items) for email_id, items in found.items()}
 
     async def _existing(
         self, conn: AsyncConnection, rows: list[dict[str, Any]]
@@ -223,7 +231,10 @@ class EmailStore(abc.ABC):
                         for r in expired
                     ],
                 )
-        claimed = sorted((from_row(r) for r in rows), key=_claim_order)
+            files = await self._attachments(conn, [r.id for r in rows if r.attachment_count])
+        claimed = sorted(
+            (from_row(r, attachments=files.get(r.id, ())) for r in rows), key=_claim_order
+        )
         for message in claimed:
             log.debug(
                 "claimed",
@@ -448,7 +459,8 @@ class EmailStore(abc.ABC):
                     )
                     for e in events
                 )
-        return from_row(row, events=history)
+                files = await self._attachments(conn, [row.id] if row.attachment_count else [])
+        return from_row(row, events=history, attachments=files.get(row.id, ()))
 
     async def counts(self) -> dict[Status, int]:
         """How many messages are in each status (every status present, zeros included)."""

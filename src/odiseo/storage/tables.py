@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -85,6 +86,9 @@ emails = Table(
     Column("html", Text, nullable=True),
     Column("text", Text, nullable=True),
     Column("template_id", String(128), nullable=True),
+    Column("template_version", Integer, nullable=True),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("attachment_count", Integer, nullable=False, server_default=text("0")),
     Column("tags", JSON, nullable=False),
     Column("meta", JSON, nullable=False),
     Column("last_error", Text, nullable=True),
@@ -116,4 +120,41 @@ email_events = Table(
     Column("duration_ms", Integer, nullable=True),
     Column("worker", String(255), nullable=True),
     Index("ix_email_events_email_id", "email_id"),
+)
+
+email_attachments = Table(
+    "email_attachments",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email_id", Id, ForeignKey("emails.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("content_type", String(255), nullable=False),
+    Column("content_id", String(255), nullable=True),
+    Column("data", LargeBinary, nullable=False),
+    Index("ix_email_attachments_email_id", "email_id"),
+)
+
+# Stored templates: the current version, and every version ever saved (sends record theirs).
+templates = Table(
+    "templates",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("subject", Text, nullable=True),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+template_versions = Table(
+    "template_versions",
+    metadata,
+    Column("template_id", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("subject", Text, nullable=True),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
 )
