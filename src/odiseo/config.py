@@ -45,6 +45,7 @@ ENVIRONMENT = {
     "EMAIL_RETRY_MAX_ATTEMPTS": "retries after the first attempt (3)",
     "EMAIL_RETRY_BACKOFF_SECONDS": "first retry delay, doubled each retry (300)",
     "TEMPLATES_DIR": "directory of Jinja2 templates (./templates)",
+    "MAX_MESSAGE_BYTES": "largest message content, bodies + attachments (10485760); 413 beyond",
     "LOG_LEVEL": "DEBUG, INFO, WARNING, ERROR (INFO)",
     "LOG_TO_FILE": "also write LOG_DIR/email_service.log, rotated (true)",
     "LOG_DIR": "log directory (./logs)",
@@ -93,6 +94,7 @@ class Settings(BaseSettings):
     email_retry_backoff_seconds: float = Field(default=300.0, ge=0)
 
     templates_dir: Path = Path("templates")
+    max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_to_file: bool = True

@@ -39,6 +39,10 @@ class Duplicate(OdiseoError):
         self.same_payload = same_payload
 
 
+class TooLarge(OdiseoError):
+    """The message is larger than allowed."""
+
+
 class InvalidTransition(OdiseoError):
     """The message is not in a state that allows this."""
 

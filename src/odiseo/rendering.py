@@ -20,6 +20,7 @@ from jinja2 import (
     TemplateNotFound,
     TemplateSyntaxError,
     UndefinedError,
+    nodes,
 )
 from jinja2.exceptions import SecurityError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
@@ -77,6 +78,66 @@ class Renderer:
             text=text,
         )
 
+    def render_source(
+        self,
+        template_id: str,
+        *,
+        subject: str | None,
+        html: str,
+        text: str | None,
+        variables: dict[str, Any],
+    ) -> Rendered:
+        """Render a stored template's parts (same sandbox and rules as file templates)."""
+        rendered_subject = self._from_string(self._plain, subject, template_id, variables)
+        rendered_text = self._from_string(self._plain, text, template_id, variables)
+        rendered_html = self._from_string(self._html, html, template_id, variables)
+        return Rendered(
+            subject=" ".join(rendered_subject.split()) if rendered_subject is not None else None,
+            html=rendered_html or "",
+            text=rendered_text,
+        )
+
+    def check_source(self, template_id: str, *parts: str | None) -> None:
+        """Refuse, before saving, a template that does not parse or reaches for internals.
+
+        The sandbox would stop `{{ x.__class__ }}` at render time anyway; refusing it at
+        save time means a bad template never reaches the store.
+        """
+        if not TEMPLATE_ID.match(template_id) or ".." in template_id:
+            raise TemplateError(
+                "template id: letters, digits, '_', '-', '.' only (at most 128 characters)"
+            )
+        for source in parts:
+            if source is None:
+                continue
+            try:
+                tree = self._html.parse(source)
+            except TemplateSyntaxError as exc:
+                raise TemplateError(f"line {exc.lineno}: {exc.message}") from None
+            for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+                if isinstance(node, nodes.Getattr):
+                    name: object = node.attr
+                else:
+                    assert isinstance(node, nodes.Getitem)
+                    name = _constant(node.arg)
+                if isinstance(name, str) and name.startswith("_"):
+                    raise TemplateError(f"access to {name!r} is not allowed in templates")
+
+    def _from_string(
+        self,
+        environment: ImmutableSandboxedEnvironment,
+        source: str | None,
+        name: str,
+        variables: dict[str, Any],
+    ) -> str | None:
+        if source is None:
+            return None
+        try:
+            template = environment.from_string(source)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"template {name!r} is invalid: {exc.message}") from None
+        return self._run(lambda: template.render(variables), name)
+
     def _optional(self, name: str, variables: dict[str, Any]) -> str | None:
         try:
             template = self._plain.get_template(name)
@@ -98,3 +159,7 @@ class Renderer:
             raise TemplateError(f"template {name!r}: {exc.message}") from None
         except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
             raise TemplateError(f"template {name!r}: {exc}") from None
+
+
+def _constant(node: nodes.Node) -> object:
+    return node.value if isinstance(node, nodes.Const) else None

@@ -6,12 +6,19 @@ import hashlib
 import json
 import logging
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from odiseo.domain.models import NewEmail, OutgoingEmail, QueuedEmail
-from odiseo.errors import Duplicate, NotFound, OdiseoError
+from odiseo.domain.models import (
+    Attachment,
+    EmailFilter,
+    NewEmail,
+    OutgoingEmail,
+    QueuedEmail,
+    Status,
+)
+from odiseo.errors import Duplicate, NotFound, OdiseoError, TooLarge
 from odiseo.rendering import Renderer
 from odiseo.storage.store import EmailStore
 
@@ -22,6 +29,16 @@ DEFAULT_PRIORITY = 5
 
 class InvalidEmail(OdiseoError):
     """The email cannot be sent as given."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchItem:
+    """One email of a batch: the message id it got, or why it was refused."""
+
+    index: int
+    message_id: str | None = None
+    created: bool = False
+    error: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,13 +62,24 @@ class EmailRequest:
     template_vars: dict[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
+    attachments: tuple[Attachment, ...] = ()
+    expires_at: datetime | None = None
 
     def fingerprint(self) -> str:
         """A hash of the payload, to tell a harmless resend from a conflicting reuse of an id."""
-        payload = asdict(self)
+        payload = asdict(replace(self, attachments=()))
         payload.pop("client_message_id")
+        payload["attachments"] = [
+            (a.filename, a.content_type, a.content_id, hashlib.sha256(a.data).hexdigest())
+            for a in self.attachments
+        ]
         canonical = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def size(self) -> int:
+        """Bytes of content: bodies and decoded attachments."""
+        bodies = sum(len(part.encode()) for part in (self.html, self.text) if part)
+        return bodies + sum(len(a.data) for a in self.attachments)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,27 +108,39 @@ class EmailService:
     """Turns requests into stored messages and answers questions about them."""
 
     def __init__(
-        self, *, store: EmailStore, renderer: Renderer, sender: Sender, max_retries: int
+        self,
+        *,
+        store: EmailStore,
+        renderer: Renderer,
+        sender: Sender,
+        max_retries: int,
+        max_message_bytes: int = 10 * 1024 * 1024,
     ) -> None:
         self.store = store
         self.renderer = renderer
         self.sender = sender
         self.max_retries = max_retries
+        self.max_message_bytes = max_message_bytes
 
-    def prepare(self, request: EmailRequest) -> NewEmail:
-        """Render and assemble the message to store; raises InvalidEmail or TemplateError."""
-        subject, html, text = request.subject, request.html, request.text
-        if request.template_id is not None:
-            rendered = self.renderer.render(request.template_id, request.template_vars)
-            html = rendered.html
-            text = text if text is not None else rendered.text
-            subject = subject if subject is not None else rendered.subject
+    async def prepare(self, request: EmailRequest) -> NewEmail:
+        """Render and assemble the message to store.
+
+        Raises:
+            InvalidEmail, TemplateError, UnknownTemplate: the request cannot make a message.
+            TooLarge: its content exceeds MAX_MESSAGE_BYTES.
+        """
+        subject, html, text, version = await self._content(request)
         if not subject:
             raise InvalidEmail("subject: required (give one, or a template that has a subject)")
         if any(c in subject for c in "\r\n\0"):
             raise InvalidEmail("subject: must not contain line breaks or NUL")
         if html is None and text is None:
             raise InvalidEmail("body: required (give body, text or template_id)")
+        size = request.size() + len((html or "").encode()) - len((request.html or "").encode())
+        if size > self.max_message_bytes:
+            raise TooLarge(
+                f"message content is {size} bytes; the limit is {self.max_message_bytes}"
+            )
         from_email = request.from_email or self.sender.email
         if not self.sender.permits(from_email):
             raise InvalidEmail(f"from_email: {from_email} is not an allowed sender")
@@ -119,6 +159,7 @@ class EmailService:
             html=html,
             text=text,
             headers=request.headers,
+            attachments=request.attachments,
         )
         return NewEmail(
             email=email,
@@ -128,8 +169,39 @@ class EmailService:
             client_message_id=request.client_message_id,
             payload_hash=request.fingerprint() if request.client_message_id else None,
             template_id=request.template_id,
+            template_version=version,
+            expires_at=request.expires_at,
             tags=request.tags,
             metadata=request.metadata,
+        )
+
+    async def _content(
+        self, request: EmailRequest
+    ) -> tuple[str | None, str | None, str | None, int | None]:
+        """Subject, HTML, text and template version: from the request or its template.
+
+        A stored template wins over a file of the same name in TEMPLATES_DIR.
+        """
+        if request.template_id is None:
+            return request.subject, request.html, request.text, None
+        stored = await self.store.templates.get(request.template_id)
+        if stored is not None:
+            rendered = self.renderer.render_source(
+                stored.id,
+                subject=stored.subject,
+                html=stored.html,
+                text=stored.text,
+                variables=request.template_vars,
+            )
+            version: int | None = stored.version
+        else:
+            rendered = self.renderer.render(request.template_id, request.template_vars)
+            version = None
+        return (
+            request.subject if request.subject is not None else rendered.subject,
+            rendered.html,
+            request.text if request.text is not None else rendered.text,
+            version,
         )
 
     async def submit(self, request: EmailRequest, *, now: datetime) -> Submitted:
@@ -138,7 +210,7 @@ class EmailService:
         Raises:
             Duplicate: the client_message_id is taken by a different email (same_payload False).
         """
-        item = self.prepare(request)
+        item = await self.prepare(request)
         (result,) = await self.store.enqueue([item], now=now)
         if not result.created and not result.same_payload:
             raise Duplicate(result.message_id, same_payload=False)
@@ -150,6 +222,42 @@ class EmailService:
             )
         return Submitted(message_id=result.message_id, created=result.created)
 
+    async def submit_batch(
+        self, requests: list[EmailRequest | str], *, atomic: bool, now: datetime
+    ) -> tuple[list[BatchItem], bool]:
+        """Store many emails in one transaction; a str in `requests` is that item's error.
+
+        Returns each item's result and whether anything was stored. With `atomic`,
+        one bad item stores nothing.
+        """
+        results: list[BatchItem] = []
+        ready: list[tuple[int, NewEmail]] = []
+        for index, request in enumerate(requests):
+            if isinstance(request, str):
+                results.append(BatchItem(index=index, error=request))
+                continue
+            try:
+                ready.append((index, await self.prepare(request)))
+            except OdiseoError as exc:
+                results.append(BatchItem(index=index, error=exc.message))
+        if (atomic and results) or not ready:
+            return sorted(results, key=lambda r: r.index), False
+        stored = await self.store.enqueue([item for _, item in ready], now=now)
+        for (index, _), outcome in zip(ready, stored, strict=True):
+            if not outcome.created and not outcome.same_payload:
+                error = "client_message_id is already used by a different email"
+                results.append(BatchItem(index=index, message_id=outcome.message_id, error=error))
+            else:
+                results.append(
+                    BatchItem(index=index, message_id=outcome.message_id, created=outcome.created)
+                )
+        log.info(
+            "batch: %d stored, %d refused",
+            sum(r.created for r in results),
+            sum(r.error is not None for r in results),
+        )
+        return sorted(results, key=lambda r: r.index), True
+
     async def get(self, message_id: str) -> QueuedEmail:
         """The stored message with its history; raises NotFound."""
         found = await self.store.get(_known_shape(message_id))
@@ -157,10 +265,22 @@ class EmailService:
             raise NotFound(f"no message {message_id!r}")
         return found
 
+    async def search(
+        self, query: EmailFilter, *, limit: int, before: int | None
+    ) -> tuple[list[QueuedEmail], int | None]:
+        """A page of messages, newest first, and the cursor of the next page."""
+        return await self.store.search(query, limit=limit, before=before)
+
+    async def reschedule(self, message_id: str, *, send_at: datetime, now: datetime) -> QueuedEmail:
+        """Move a message not yet claimed to a new time; raises NotFound or InvalidTransition."""
+        await self.store.reschedule(_known_shape(message_id), send_at=send_at, now=now)
+        log.info("rescheduled to %s", send_at.isoformat(), extra={"message_id": message_id})
+        return await self.get(message_id)
+
     async def cancel(self, message_id: str, *, now: datetime) -> QueuedEmail:
         """Cancel a waiting message; raises NotFound or InvalidTransition."""
         await self.store.cancel(_known_shape(message_id), now=now)
-        log.info("cancelled", extra={"message_id": message_id, "status": "cancelled"})
+        log.info("cancelled", extra={"message_id": message_id, "status": Status.CANCELLED})
         return await self.get(message_id)
 
     async def retry(self, message_id: str, *, now: datetime) -> QueuedEmail:

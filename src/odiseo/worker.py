@@ -182,6 +182,11 @@ class Worker:
         """One delivery attempt of a claimed message, classified into an outcome."""
         started = self.clock()
         extra = {"message_id": message.message_id, "attempt": message.attempts}
+        if message.expires_at is not None and message.expires_at <= started:
+            expired = PermanentFailure(
+                f"expired: not sent by {message.expires_at.isoformat()}", reason="expired"
+            )
+            return self._failed(message, expired, started=started)
         try:
             built = build_message(message.email, date=started)
             with self.metrics.provider_call.time():

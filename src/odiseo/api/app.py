@@ -13,8 +13,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from odiseo import __version__
+from odiseo.api.errors import describe_errors, error_list
 from odiseo.api.health import HealthCheck
-from odiseo.api.routes import emails, system
+from odiseo.api.routes import emails, system, templates
 from odiseo.api.wiring import build_provider, build_service, build_store, build_worker
 from odiseo.config import Settings
 from odiseo.errors import (
@@ -23,9 +24,11 @@ from odiseo.errors import (
     NotFound,
     StoreUnavailable,
     TemplateError,
+    TooLarge,
 )
 from odiseo.metrics import Metrics
 from odiseo.service import InvalidEmail
+from odiseo.template_service import TemplateService
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,9 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
         app.state.settings = settings
         app.state.metrics = Metrics()
         app.state.service = build_service(settings, store)
+        app.state.templates = TemplateService(
+            templates=store.templates, renderer=app.state.service.renderer
+        )
         app.state.health = HealthCheck(store=store, provider=build_provider(settings))
         worker = build_worker(settings, store, app.state.metrics) if with_worker else None
         task = asyncio.create_task(worker.run(), name="worker") if worker else None
@@ -62,6 +68,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
         lifespan=lifespan,
     )
     app.include_router(emails.router)
+    app.include_router(templates.router)
     app.include_router(system.router)
     _install_error_handlers(app)
     return app
@@ -74,18 +81,9 @@ def _problem(code: int, detail: str, **extra: Any) -> JSONResponse:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "loc": [str(part) for part in e.get("loc", ())],
-                "msg": e.get("msg", ""),
-                "type": e.get("type", ""),
-            }
-            for e in exc.errors()
-        ]
-        summary = "; ".join(
-            f"{'.'.join(e['loc'][1:] or e['loc']) or 'body'}: {e['msg']}" for e in errors
-        )
-        return _problem(422, summary, errors=errors)
+        errors = exc.errors()
+        summary = describe_errors(errors, skip_first=True)
+        return _problem(422, summary, errors=error_list(errors))
 
     @app.exception_handler(InvalidEmail)
     async def invalid_email(_: Request, exc: InvalidEmail) -> JSONResponse:
@@ -93,7 +91,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(TemplateError)
     async def template_error(_: Request, exc: TemplateError) -> JSONResponse:
-        return _problem(422, f"template_id: {exc.message}")
+        return _problem(422, f"template: {exc.message}")
+
+    @app.exception_handler(TooLarge)
+    async def too_large(_: Request, exc: TooLarge) -> JSONResponse:
+        return _problem(status.HTTP_413_CONTENT_TOO_LARGE, exc.message)
 
     @app.exception_handler(Duplicate)
     async def duplicate(_: Request, exc: Duplicate) -> JSONResponse:

@@ -10,6 +10,7 @@ from odiseo.api.health import HealthCheck
 from odiseo.config import Settings
 from odiseo.metrics import Metrics
 from odiseo.service import EmailService
+from odiseo.template_service import TemplateService
 
 
 def _service(request: Request) -> EmailService:
@@ -33,6 +34,14 @@ def _metrics(request: Request) -> Metrics:
 
 
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
+
+
+def _templates(request: Request) -> TemplateService:
+    templates: TemplateService = request.app.state.templates
+    return templates
+
+
+TemplatesDep = Annotated[TemplateService, Depends(_templates)]
 ServiceDep = Annotated[EmailService, Depends(_service)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 HealthDep = Annotated[HealthCheck, Depends(_health)]

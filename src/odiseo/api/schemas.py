@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import mimetypes
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -16,9 +19,12 @@ from pydantic import (
     field_validator,
 )
 
+from odiseo.domain.models import Attachment
 from odiseo.service import DEFAULT_PRIORITY, EmailRequest
 
 MAX_RECIPIENTS = 50
+MAX_ATTACHMENTS = 50
+MAX_BATCH = 500
 MAX_BODY_CHARS = 5_000_000
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # printable ASCII, no colon (RFC 5322 ftext)
 _RESERVED_HEADERS = frozenset(
@@ -47,6 +53,53 @@ def _single_line(value: str) -> str:
 
 
 HeaderText = Annotated[str, AfterValidator(_single_line)]
+
+
+class AttachmentIn(BaseModel):
+    """A file: base64 `content`; `content_id` makes it inline (`<img src="cid:...">`)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "filename": "invoice.pdf",
+                    "content": "JVBERi0xLjQK",
+                    "content_type": "application/pdf",
+                }
+            ]
+        },
+    )
+
+    filename: HeaderText = Field(min_length=1, max_length=255)
+    content: str = Field(description="the file, base64-encoded", max_length=MAX_BODY_CHARS * 3)
+    content_type: str | None = Field(
+        default=None, pattern=r"^[\w.+-]+/[\w.+-]+$", description="guessed from filename if absent"
+    )
+    content_id: HeaderText | None = Field(default=None, min_length=1, max_length=255)
+
+    @field_validator("content")
+    @classmethod
+    def _base64(cls, value: str) -> str:
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("is not valid base64") from None
+        return value
+
+    @field_validator("content_id")
+    @classmethod
+    def _bare_id(cls, value: str | None) -> str | None:
+        return None if value is None else value.strip("<>")
+
+    def to_attachment(self) -> Attachment:
+        guessed = mimetypes.guess_type(self.filename)[0]
+        return Attachment(
+            filename=self.filename,
+            content_type=self.content_type or guessed or "application/octet-stream",
+            data=base64.b64decode(self.content),
+            content_id=self.content_id,
+        )
 
 
 class EmailIn(BaseModel):
@@ -86,6 +139,10 @@ class EmailIn(BaseModel):
         default_factory=list, max_length=20
     )
     metadata: dict[str, Any] = Field(default_factory=dict)
+    attachments: list[AttachmentIn] = Field(default_factory=list, max_length=MAX_ATTACHMENTS)
+    expires_at: datetime | None = Field(
+        default=None, description="not sent after this time: it ends failed with reason expired"
+    )
 
     @field_validator("headers")
     @classmethod
@@ -106,7 +163,7 @@ class EmailIn(BaseModel):
             raise ValueError("must be at most 4096 bytes as JSON")
         return metadata
 
-    @field_validator("send_at")
+    @field_validator("send_at", "expires_at")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
@@ -133,6 +190,8 @@ class EmailIn(BaseModel):
             template_vars=self.template_vars,
             tags=tuple(self.tags),
             metadata=self.metadata,
+            attachments=tuple(a.to_attachment() for a in self.attachments),
+            expires_at=self.expires_at,
         )
 
 
@@ -167,6 +226,105 @@ class Health(BaseModel):
     detail: str | None = None
 
 
+class BatchIn(BaseModel):
+    """Up to 500 emails stored in one transaction."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "emails": [
+                        {"to": ["a@example.com"], "subject": "Hi A", "body": "<p>Hello</p>"},
+                        {"to": ["b@example.com"], "subject": "Hi B", "body": "<p>Hello</p>"},
+                    ],
+                    "atomic": False,
+                }
+            ]
+        },
+    )
+
+    emails: list[dict[str, Any]] = Field(
+        min_length=1, max_length=MAX_BATCH, description="each item is a POST /emails body"
+    )
+    atomic: bool = Field(default=False, description="store nothing unless every item is valid")
+
+
+class BatchItemOut(BaseModel):
+    index: int
+    status: str = Field(description="accepted, duplicate or error")
+    message_id: str | None = None
+    detail: str | None = None
+
+
+class BatchOut(BaseModel):
+    status: str = Field(description="accepted, partial or rejected")
+    accepted: int
+    rejected: int
+    results: list[BatchItemOut]
+    timestamp: datetime
+
+
+class RescheduleIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"send_at": "2030-01-01T09:00:00Z"}]}
+    )
+
+    send_at: datetime = Field(description="the new time; in the past means now")
+
+    @field_validator("send_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+class TemplateIn(BaseModel):
+    """A stored template: Jinja2, HTML autoescaped, undefined variables are errors."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "subject": "Your order {{ number }}",
+                    "html": "<p>Hi {{ name }}, order {{ number }} is on its way.</p>",
+                    "text": None,
+                }
+            ]
+        },
+    )
+
+    subject: HeaderText | None = Field(default=None, max_length=998)
+    html: str = Field(min_length=1, max_length=MAX_BODY_CHARS)
+    text: str | None = Field(default=None, max_length=MAX_BODY_CHARS)
+
+
+class TemplateOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    version: int
+    subject: str | None
+    html: str
+    text: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class RenderIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"variables": {"name": "Ana"}}]}
+    )
+
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class RenderOut(BaseModel):
+    subject: str | None
+    html: str
+    text: str
+
+
 class EventOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -179,8 +337,15 @@ class EventOut(BaseModel):
     worker: str | None
 
 
-class EmailOut(BaseModel):
-    """A stored message: where it is, what happened to it, what it was."""
+class AttachmentOut(BaseModel):
+    filename: str
+    content_type: str
+    content_id: str | None
+    size: int
+
+
+class EmailSummary(BaseModel):
+    """A stored message: where it is and what it was."""
 
     message_id: str
     rfc_message_id: str
@@ -200,9 +365,22 @@ class EmailOut(BaseModel):
     bcc: list[str]
     subject: str
     template_id: str | None
+    template_version: int | None
+    expires_at: datetime | None
     tags: list[str]
     metadata: dict[str, Any]
+
+
+class EmailOut(EmailSummary):
+    """A stored message with its attachments and its whole history."""
+
+    attachments: list[AttachmentOut]
     events: list[EventOut]
+
+
+class EmailPage(BaseModel):
+    items: list[EmailSummary]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
 
 
 class Requeued(BaseModel):

@@ -46,6 +46,7 @@ def build_service(settings: Settings, store: EmailStore) -> EmailService:
             allowed=settings.sender_allow_list,
         ),
         max_retries=settings.email_retry_max_attempts,
+        max_message_bytes=settings.max_message_bytes,
     )
 
 

@@ -27,6 +27,17 @@ class FailureKind(enum.StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
+class EmailFilter:
+    """What GET /emails narrows the list to; every field is optional."""
+
+    status: Status | None = None
+    tag: str | None = None
+    recipient: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class StoredTemplate:
     """A template kept in the store; each save makes a new version."""
 

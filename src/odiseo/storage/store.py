@@ -16,14 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, case, func, select, update
+from sqlalchemy import Row, bindparam, case, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Insert
 
 from odiseo.domain.models import (
-    Attachment,
     AttemptResult,
-    Event,
     NewEmail,
     Outcome,
     QueuedEmail,
@@ -31,6 +29,7 @@ from odiseo.domain.models import (
 )
 from odiseo.errors import Duplicate, InvalidTransition, NotFound
 from odiseo.storage.failures import translate_errors
+from odiseo.storage.queries import Queries
 from odiseo.storage.rows import attachment_rows, from_row, to_row
 from odiseo.storage.tables import email_attachments, email_events, emails
 from odiseo.storage.templates import TemplateStore
@@ -53,7 +52,7 @@ class Enqueued:
     same_payload: bool = True
 
 
-class EmailStore(abc.ABC):
+class EmailStore(Queries, abc.ABC):
     """The durable queue. Every time is passed in (`now`), UTC-aware."""
 
     dialect: str
@@ -96,7 +95,7 @@ class EmailStore(abc.ABC):
             async with self.engine.begin() as conn:
                 yield conn
 
-    async def _after_enqueue(self, conn: AsyncConnection) -> None:  # noqa: B027
+    async def _after_enqueue(self, conn: AsyncConnection) -> None:
         """Called inside the enqueue transaction; PostgreSQL wakes the workers here."""
 
     @abc.abstractmethod
@@ -166,29 +165,6 @@ class EmailStore(abc.ABC):
         )
         rows = [row for mid, eid in ids for row in attachment_rows(eid, carrying[mid])]
         await conn.execute(email_attachments.insert(), rows)
-
-    async def _attachments(
-        self, conn: AsyncConnection, email_ids: Sequence[int]
-    ) -> dict[int, tuple[Attachment, ...]]:
-        """The attachments of these messages, in their original order."""
-        if not email_ids:
-            return {}
-        found: dict[int, list[Attachment]] = {}
-        rows = await conn.execute(
-            select(email_attachments)
-            .where(email_attachments.c.email_id.in_(list(email_ids)))
-            .order_by(email_attachments.c.email_id, email_attachments.c.position)
-        )
-        for row in rows:
-            found.setdefault(row.email_id, []).append(
-                Attachment(
-                    filename=row.filename,
-                    content_type=row.content_type,
-                    content_id=row.content_id,
-                    data=bytes(row.data),
-                )
-            )
-        return {email_id: tuple(items) for email_id, items in found.items()}
 
     async def _existing(
         self, conn: AsyncConnection, rows: list[dict[str, Any]]
@@ -357,6 +333,25 @@ class EmailStore(abc.ABC):
             now=now,
         )
 
+    async def reschedule(self, message_id: str, *, send_at: datetime, now: datetime) -> None:
+        """Move a message that no worker has claimed yet to `send_at` (the past means now).
+
+        Raises:
+            NotFound: no such message.
+            InvalidTransition: it is being sent, or already finished.
+        """
+        later = send_at > now
+        await self._operate(
+            message_id,
+            allowed=(Status.PENDING, Status.SCHEDULED),
+            values={
+                "status": Status.SCHEDULED if later else Status.PENDING,
+                "next_attempt_at": send_at if later else now,
+            },
+            event="rescheduled",
+            now=now,
+        )
+
     async def requeue(self, message_id: str, *, now: datetime) -> None:
         """Send a failed message again with a fresh retry budget; its history is kept.
 
@@ -432,74 +427,6 @@ class EmailStore(abc.ABC):
         if current is None:
             raise NotFound(f"no message {message_id!r}")
         raise InvalidTransition(f"the message is {current}; only {'/'.join(allowed)} allowed")
-
-    async def get(self, message_id: str) -> QueuedEmail | None:
-        """The message with its whole event history, or None."""
-        with translate_errors():
-            async with self.engine.connect() as conn:
-                row = (
-                    await conn.execute(select(emails).where(emails.c.message_id == message_id))
-                ).first()
-                if row is None:
-                    return None
-                events = await conn.execute(
-                    select(email_events)
-                    .where(email_events.c.email_id == row.id)
-                    .order_by(email_events.c.id)
-                )
-                history = tuple(
-                    Event(
-                        at=e.at,
-                        kind=e.kind,
-                        attempt=e.attempt,
-                        smtp_code=e.smtp_code,
-                        response=e.response,
-                        duration_ms=e.duration_ms,
-                        worker=e.worker,
-                    )
-                    for e in events
-                )
-                files = await self._attachments(conn, [row.id] if row.attachment_count else [])
-        return from_row(row, events=history, attachments=files.get(row.id, ()))
-
-    async def counts(self) -> dict[Status, int]:
-        """How many messages are in each status (every status present, zeros included)."""
-        with translate_errors():
-            async with self.engine.connect() as conn:
-                rows = await conn.execute(
-                    select(emails.c.status, func.count()).group_by(emails.c.status)
-                )
-                found = {Status(status): count for status, count in rows}
-        return {status: found.get(status, 0) for status in Status}
-
-    async def oldest_due_seconds(self, *, now: datetime) -> float:
-        """How long the longest-waiting due message has been due (0 when none is)."""
-        with translate_errors():
-            async with self.engine.connect() as conn:
-                earliest: datetime | None = (
-                    await conn.execute(
-                        select(func.min(emails.c.next_attempt_at)).where(
-                            emails.c.status.in_([Status.PENDING, Status.SCHEDULED]),
-                            emails.c.next_attempt_at <= now,
-                        )
-                    )
-                ).scalar()
-        return 0.0 if earliest is None else max(0.0, (now - earliest).total_seconds())
-
-    async def next_due_at(self) -> datetime | None:
-        """When the earliest waiting message becomes due (None when nothing waits)."""
-        with translate_errors():
-            async with self.engine.connect() as conn:
-                earliest: datetime | None = (
-                    await conn.execute(
-                        select(func.min(emails.c.next_attempt_at)).where(
-                            emails.c.status.in_(
-                                [Status.PENDING, Status.SCHEDULED, Status.PROCESSING]
-                            )
-                        )
-                    )
-                ).scalar()
-        return earliest
 
 
 def held_by(ids: Sequence[int], worker: str) -> tuple[Any, ...]:

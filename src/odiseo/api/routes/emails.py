@@ -1,20 +1,44 @@
-"""POST /emails and GET /emails/{message_id}."""
+"""Sending and following emails: /emails, /emails/batch, /emails/{message_id}[/…]."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, status
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from odiseo.api.deps import ServiceDep
-from odiseo.api.schemas import Accepted, EmailIn, EmailOut, EventOut, Problem, Requeued
-from odiseo.domain.models import QueuedEmail
+from odiseo.api.errors import describe_errors
+from odiseo.api.schemas import (
+    Accepted,
+    AttachmentOut,
+    BatchIn,
+    BatchItemOut,
+    BatchOut,
+    EmailIn,
+    EmailOut,
+    EmailPage,
+    EmailSummary,
+    EventOut,
+    Problem,
+    Requeued,
+    RescheduleIn,
+)
+from odiseo.domain.models import EmailFilter, QueuedEmail, Status
+from odiseo.errors import NotFound
+from odiseo.service import EmailRequest
+from odiseo.storage.queries import decode_cursor, encode_cursor
 
 router = APIRouter()
 
 MessageId = Annotated[str, Path(max_length=64, description="the message_id POST /emails gave")]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem},
+    409: {"model": Problem},
+    422: {"model": Problem},
+}
 
 
 @router.post(
@@ -24,6 +48,7 @@ MessageId = Annotated[str, Path(max_length=64, description="the message_id POST 
     responses={
         200: {"model": Accepted, "description": "already stored under this client_message_id"},
         409: {"model": Problem, "description": "client_message_id taken by another email"},
+        413: {"model": Problem, "description": "larger than MAX_MESSAGE_BYTES"},
         422: {"model": Problem},
         503: {"model": Problem, "description": "database unavailable"},
     },
@@ -34,11 +59,10 @@ async def send_email(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Accepted | JSONResponse:
     """Store an email for delivery. A 202 means it is committed and will not be lost."""
-    request = email.to_request()
-    if request.client_message_id is None and idempotency_key:
-        request = email.model_copy(update={"client_message_id": idempotency_key}).to_request()
+    if email.client_message_id is None and idempotency_key:
+        email = email.model_copy(update={"client_message_id": idempotency_key})
     now = datetime.now(UTC)
-    submitted = await service.submit(request, now=now)
+    submitted = await service.submit(email.to_request(), now=now)
     if not submitted.created:
         answer = Accepted(
             message_id=submitted.message_id,
@@ -50,69 +74,167 @@ async def send_email(
     return Accepted(message_id=submitted.message_id, detail="Email stored in queue", timestamp=now)
 
 
-@router.get("/emails/{message_id}", response_model=EmailOut, responses={404: {"model": Problem}})
-async def get_email(message_id: MessageId, service: ServiceDep) -> EmailOut:
-    """A message's state, attempts, last error, timestamps and event history."""
-    return _email_out(await service.get(message_id))
-
-
 @router.post(
-    "/emails/retry",
-    response_model=Requeued,
-    responses={422: {"model": Problem}},
+    "/emails/batch",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BatchOut,
+    responses={422: {"model": BatchOut, "description": "nothing was stored"}},
 )
+async def send_batch(batch: BatchIn, service: ServiceDep) -> BatchOut | JSONResponse:
+    """Store up to 500 emails in one transaction, each with its own result.
+
+    Valid items are stored even when others are not, unless `atomic` is true.
+    """
+    requests: list[EmailRequest | str] = []
+    for item in batch.emails:
+        try:
+            requests.append(EmailIn.model_validate(item).to_request())
+        except ValidationError as exc:
+            requests.append(describe_errors(exc.errors()))
+    now = datetime.now(UTC)
+    results, stored = await service.submit_batch(requests, atomic=batch.atomic, now=now)
+    items = [
+        BatchItemOut(
+            index=r.index,
+            status="error" if r.error else ("accepted" if r.created else "duplicate"),
+            message_id=r.message_id,
+            detail=r.error or (None if r.created else "already stored under client_message_id"),
+        )
+        for r in results
+    ]
+    rejected = sum(i.status == "error" for i in items)
+    if not stored:
+        for i in items:
+            if i.status != "error":
+                i.status, i.detail = (
+                    "error",
+                    "not stored: another item of this atomic batch is invalid",
+                )
+    verdict = "rejected" if not stored else ("partial" if rejected else "accepted")
+    out = BatchOut(
+        status=verdict,
+        accepted=0 if not stored else len(items) - rejected,
+        rejected=len(items) if not stored else rejected,
+        results=items,
+        timestamp=now,
+    )
+    if not stored:
+        return JSONResponse(out.model_dump(mode="json"), status_code=422)
+    return out
+
+
+@router.get("/emails", response_model=EmailPage, responses={422: {"model": Problem}})
+async def list_emails(
+    service: ServiceDep,
+    status_filter: Annotated[Status | None, Query(alias="status")] = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    recipient: Annotated[str | None, Query(max_length=320)] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=32)] = None,
+) -> EmailPage:
+    """Messages, newest first, filtered; follow `next_cursor` for older ones."""
+    before = None
+    if cursor is not None:
+        before = decode_cursor(cursor)
+        if before is None:
+            raise NotFound("cursor: not a cursor this API gave out")
+    query = EmailFilter(
+        status=status_filter,
+        tag=tag,
+        recipient=recipient,
+        created_after=_aware(created_after),
+        created_before=_aware(created_before),
+    )
+    page, next_id = await service.search(query, limit=limit, before=before)
+    return EmailPage(
+        items=[EmailSummary(**_summary(m)) for m in page],
+        next_cursor=encode_cursor(next_id) if next_id is not None else None,
+    )
+
+
+@router.post("/emails/retry", response_model=Requeued, responses={422: {"model": Problem}})
 async def retry_failed(
     service: ServiceDep,
     status_filter: Annotated[Literal["failed"], Query(alias="status")] = "failed",
     created_after: Annotated[datetime | None, Query()] = None,
 ) -> Requeued:
     """Queue every failed message again (optionally only those created after a time)."""
-    count = await service.retry_failed(now=datetime.now(UTC), created_after=created_after)
+    count = await service.retry_failed(now=datetime.now(UTC), created_after=_aware(created_after))
     return Requeued(requeued=count, status=status_filter)
 
 
-@router.post(
-    "/emails/{message_id}/retry",
-    response_model=EmailOut,
-    responses={404: {"model": Problem}, 409: {"model": Problem}},
-)
+@router.get("/emails/{message_id}", response_model=EmailOut, responses={404: {"model": Problem}})
+async def get_email(message_id: MessageId, service: ServiceDep) -> EmailOut:
+    """A message's state, attempts, last error, timestamps and event history."""
+    return _email_out(await service.get(message_id))
+
+
+@router.patch("/emails/{message_id}", response_model=EmailOut, responses=ERRORS)
+async def reschedule_email(
+    message_id: MessageId, change: RescheduleIn, service: ServiceDep
+) -> EmailOut:
+    """Move a message to a new `send_at` while no worker has claimed it (409 after)."""
+    now = datetime.now(UTC)
+    return _email_out(await service.reschedule(message_id, send_at=change.send_at, now=now))
+
+
+@router.post("/emails/{message_id}/retry", response_model=EmailOut, responses=ERRORS)
 async def retry_email(message_id: MessageId, service: ServiceDep) -> EmailOut:
     """Send a failed message again, with a fresh retry budget; its history is kept."""
     return _email_out(await service.retry(message_id, now=datetime.now(UTC)))
 
 
-@router.post(
-    "/emails/{message_id}/cancel",
-    response_model=EmailOut,
-    responses={404: {"model": Problem}, 409: {"model": Problem}},
-)
+@router.post("/emails/{message_id}/cancel", response_model=EmailOut, responses=ERRORS)
 async def cancel_email(message_id: MessageId, service: ServiceDep) -> EmailOut:
     """Cancel a message that is still pending or scheduled (409 once it is being sent)."""
     return _email_out(await service.cancel(message_id, now=datetime.now(UTC)))
 
 
-def _email_out(message: QueuedEmail) -> EmailOut:
+def _aware(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def _summary(message: QueuedEmail) -> dict[str, object]:
     email = message.email
+    return {
+        "message_id": email.message_id,
+        "rfc_message_id": email.rfc_message_id,
+        "client_message_id": message.client_message_id,
+        "status": message.status.value,
+        "attempts": message.attempts,
+        "max_retries": message.max_retries,
+        "priority": message.priority,
+        "last_error": message.last_error,
+        "created_at": message.created_at,
+        "updated_at": message.updated_at,
+        "next_attempt_at": message.next_attempt_at,
+        "sent_at": message.sent_at,
+        "from_email": email.from_email,
+        "to": list(email.to),
+        "cc": list(email.cc),
+        "bcc": list(email.bcc),
+        "subject": email.subject,
+        "template_id": message.template_id,
+        "template_version": message.template_version,
+        "expires_at": message.expires_at,
+        "tags": list(message.tags),
+        "metadata": message.metadata,
+    }
+
+
+def _email_out(message: QueuedEmail) -> EmailOut:
     return EmailOut(
-        message_id=email.message_id,
-        rfc_message_id=email.rfc_message_id,
-        client_message_id=message.client_message_id,
-        status=message.status.value,
-        attempts=message.attempts,
-        max_retries=message.max_retries,
-        priority=message.priority,
-        last_error=message.last_error,
-        created_at=message.created_at,
-        updated_at=message.updated_at,
-        next_attempt_at=message.next_attempt_at,
-        sent_at=message.sent_at,
-        from_email=email.from_email,
-        to=list(email.to),
-        cc=list(email.cc),
-        bcc=list(email.bcc),
-        subject=email.subject,
-        template_id=message.template_id,
-        tags=list(message.tags),
-        metadata=message.metadata,
+        **_summary(message),
+        attachments=[
+            AttachmentOut(
+                filename=a.filename,
+                content_type=a.content_type,
+                content_id=a.content_id,
+                size=len(a.data),
+            )
+            for a in message.email.attachments
+        ],
         events=[EventOut.model_validate(event) for event in message.events],
     )

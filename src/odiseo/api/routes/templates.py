@@ -1,0 +1,68 @@
+"""Stored templates: /templates and /templates/{template_id}[/render]."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from odiseo.api.deps import TemplatesDep
+from odiseo.api.schemas import Problem, RenderIn, RenderOut, TemplateIn, TemplateOut
+from odiseo.mime import html_to_text
+
+router = APIRouter(prefix="/templates", tags=["templates"])
+
+TemplateId = Annotated[str, Path(min_length=1, max_length=128, description="letters, digits, _-.")]
+ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": Problem}, 422: {"model": Problem}}
+
+
+@router.get("", response_model=list[TemplateOut])
+async def list_templates(templates: TemplatesDep) -> list[TemplateOut]:
+    """Every stored template at its current version."""
+    return [TemplateOut.model_validate(t) for t in await templates.list()]
+
+
+@router.put("/{template_id}", response_model=TemplateOut, responses=ERRORS)
+async def put_template(
+    template_id: TemplateId, body: TemplateIn, templates: TemplatesDep, response: Response
+) -> TemplateOut:
+    """Create the template (201) or save a new version of it (200)."""
+    saved = await templates.save(
+        template_id, subject=body.subject, html=body.html, text=body.text, now=datetime.now(UTC)
+    )
+    if saved.version == 1:
+        response.status_code = status.HTTP_201_CREATED
+    return TemplateOut.model_validate(saved)
+
+
+@router.get("/{template_id}", response_model=TemplateOut, responses=ERRORS)
+async def get_template(
+    template_id: TemplateId,
+    templates: TemplatesDep,
+    version: Annotated[int | None, Query(ge=1)] = None,
+) -> TemplateOut:
+    """The current version, or `?version=N` (kept even after a delete)."""
+    return TemplateOut.model_validate(await templates.get(template_id, version))
+
+
+@router.delete(
+    "/{template_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: {"model": Problem}}
+)
+async def delete_template(template_id: TemplateId, templates: TemplatesDep) -> Response:
+    """Delete the template; messages already sent with it keep their version number."""
+    await templates.delete(template_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{template_id}/render", response_model=RenderOut, responses=ERRORS)
+async def render_template(
+    template_id: TemplateId, body: RenderIn, templates: TemplatesDep
+) -> RenderOut:
+    """Preview what a send with these variables would produce (stored template, else file)."""
+    rendered = await templates.preview(template_id, body.variables)
+    return RenderOut(
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text if rendered.text is not None else html_to_text(rendered.html),
+    )

@@ -1,0 +1,175 @@
+"""Read-only questions about the queue, shared by both engines: EmailStore inherits them."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Text, cast, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from odiseo.domain.models import Attachment, EmailFilter, Event, QueuedEmail, Status
+from odiseo.storage.failures import translate_errors
+from odiseo.storage.rows import from_row
+from odiseo.storage.tables import email_attachments, email_events, emails
+
+
+class Queries:
+    """Lookups, counts and search; never writes."""
+
+    engine: AsyncEngine
+
+    async def get(self, message_id: str) -> QueuedEmail | None:
+        """The message with its whole event history, or None."""
+        with translate_errors():
+            async with self.engine.connect() as conn:
+                row = (
+                    await conn.execute(select(emails).where(emails.c.message_id == message_id))
+                ).first()
+                if row is None:
+                    return None
+                events = await conn.execute(
+                    select(email_events)
+                    .where(email_events.c.email_id == row.id)
+                    .order_by(email_events.c.id)
+                )
+                history = tuple(
+                    Event(
+                        at=e.at,
+                        kind=e.kind,
+                        attempt=e.attempt,
+                        smtp_code=e.smtp_code,
+                        response=e.response,
+                        duration_ms=e.duration_ms,
+                        worker=e.worker,
+                    )
+                    for e in events
+                )
+                files = await self._attachments(conn, [row.id] if row.attachment_count else [])
+        return from_row(row, events=history, attachments=files.get(row.id, ()))
+
+    async def counts(self) -> dict[Status, int]:
+        """How many messages are in each status (every status present, zeros included)."""
+        with translate_errors():
+            async with self.engine.connect() as conn:
+                rows = await conn.execute(
+                    select(emails.c.status, func.count()).group_by(emails.c.status)
+                )
+                found = {Status(status): count for status, count in rows}
+        return {status: found.get(status, 0) for status in Status}
+
+    async def oldest_due_seconds(self, *, now: datetime) -> float:
+        """How long the longest-waiting due message has been due (0 when none is)."""
+        with translate_errors():
+            async with self.engine.connect() as conn:
+                earliest: datetime | None = (
+                    await conn.execute(
+                        select(func.min(emails.c.next_attempt_at)).where(
+                            emails.c.status.in_([Status.PENDING, Status.SCHEDULED]),
+                            emails.c.next_attempt_at <= now,
+                        )
+                    )
+                ).scalar()
+        return 0.0 if earliest is None else max(0.0, (now - earliest).total_seconds())
+
+    async def next_due_at(self) -> datetime | None:
+        """When the earliest waiting message becomes due (None when nothing waits)."""
+        with translate_errors():
+            async with self.engine.connect() as conn:
+                earliest: datetime | None = (
+                    await conn.execute(
+                        select(func.min(emails.c.next_attempt_at)).where(
+                            emails.c.status.in_(
+                                [Status.PENDING, Status.SCHEDULED, Status.PROCESSING]
+                            )
+                        )
+                    )
+                ).scalar()
+        return earliest
+
+    async def search(
+        self, query: EmailFilter, *, limit: int, before: int | None
+    ) -> tuple[list[QueuedEmail], int | None]:
+        """Messages matching `query`, newest first, after the cursor `before` (an id).
+
+        Keyset pagination on the id: new messages never shift a page already seen.
+        Returns the page and the cursor of the next one (None on the last page).
+        """
+        conditions: list[Any] = []
+        if query.status is not None:
+            conditions.append(emails.c.status == query.status)
+        if query.tag is not None:
+            conditions.append(_json_text(emails.c.tags).like(_element(query.tag), escape="\\"))
+        if query.recipient is not None:
+            pattern = _element(query.recipient.lower())
+            conditions.append(
+                func.lower(_json_text(emails.c.to_addrs)).like(pattern, escape="\\")
+                | func.lower(_json_text(emails.c.cc_addrs)).like(pattern, escape="\\")
+                | func.lower(_json_text(emails.c.bcc_addrs)).like(pattern, escape="\\")
+            )
+        if query.created_after is not None:
+            conditions.append(emails.c.created_at >= query.created_after)
+        if query.created_before is not None:
+            conditions.append(emails.c.created_at < query.created_before)
+        if before is not None:
+            conditions.append(emails.c.id < before)
+        with translate_errors():
+            async with self.engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        select(emails)
+                        .where(*conditions)
+                        .order_by(emails.c.id.desc())
+                        .limit(limit + 1)
+                    )
+                ).all()
+        page = [from_row(row) for row in rows[:limit]]
+        return page, (page[-1].id if len(rows) > limit else None)
+
+    async def _attachments(
+        self, conn: AsyncConnection, email_ids: Sequence[int]
+    ) -> dict[int, tuple[Attachment, ...]]:
+        """The attachments of these messages, in their original order."""
+        if not email_ids:
+            return {}
+        found: dict[int, list[Attachment]] = {}
+        rows = await conn.execute(
+            select(email_attachments)
+            .where(email_attachments.c.email_id.in_(list(email_ids)))
+            .order_by(email_attachments.c.email_id, email_attachments.c.position)
+        )
+        for row in rows:
+            found.setdefault(row.email_id, []).append(
+                Attachment(
+                    filename=row.filename,
+                    content_type=row.content_type,
+                    content_id=row.content_id,
+                    data=bytes(row.data),
+                )
+            )
+        return {email_id: tuple(items) for email_id, items in found.items()}
+
+
+def _json_text(column: Any) -> Any:
+    return cast(column, Text)
+
+
+def _element(value: str) -> str:
+    """A LIKE pattern matching `value` as one quoted element of a JSON array."""
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f'%"{escaped}"%'
+
+
+def encode_cursor(email_id: int) -> str:
+    return base64.urlsafe_b64encode(str(email_id).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int | None:
+    """The id in a cursor, or None when it is not one of ours."""
+    try:
+        value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        return int(value) if value.isdigit() and len(value) < 20 else None
+    except (ValueError, UnicodeDecodeError):
+        return None

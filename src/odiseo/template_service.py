@@ -1,0 +1,64 @@
+"""Use cases of stored templates: save (checked first), read, list, delete, preview."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from odiseo.domain.models import StoredTemplate
+from odiseo.errors import NotFound, UnknownTemplate
+from odiseo.rendering import Rendered, Renderer
+from odiseo.storage.templates import TemplateStore
+
+log = logging.getLogger(__name__)
+
+
+class TemplateService:
+    """Stored templates win over files of the same name in TEMPLATES_DIR."""
+
+    def __init__(self, *, templates: TemplateStore, renderer: Renderer) -> None:
+        self.templates = templates
+        self.renderer = renderer
+
+    async def save(
+        self, template_id: str, *, subject: str | None, html: str, text: str | None, now: datetime
+    ) -> StoredTemplate:
+        """Check, then store a new version; raises TemplateError for a bad template."""
+        self.renderer.check_source(template_id, subject, html, text)
+        saved = await self.templates.put(
+            template_id, subject=subject, html=html, text=text, now=now
+        )
+        log.info("template %s saved as version %d", template_id, saved.version)
+        return saved
+
+    async def get(self, template_id: str, version: int | None = None) -> StoredTemplate:
+        found = await self.templates.get(template_id, version)
+        if found is None:
+            which = f" version {version}" if version is not None else ""
+            raise NotFound(f"no stored template {template_id!r}{which}")
+        return found
+
+    async def list(self) -> list[StoredTemplate]:
+        return await self.templates.list()
+
+    async def delete(self, template_id: str) -> None:
+        if not await self.templates.delete(template_id):
+            raise NotFound(f"no stored template {template_id!r}")
+        log.info("template %s deleted", template_id)
+
+    async def preview(self, template_id: str, variables: dict[str, Any]) -> Rendered:
+        """Render as a send would: the stored template, else the file; raises NotFound."""
+        stored = await self.templates.get(template_id)
+        if stored is not None:
+            return self.renderer.render_source(
+                stored.id,
+                subject=stored.subject,
+                html=stored.html,
+                text=stored.text,
+                variables=variables,
+            )
+        try:
+            return self.renderer.render(template_id, variables)
+        except UnknownTemplate:
+            raise NotFound(f"no template {template_id!r}") from None
