@@ -95,7 +95,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(TooLarge)
     async def too_large(_: Request, exc: TooLarge) -> JSONResponse:
-        return _problem(status.HTTP_413_CONTENT_TOO_LARGE, exc.message)
+        return _problem(413, exc.message)
 
     @app.exception_handler(Duplicate)
     async def duplicate(_: Request, exc: Duplicate) -> JSONResponse:
