@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from odiseo.errors import ConfigError
@@ -44,6 +44,9 @@ ENVIRONMENT = {
     "EMAIL_WORKER_METRICS_PORT": "odiseo worker: serve Prometheus metrics on this port (off)",
     "EMAIL_RETRY_MAX_ATTEMPTS": "retries after the first attempt (3)",
     "EMAIL_RETRY_BACKOFF_SECONDS": "first retry delay, doubled each retry (300)",
+    "DKIM_DOMAIN": "sign outgoing mail with DKIM for this domain (off)",
+    "DKIM_SELECTOR": "DKIM selector: the key is published at SELECTOR._domainkey.DOMAIN",
+    "DKIM_PRIVATE_KEY": "the DKIM private key: PEM text, or the path of a PEM file (never logged)",
     "TEMPLATES_DIR": "directory of Jinja2 templates (./templates)",
     "MAX_MESSAGE_BYTES": "largest message content, bodies + attachments (10485760); 413 beyond",
     "LOG_LEVEL": "DEBUG, INFO, WARNING, ERROR (INFO)",
@@ -93,6 +96,10 @@ class Settings(BaseSettings):
     email_retry_max_attempts: int = Field(default=3, ge=0, le=100)
     email_retry_backoff_seconds: float = Field(default=300.0, ge=0)
 
+    dkim_domain: str | None = None
+    dkim_selector: str | None = None
+    dkim_private_key: SecretStr | None = None
+
     templates_dir: Path = Path("templates")
     max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
@@ -106,13 +113,26 @@ class Settings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
     @field_validator(
-        "email_provider", "database_url", "smtp_user", "email_worker_metrics_port", mode="before"
+        "email_provider",
+        "database_url",
+        "smtp_user",
+        "email_worker_metrics_port",
+        "dkim_domain",
+        "dkim_selector",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("smtp_password", mode="before")
+    @model_validator(mode="after")
+    def _dkim_all_or_nothing(self) -> Settings:
+        given = [self.dkim_domain, self.dkim_selector, self.dkim_private_key]
+        if any(v is not None for v in given) and not all(v is not None for v in given):
+            raise ValueError("DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY go together")
+        return self
+
+    @field_validator("smtp_password", "dkim_private_key", mode="before")
     @classmethod
     def _blank_password_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value else value

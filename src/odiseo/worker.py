@@ -58,6 +58,7 @@ class Worker:
         name: str | None = None,
         clock: Callable[[], datetime] = utcnow,
         metrics: Metrics | None = None,
+        sign: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -65,6 +66,7 @@ class Worker:
         self.name = name or worker_name()
         self.clock = clock
         self.metrics = metrics or Metrics()
+        self.sign = sign
         self._stop = asyncio.Event()
         self.delivered = 0
 
@@ -188,10 +190,12 @@ class Worker:
             )
             return self._failed(message, expired, started=started)
         try:
-            built = build_message(message.email, date=started)
+            data = build_message(message.email, date=started).as_bytes()
+            if self.sign is not None:
+                data = self.sign(data)
             with self.metrics.provider_call.time():
                 receipt = await self.provider.deliver(
-                    built,
+                    data,
                     sender=message.email.from_email,
                     recipients=message.email.recipients,
                     message_id=message.message_id,

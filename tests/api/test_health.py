@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
@@ -27,7 +26,7 @@ class CountingProvider:
         self.healthy = True
 
     async def deliver(
-        self, message: EmailMessage, *, sender: str, recipients: Sequence[str], message_id: str
+        self, data: bytes, *, sender: str, recipients: Sequence[str], message_id: str
     ) -> Receipt:
         raise TransientFailure("not for delivery")
 

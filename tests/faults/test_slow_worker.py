@@ -29,7 +29,7 @@ def worker(store: EmailStore, server: SmtpServer, name: str) -> Worker:
 
 
 async def test_slow_worker_is_not_overtaken(store: EmailStore, smtp_server: SmtpServer) -> None:
-    smtp_server.handler.data_delay = 0.4  # 8 × 0.4 s = 3.2 s per batch, lease 1 s
+    smtp_server.handler.data_delay = 0.4  # 8 x 0.4 s = 3.2 s per batch, lease 1 s
     results = await store.enqueue([new_email() for _ in range(MESSAGES)], now=datetime.now(UTC))
     slow, eager = worker(store, smtp_server, "slow"), worker(store, smtp_server, "eager")
     tasks = [asyncio.create_task(slow.run())]

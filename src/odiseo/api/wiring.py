@@ -6,6 +6,7 @@ With cli.py, the only place that names concrete engines.
 from __future__ import annotations
 
 from odiseo.config import Settings
+from odiseo.dkim_signing import DkimSigner
 from odiseo.metrics import Metrics
 from odiseo.providers.base import Provider
 from odiseo.providers.outbox import OutboxProvider
@@ -50,9 +51,23 @@ def build_service(settings: Settings, store: EmailStore) -> EmailService:
     )
 
 
+def build_signer(settings: Settings) -> DkimSigner | None:
+    """The DKIM signer when DKIM_* are set; a bad key stops the process at start."""
+    if settings.dkim_domain is None or settings.dkim_selector is None:
+        return None
+    assert settings.dkim_private_key is not None
+    return DkimSigner.from_settings(
+        domain=settings.dkim_domain,
+        selector=settings.dkim_selector,
+        key=settings.dkim_private_key.get_secret_value(),
+    )
+
+
 def build_worker(settings: Settings, store: EmailStore, metrics: Metrics | None = None) -> Worker:
+    signer = build_signer(settings)
     return Worker(
         metrics=metrics,
+        sign=signer.sign if signer is not None else None,
         store=store,
         provider=build_provider(settings),
         options=WorkerOptions(

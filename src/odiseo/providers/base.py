@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from typing import Protocol
 
 
@@ -24,13 +23,13 @@ class Provider(Protocol):
 
     async def deliver(
         self,
-        message: EmailMessage,
+        data: bytes,
         *,
         sender: str,
         recipients: Sequence[str],
         message_id: str,
     ) -> Receipt:
-        """Deliver one message to `recipients` with envelope sender `sender`."""
+        """Deliver one serialized RFC 5322 message (CRLF line ends) to `recipients`."""
         ...
 
     async def check(self) -> None:

@@ -10,7 +10,6 @@ import asyncio
 import os
 import tempfile
 from collections.abc import Sequence
-from email.message import EmailMessage
 from pathlib import Path
 
 from odiseo.errors import TransientFailure
@@ -27,13 +26,12 @@ class OutboxProvider:
 
     async def deliver(
         self,
-        message: EmailMessage,
+        data: bytes,
         *,
         sender: str,
         recipients: Sequence[str],
         message_id: str,
     ) -> Receipt:
-        data = message.as_bytes()
         target = self.directory / f"{message_id}.eml"
         try:
             await asyncio.to_thread(_write_atomically, target, data)

@@ -12,7 +12,6 @@ import logging
 import re
 import ssl
 from collections.abc import Sequence
-from email.message import EmailMessage
 from pathlib import Path
 
 import aiosmtplib
@@ -96,13 +95,12 @@ class SmtpProvider:
 
     async def deliver(
         self,
-        message: EmailMessage,
+        data: bytes,
         *,
         sender: str,
         recipients: Sequence[str],
         message_id: str,
     ) -> Receipt:
-        data = message.as_bytes()
         async with self._lock:
             try:
                 return await self._send(data, sender=sender, recipients=recipients)
