@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from odiseo import __version__
 from odiseo.config import ENVIRONMENT, Settings, load_settings
@@ -81,12 +83,60 @@ def build_parser() -> argparse.ArgumentParser:
                 "--no-migrate", action="store_true", help="do not create/upgrade the schema"
             )
         if name == "send":
-            sub.add_argument("--to", action="append", required=True, help="recipient (repeat)")
-            sub.add_argument("--subject", required=True)
-            sub.add_argument("--body", required=True, help="HTML body")
-            sub.add_argument("--text", help="plain-text part (derived from the body if absent)")
-            sub.add_argument("--priority", type=int, default=None, help="0 (first) to 9")
+            _send_arguments(sub)
     return parser
+
+
+def _send_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--to", action="append", required=True, help="recipient (repeatable)")
+    sub.add_argument("--cc", action="append", default=[], help="copy recipient (repeatable)")
+    sub.add_argument("--bcc", action="append", default=[], help="hidden recipient (repeatable)")
+    sub.add_argument("--subject", help="subject (or the template's)")
+    sub.add_argument("--body", help="HTML body")
+    sub.add_argument("--text", help="plain-text part (derived from the body if absent)")
+    sub.add_argument("--template", help="template id (stored, or a file in TEMPLATES_DIR)")
+    sub.add_argument(
+        "--var", action="append", default=[], metavar="KEY=VALUE", help="template variable"
+    )
+    sub.add_argument(
+        "--attach", action="append", default=[], metavar="FILE", help="attach a file (repeatable)"
+    )
+    sub.add_argument("--send-at", help="ISO 8601 time to send at (default: now)")
+    sub.add_argument("--priority", type=int, default=None, help="0 (first) to 9")
+
+
+def _send_payload(args: argparse.Namespace) -> dict[str, object]:
+    """The POST /emails body the `send` arguments describe."""
+    payload: dict[str, object] = {"to": args.to, "cc": args.cc, "bcc": args.bcc}
+    for key, value in (
+        ("subject", args.subject),
+        ("body", args.body),
+        ("text", args.text),
+        ("template_id", args.template),
+        ("send_at", args.send_at),
+        ("priority", args.priority),
+    ):
+        if value is not None:
+            payload[key] = value
+    variables = {}
+    for pair in args.var:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise OdiseoError(f"--var {pair!r}: expected KEY=VALUE")
+        variables[key] = value
+    if variables:
+        payload["template_vars"] = variables
+    attachments = []
+    for name in args.attach:
+        path = Path(name)
+        try:
+            content = base64.b64encode(path.read_bytes()).decode()
+        except OSError as exc:
+            raise OdiseoError(f"--attach {name}: {exc.strerror}") from None
+        attachments.append({"filename": path.name, "content": content})
+    if attachments:
+        payload["attachments"] = attachments
+    return payload
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -190,17 +240,15 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from odiseo.api.errors import describe_errors
     from odiseo.api.schemas import EmailIn
     from odiseo.api.wiring import build_service, build_store
 
-    payload = {"to": args.to, "subject": args.subject, "body": args.body, "text": args.text}
-    if args.priority is not None:
-        payload["priority"] = args.priority
+    payload = _send_payload(args)
     try:
         request = EmailIn.model_validate(payload).to_request()
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise OdiseoError(f"invalid email: {problems}") from None
+        raise OdiseoError(f"invalid email: {describe_errors(exc.errors())}") from None
 
     async def send() -> str:
         store = build_store(settings)
@@ -218,16 +266,19 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from odiseo.api.wiring import build_store
 
-    async def counts() -> dict[str, int]:
+    async def counts() -> tuple[dict[str, int], float]:
         store = build_store(settings)
         try:
             await store.migrate()
-            return {status.value: n for status, n in (await store.counts()).items()}
+            counts = {status.value: n for status, n in (await store.counts()).items()}
+            return counts, await store.oldest_due_seconds(now=datetime.now(UTC))
         finally:
             await store.close()
 
-    for status, count in asyncio.run(counts()).items():
+    found, oldest = asyncio.run(counts())
+    for status, count in found.items():
         print(f"{status:<11} {count}")
+    print(f"oldest due  {oldest:.1f} s")
     return 0
 
 

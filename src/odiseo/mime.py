@@ -14,6 +14,8 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from html.parser import HTMLParser
 
+import idna
+
 from odiseo.domain.models import Attachment, OutgoingEmail
 
 _BLOCK_TAGS = frozenset(
@@ -98,6 +100,23 @@ def html_to_text(html: str) -> str:
     lines = (line.strip() for line in "".join(extractor.parts).split("\n"))
     text = "\n".join(lines)
     return _BLANK_LINES.sub("\n\n", text).strip() + "\n"
+
+
+def ascii_address(address: str) -> str:
+    """The address with its domain in IDNA (xn--) form, as SMTP without SMTPUTF8 needs.
+
+    Raises:
+        ValueError: a non-ASCII local part, which only SMTPUTF8 servers could take.
+    """
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise ValueError("non-ASCII before the @ needs SMTPUTF8, which Odiseo does not use")
+    if domain.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError as exc:
+        raise ValueError(f"invalid international domain: {exc}") from None
 
 
 def format_address(email: str, name: str | None = None) -> str:

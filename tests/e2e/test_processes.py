@@ -335,3 +335,44 @@ def test_sigterm_stops_cleanly(launcher: Launcher, env: dict[str, str], command:
     assert code == 0, f"exit code {code} after SIGTERM{process.output()}"
     assert time.monotonic() - started < 10
     assert "Traceback" not in process.stderr, process.output()
+
+
+# 4b -------------------------------------------------------------------------------------------
+
+
+def test_send_with_template_vars_cc_and_attachment_is_delivered(
+    launcher: Launcher, sqlite_database: dict[str, str], smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    env = base_env(**sqlite_database, **smtp_env(smtp_server))
+    report = tmp_path / "report.csv"
+    report.write_bytes(b"a,b\n1,2\n")
+    sent = launcher.run(
+        ["send", "--to", "a@example.com", "--cc", "c@example.com", "--bcc", "h@example.com",
+         "--template", "welcome", "--var", "name=Ana", "--attach", str(report)],
+        env,
+    )  # fmt: skip
+    assert sent.popen.returncode == 0, sent.output()
+    later = launcher.run(
+        ["send", "--to", "b@example.com", "--subject", "Later", "--body", "<p>x</p>",
+         "--send-at", "2099-01-01T00:00:00Z"],
+        env,
+    )  # fmt: skip
+    assert later.popen.returncode == 0, later.output()
+    status = launcher.run(["status"], env)
+    assert re.search(r"^scheduled\s+1$", status.stdout, re.MULTILINE), status.output()
+    assert "oldest due" in status.stdout
+
+    bad = launcher.run(["send", "--to", "a@example.com", "--var", "novalue"], env)
+    assert bad.popen.returncode == 2 and "KEY=VALUE" in bad.stderr, bad.output()
+
+    service = launcher.start(["run"], env)
+    service.wait_ready()
+    (received,) = smtp_server.wait_for(1)
+    message = received.message
+    assert message["Subject"] == "Welcome to Odiseo, Ana"
+    assert message["Cc"] == "c@example.com" and message["Bcc"] is None
+    assert set(received.recipients) == {"a@example.com", "c@example.com", "h@example.com"}
+    (attachment,) = list(message.iter_attachments())
+    assert attachment.get_filename() == "report.csv"
+    assert attachment.get_content_type() == "text/csv"
+    assert attachment.get_content().replace("\r\n", "\n") == "a,b\n1,2\n"

@@ -86,3 +86,35 @@ def test_html_to_text_drops_scripts_and_keeps_structure() -> None:
     assert "x()" not in text and "p{}" not in text
     assert "One" in text and "- a" in text and "- b" in text
     assert "Two\nThree & four" in text
+
+
+def test_international_domains_become_idna_and_utf8_local_parts_are_refused() -> None:
+    import pytest
+
+    from odiseo.mime import ascii_address
+
+    assert ascii_address("user@bücher.example") == "user@xn--bcher-kva.example"
+    assert ascii_address("user@example.com") == "user@example.com"
+    with pytest.raises(ValueError, match="SMTPUTF8"):
+        ascii_address("josé@example.com")
+
+
+def test_attachments_inline_and_files() -> None:
+    from odiseo.domain.models import Attachment
+
+    email = _email(
+        html="<p><img src='cid:logo'></p>",
+        attachments=(
+            Attachment(
+                filename="logo.png", content_type="image/png", data=b"\x89PNG", content_id="logo"
+            ),
+            Attachment(filename="a.pdf", content_type="application/pdf", data=b"%PDF-1.4"),
+        ),
+    )
+    parsed = _parse(build_message(email, date=DATE).as_bytes())
+    assert parsed.get_content_type() == "multipart/mixed"
+    related = next(p for p in parsed.walk() if p.get_content_type() == "multipart/related")
+    image = next(p for p in related.iter_parts() if p.get_content_type() == "image/png")
+    assert image["Content-ID"] == "<logo>" and image.get_content() == b"\x89PNG"
+    (pdf,) = list(parsed.iter_attachments())
+    assert pdf.get_filename() == "a.pdf" and pdf.get_content() == b"%PDF-1.4"

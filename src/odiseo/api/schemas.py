@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from odiseo.domain.models import Attachment
+from odiseo.mime import ascii_address
 from odiseo.service import DEFAULT_PRIORITY, EmailRequest
 
 MAX_RECIPIENTS = 50
@@ -53,6 +54,8 @@ def _single_line(value: str) -> str:
 
 
 HeaderText = Annotated[str, AfterValidator(_single_line)]
+# Validated by email-validator (no DNS lookups), then international domains made xn--.
+Address = Annotated[EmailStr, AfterValidator(ascii_address)]
 
 
 class AttachmentIn(BaseModel):
@@ -118,16 +121,16 @@ class EmailIn(BaseModel):
         },
     )
 
-    to: list[EmailStr] = Field(min_length=1, max_length=MAX_RECIPIENTS)
+    to: list[Address] = Field(min_length=1, max_length=MAX_RECIPIENTS)
     subject: HeaderText | None = Field(default=None, max_length=998)
     body: str | None = Field(default=None, max_length=MAX_BODY_CHARS, description="HTML body")
     text: str | None = Field(
         default=None, max_length=MAX_BODY_CHARS, description="plain-text part; derived from body"
     )
-    cc: list[EmailStr] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
-    bcc: list[EmailStr] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
-    reply_to: list[EmailStr] | EmailStr | None = None
-    from_email: EmailStr | None = None
+    cc: list[Address] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
+    bcc: list[Address] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
+    reply_to: list[Address] | Address | None = None
+    from_email: Address | None = None
     from_name: HeaderText | None = Field(default=None, max_length=255)
     headers: dict[str, HeaderText] = Field(default_factory=dict, max_length=50)
     priority: int = Field(default=DEFAULT_PRIORITY, ge=0, le=9, description="0 is sent first")
