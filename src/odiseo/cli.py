@@ -165,6 +165,7 @@ def _serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool) -
     from odiseo.api.app import create_app
 
     _setup_logging(settings)
+    _check_exposure(settings)
     app = create_app(settings, with_worker=with_worker, migrate=not args.no_migrate)
     config = uvicorn.Config(
         app,
@@ -180,6 +181,31 @@ def _serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool) -
     signal.signal(signal.SIGTERM, lambda *_: None)
     server.run()
     return 0 if server.started else 1
+
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def _check_exposure(settings: Settings) -> None:
+    """No keys means anyone who reaches the port can send mail: only on loopback by default."""
+    import logging
+
+    from odiseo.api.auth import KeyRing
+
+    ring = KeyRing.from_sources(settings.api_keys.get_secret_value(), settings.api_keys_file)
+    if ring.enabled:
+        return
+    exposed = settings.api_host not in LOOPBACK and not settings.api_host.startswith("127.")
+    if exposed and not settings.allow_unauthenticated:
+        raise OdiseoError(
+            f"API_HOST={settings.api_host} without API_KEYS would let anyone send mail; "
+            "set API_KEYS (or ALLOW_UNAUTHENTICATED=true to accept that)"
+        )
+    logging.getLogger("odiseo").warning(
+        "no API_KEYS: the API is open to anyone who can reach %s:%d",
+        settings.api_host,
+        settings.api_port,
+    )
 
 
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:

@@ -23,6 +23,12 @@ ENVIRONMENT = {
     "SERVICE_VERSION": "version reported by /health (1.0.0)",
     "API_HOST": "address the API listens on (127.0.0.1)",
     "API_PORT": "port the API listens on (8001)",
+    "API_KEYS": "comma-separated API keys, each optionally key:send+read+admin (never logged)",
+    "API_KEYS_FILE": "a file of API keys, one per line, same key:scopes form",
+    "ALLOW_UNAUTHENTICATED": "let a keyless API listen beyond loopback (false)",
+    "METRICS_REQUIRE_KEY": "ask for a read key on /metrics (false)",
+    "RATE_LIMIT_PER_MINUTE": "requests per API key per minute, shared by API processes (0: off)",
+    "MAX_REQUEST_BYTES": "largest request body; 413 before it is read (16777216)",
     "DATABASE_URL": "postgresql://user@host/db, or unset for SQLite in ./data/odiseo.db",
     "SCHEMA_NAME": "PostgreSQL schema holding the tables (test)",
     "EMAIL_PROVIDER": "smtp or outbox (smtp when SMTP_HOST is set, else outbox)",
@@ -35,6 +41,7 @@ ENVIRONMENT = {
     "SMTP_FROM_NAME": "sender display name (Odiseo)",
     "SMTP_USE_TLS": "STARTTLS on a plain port (true)",
     "ALLOWED_SENDERS": "other From addresses a request may use: a@b.c or @domain, comma-separated",
+    "SMTP_TLS_VERIFY": "verify the SMTP server's certificate (true); false only by choice",
     "SMTP_TLS_CA_FILE": "extra CA bundle to verify the SMTP server with",
     "SMTP_TIMEOUT_SECONDS": "SMTP connect/command timeout (30)",
     "EMAIL_WORKER_POLL_INTERVAL": "seconds between polls when idle (10)",
@@ -71,6 +78,13 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8001, ge=1, le=65535)
 
+    api_keys: SecretStr = SecretStr("")
+    api_keys_file: Path | None = None
+    allow_unauthenticated: bool = False
+    metrics_require_key: bool = False
+    rate_limit_per_minute: int = Field(default=0, ge=0)
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+
     database_url: str | None = Field(default=None, repr=False)
     schema_name: str = "test"
 
@@ -86,6 +100,7 @@ class Settings(BaseSettings):
     smtp_use_tls: bool = True
     allowed_senders: str = ""
     smtp_tls_ca_file: Path | None = None
+    smtp_tls_verify: bool = True
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
 
     email_worker_poll_interval: float = Field(default=10.0, gt=0)
@@ -117,6 +132,7 @@ class Settings(BaseSettings):
         "database_url",
         "smtp_user",
         "email_worker_metrics_port",
+        "api_keys_file",
         "dkim_domain",
         "dkim_selector",
         mode="before",

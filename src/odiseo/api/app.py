@@ -13,8 +13,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from odiseo import __version__
+from odiseo.api.auth import KeyRing
 from odiseo.api.errors import describe_errors, error_list
 from odiseo.api.health import HealthCheck
+from odiseo.api.limits import RequestSizeLimit
 from odiseo.api.routes import emails, system, templates
 from odiseo.api.wiring import build_provider, build_service, build_store, build_worker
 from odiseo.config import Settings
@@ -42,6 +44,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
         if migrate:
             await store.migrate()
         app.state.settings = settings
+        app.state.keys = keys
         app.state.metrics = Metrics()
         app.state.service = build_service(settings, store)
         app.state.templates = TemplateService(
@@ -61,12 +64,14 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
             await app.state.health.provider.close()
             await store.close()
 
+    keys = KeyRing.from_sources(settings.api_keys.get_secret_value(), settings.api_keys_file)
     app = FastAPI(
         title="Odiseo",
         version=__version__,
         summary="Transactional email: durable queue, SMTP delivery, retries, status.",
         lifespan=lifespan,
     )
+    app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     app.include_router(emails.router)
     app.include_router(templates.router)
     app.include_router(system.router)

@@ -5,6 +5,8 @@ With cli.py, the only place that names concrete engines.
 
 from __future__ import annotations
 
+import logging
+
 from odiseo.config import Settings
 from odiseo.dkim_signing import DkimSigner
 from odiseo.metrics import Metrics
@@ -17,6 +19,8 @@ from odiseo.storage.engines import open_store
 from odiseo.storage.store import EmailStore
 from odiseo.worker import Worker, WorkerOptions
 
+log = logging.getLogger(__name__)
+
 
 def build_store(settings: Settings) -> EmailStore:
     return open_store(settings.database_url, schema=settings.schema_name)
@@ -25,6 +29,8 @@ def build_store(settings: Settings) -> EmailStore:
 def build_provider(settings: Settings) -> Provider:
     if settings.provider == "outbox":
         return OutboxProvider(settings.outbox_dir)
+    if not settings.smtp_tls_verify:
+        log.warning("SMTP_TLS_VERIFY=false: the SMTP server's certificate is NOT verified")
     password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
     return SmtpProvider(
         host=settings.smtp_host,
@@ -34,6 +40,7 @@ def build_provider(settings: Settings) -> Provider:
         password=password,
         timeout=settings.smtp_timeout_seconds,
         ca_file=settings.smtp_tls_ca_file,
+        verify=settings.smtp_tls_verify,
     )
 
 

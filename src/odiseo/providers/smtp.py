@@ -57,6 +57,7 @@ class SmtpProvider:
         timeout: float = 30.0,
         ca_file: Path | None = None,
         implicit_tls: bool | None = None,
+        verify: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -66,6 +67,9 @@ class SmtpProvider:
         self._password = password
         self.timeout = timeout
         self._tls_context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        if not verify:
+            self._tls_context.check_hostname = False
+            self._tls_context.verify_mode = ssl.CERT_NONE
         self._client: aiosmtplib.SMTP | None = None
         self._lock = asyncio.Lock()
 

@@ -18,7 +18,7 @@ from sqlalchemy.sql import Insert
 from odiseo.storage.failures import translate_errors
 from odiseo.storage.migrate import upgrade
 from odiseo.storage.store import EmailStore, claim_values, sleep_until_woken
-from odiseo.storage.tables import CLAIMABLE_SQL, emails
+from odiseo.storage.tables import CLAIMABLE_SQL, emails, rate_limits
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,9 @@ class PostgresStore(EmailStore):
                 )
                 await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
                 await conn.run_sync(upgrade)
+
+    def _upsert_counter(self) -> Any:
+        return pg_insert(rate_limits)
 
     def _insert_skipping_duplicates(self) -> Insert:
         return pg_insert(emails).on_conflict_do_nothing(index_elements=["client_message_id"])

@@ -21,7 +21,7 @@ from sqlalchemy.sql import Insert
 from odiseo.storage.failures import translate_errors
 from odiseo.storage.migrate import upgrade
 from odiseo.storage.store import EmailStore, claim_values, sleep_until_woken
-from odiseo.storage.tables import CLAIMABLE_SQL, emails
+from odiseo.storage.tables import CLAIMABLE_SQL, emails, rate_limits
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -55,6 +55,9 @@ class SqliteStore(EmailStore):
     async def migrate(self) -> None:
         async with self._write() as conn:
             await conn.run_sync(upgrade)
+
+    def _upsert_counter(self) -> Any:
+        return sqlite_insert(rate_limits)
 
     def _insert_skipping_duplicates(self) -> Insert:
         return sqlite_insert(emails).on_conflict_do_nothing(index_elements=["client_message_id"])

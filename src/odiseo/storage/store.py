@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, case, select, update
+from sqlalchemy import Row, bindparam, case, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Insert
 
@@ -31,7 +31,7 @@ from odiseo.errors import Duplicate, InvalidTransition, NotFound
 from odiseo.storage.failures import translate_errors
 from odiseo.storage.queries import Queries
 from odiseo.storage.rows import attachment_rows, from_row, to_row
-from odiseo.storage.tables import email_attachments, email_events, emails
+from odiseo.storage.tables import email_attachments, email_events, emails, rate_limits
 from odiseo.storage.templates import TemplateStore
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,10 @@ class EmailStore(Queries, abc.ABC):
     @abc.abstractmethod
     def _insert_skipping_duplicates(self) -> Insert:
         """An INSERT into emails that silently skips a taken client_message_id."""
+
+    @abc.abstractmethod
+    def _upsert_counter(self) -> Any:
+        """The engine's INSERT into rate_limits, which has on_conflict_do_update."""
 
     @abc.abstractmethod
     async def _claim(
@@ -332,6 +336,22 @@ class EmailStore(Queries, abc.ABC):
             event="cancelled",
             now=now,
         )
+
+    async def count_request(self, key: str, *, window: int) -> int:
+        """Count one request of `key` in minute `window`; returns the window's count so far."""
+        statement = self._upsert_counter().values(key=key, window=window, hits=1)
+        statement = statement.on_conflict_do_update(
+            index_elements=["key", "window"], set_={"hits": rate_limits.c.hits + 1}
+        ).returning(rate_limits.c.hits)
+        async with self._write() as conn:
+            hits = int((await conn.execute(statement)).scalar_one())
+            if hits == 1:  # first request of a new minute: forget this key's old ones
+                await conn.execute(
+                    delete(rate_limits).where(
+                        rate_limits.c.key == key, rate_limits.c.window < window
+                    )
+                )
+        return hits
 
     async def reschedule(self, message_id: str, *, send_at: datetime, now: datetime) -> None:
         """Move a message that no worker has claimed yet to `send_at` (the past means now).

@@ -122,6 +122,15 @@ email_events = Table(
     Index("ix_email_events_email_id", "email_id"),
 )
 
+# Requests per API key per minute, shared by every API process (RATE_LIMIT_PER_MINUTE).
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("window", BigInteger, primary_key=True, autoincrement=False),
+    Column("hits", Integer, nullable=False),
+)
+
 email_attachments = Table(
     "email_attachments",
     metadata,

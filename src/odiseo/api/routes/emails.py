@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Path, Query, status
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from odiseo.api.auth import AdminKey, ReadKey, SendKey
 from odiseo.api.deps import ServiceDep
 from odiseo.api.errors import describe_errors
 from odiseo.api.schemas import (
@@ -52,6 +53,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         422: {"model": Problem},
         503: {"model": Problem, "description": "database unavailable"},
     },
+    dependencies=[SendKey],
 )
 async def send_email(
     email: EmailIn,
@@ -79,6 +81,7 @@ async def send_email(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BatchOut,
     responses={422: {"model": BatchOut, "description": "nothing was stored"}},
+    dependencies=[SendKey],
 )
 async def send_batch(batch: BatchIn, service: ServiceDep) -> BatchOut | JSONResponse:
     """Store up to 500 emails in one transaction, each with its own result.
@@ -123,7 +126,9 @@ async def send_batch(batch: BatchIn, service: ServiceDep) -> BatchOut | JSONResp
     return out
 
 
-@router.get("/emails", response_model=EmailPage, responses={422: {"model": Problem}})
+@router.get(
+    "/emails", response_model=EmailPage, responses={422: {"model": Problem}}, dependencies=[ReadKey]
+)
 async def list_emails(
     service: ServiceDep,
     status_filter: Annotated[Status | None, Query(alias="status")] = None,
@@ -154,7 +159,12 @@ async def list_emails(
     )
 
 
-@router.post("/emails/retry", response_model=Requeued, responses={422: {"model": Problem}})
+@router.post(
+    "/emails/retry",
+    response_model=Requeued,
+    responses={422: {"model": Problem}},
+    dependencies=[AdminKey],
+)
 async def retry_failed(
     service: ServiceDep,
     status_filter: Annotated[Literal["failed"], Query(alias="status")] = "failed",
@@ -165,13 +175,20 @@ async def retry_failed(
     return Requeued(requeued=count, status=status_filter)
 
 
-@router.get("/emails/{message_id}", response_model=EmailOut, responses={404: {"model": Problem}})
+@router.get(
+    "/emails/{message_id}",
+    response_model=EmailOut,
+    responses={404: {"model": Problem}},
+    dependencies=[ReadKey],
+)
 async def get_email(message_id: MessageId, service: ServiceDep) -> EmailOut:
     """A message's state, attempts, last error, timestamps and event history."""
     return _email_out(await service.get(message_id))
 
 
-@router.patch("/emails/{message_id}", response_model=EmailOut, responses=ERRORS)
+@router.patch(
+    "/emails/{message_id}", response_model=EmailOut, responses=ERRORS, dependencies=[AdminKey]
+)
 async def reschedule_email(
     message_id: MessageId, change: RescheduleIn, service: ServiceDep
 ) -> EmailOut:
@@ -180,13 +197,20 @@ async def reschedule_email(
     return _email_out(await service.reschedule(message_id, send_at=change.send_at, now=now))
 
 
-@router.post("/emails/{message_id}/retry", response_model=EmailOut, responses=ERRORS)
+@router.post(
+    "/emails/{message_id}/retry", response_model=EmailOut, responses=ERRORS, dependencies=[AdminKey]
+)
 async def retry_email(message_id: MessageId, service: ServiceDep) -> EmailOut:
     """Send a failed message again, with a fresh retry budget; its history is kept."""
     return _email_out(await service.retry(message_id, now=datetime.now(UTC)))
 
 
-@router.post("/emails/{message_id}/cancel", response_model=EmailOut, responses=ERRORS)
+@router.post(
+    "/emails/{message_id}/cancel",
+    response_model=EmailOut,
+    responses=ERRORS,
+    dependencies=[AdminKey],
+)
 async def cancel_email(message_id: MessageId, service: ServiceDep) -> EmailOut:
     """Cancel a message that is still pending or scheduled (409 once it is being sent)."""
     return _email_out(await service.cancel(message_id, now=datetime.now(UTC)))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from odiseo.api.auth import ReadKey, Scope, bearer, requires
 from odiseo.api.deps import HealthDep, MetricsDep, ServiceDep, SettingsDep
 from odiseo.api.schemas import Health, Problem, QueueStatus
 from odiseo.domain.models import Status
@@ -15,7 +16,12 @@ from odiseo.metrics import CONTENT_TYPE_LATEST
 router = APIRouter()
 
 
-@router.get("/queue/status", response_model=QueueStatus, responses={503: {"model": Problem}})
+@router.get(
+    "/queue/status",
+    response_model=QueueStatus,
+    responses={503: {"model": Problem}},
+    dependencies=[ReadKey],
+)
 async def queue_status(service: ServiceDep) -> QueueStatus:
     """How many messages are in each status, and how long the oldest due one has waited."""
     now = datetime.now(UTC)
@@ -37,8 +43,13 @@ async def queue_status(service: ServiceDep) -> QueueStatus:
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
 )
-async def metrics(service: ServiceDep, registry: MetricsDep) -> Response:
-    """Prometheus metrics: delivery counters and latencies, queue depth by status."""
+async def metrics(request: Request, service: ServiceDep, registry: MetricsDep) -> Response:
+    """Prometheus metrics: delivery counters and latencies, queue depth by status.
+
+    Open, unless METRICS_REQUIRE_KEY asks for a key with the read scope.
+    """
+    if request.app.state.settings.metrics_require_key:
+        await requires(Scope.READ)(request, await bearer(request))
     now = datetime.now(UTC)
     counts = await service.store.counts()
     oldest = await service.store.oldest_due_seconds(now=now)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
 
+from odiseo.api.auth import AdminKey, ReadKey
 from odiseo.api.deps import TemplatesDep
 from odiseo.api.schemas import Problem, RenderIn, RenderOut, TemplateIn, TemplateOut
 from odiseo.mime import html_to_text
@@ -17,13 +18,13 @@ TemplateId = Annotated[str, Path(min_length=1, max_length=128, description="lett
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": Problem}, 422: {"model": Problem}}
 
 
-@router.get("", response_model=list[TemplateOut])
+@router.get("", response_model=list[TemplateOut], dependencies=[ReadKey])
 async def list_templates(templates: TemplatesDep) -> list[TemplateOut]:
     """Every stored template at its current version."""
     return [TemplateOut.model_validate(t) for t in await templates.list()]
 
 
-@router.put("/{template_id}", response_model=TemplateOut, responses=ERRORS)
+@router.put("/{template_id}", response_model=TemplateOut, responses=ERRORS, dependencies=[AdminKey])
 async def put_template(
     template_id: TemplateId, body: TemplateIn, templates: TemplatesDep, response: Response
 ) -> TemplateOut:
@@ -36,7 +37,7 @@ async def put_template(
     return TemplateOut.model_validate(saved)
 
 
-@router.get("/{template_id}", response_model=TemplateOut, responses=ERRORS)
+@router.get("/{template_id}", response_model=TemplateOut, responses=ERRORS, dependencies=[ReadKey])
 async def get_template(
     template_id: TemplateId,
     templates: TemplatesDep,
@@ -47,7 +48,10 @@ async def get_template(
 
 
 @router.delete(
-    "/{template_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: {"model": Problem}}
+    "/{template_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: {"model": Problem}},
+    dependencies=[AdminKey],
 )
 async def delete_template(template_id: TemplateId, templates: TemplatesDep) -> Response:
     """Delete the template; messages already sent with it keep their version number."""
@@ -55,7 +59,9 @@ async def delete_template(template_id: TemplateId, templates: TemplatesDep) -> R
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{template_id}/render", response_model=RenderOut, responses=ERRORS)
+@router.post(
+    "/{template_id}/render", response_model=RenderOut, responses=ERRORS, dependencies=[ReadKey]
+)
 async def render_template(
     template_id: TemplateId, body: RenderIn, templates: TemplatesDep
 ) -> RenderOut:
