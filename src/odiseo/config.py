@@ -43,6 +43,7 @@ ENVIRONMENT = {
     "ALLOWED_SENDERS": "other From addresses a request may use: a@b.c or @domain, comma-separated",
     "SMTP_TLS_VERIFY": "verify the SMTP server's certificate (true); false only by choice",
     "SMTP_TLS_CA_FILE": "extra CA bundle to verify the SMTP server with",
+    "SMTP_POOL_SIZE": "SMTP connections a worker keeps open and sends over at once (4)",
     "SMTP_TIMEOUT_SECONDS": "SMTP connect/command timeout (30)",
     "EMAIL_WORKER_POLL_INTERVAL": "seconds between polls when idle (10)",
     "EMAIL_WORKER_BATCH_SIZE": "messages claimed per batch (50)",
@@ -101,6 +102,7 @@ class Settings(BaseSettings):
     allowed_senders: str = ""
     smtp_tls_ca_file: Path | None = None
     smtp_tls_verify: bool = True
+    smtp_pool_size: int = Field(default=4, ge=1, le=64)
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
 
     email_worker_poll_interval: float = Field(default=10.0, gt=0)

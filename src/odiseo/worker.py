@@ -44,6 +44,7 @@ class WorkerOptions:
     poll_interval: float
     backoff_seconds: float
     shutdown_seconds: float = 30.0
+    concurrency: int = 1  # messages in flight at once (SMTP_POOL_SIZE)
 
 
 class Worker:
@@ -137,15 +138,19 @@ class Worker:
         heartbeat = asyncio.ensure_future(self._keep_leases(held))
         finished: list[AttemptResult] = []
         last_flush = time.monotonic()
+        width = max(1, self.options.concurrency)
         try:
-            for message in batch:
+            for start in range(0, len(batch), width):
                 if self.stopping:
                     break
-                result = await self._attempt_within_shutdown(message)
-                if result is None:
-                    break  # cut short by a stop: handed back below, its lease ends now
-                finished.append(result)
-                del untried[message.id]
+                wave = batch[start : start + width]
+                results = await asyncio.gather(*(self._attempt_within_shutdown(m) for m in wave))
+                for message, result in zip(wave, results, strict=True):
+                    if result is not None:  # None: cut short by a stop, handed back below
+                        finished.append(result)
+                        del untried[message.id]
+                if None in results:
+                    break
                 if time.monotonic() - last_flush >= FLUSH_SECONDS:
                     await self._record(finished)
                     held.difference_update(r.email_id for r in finished)

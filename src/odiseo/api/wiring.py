@@ -41,6 +41,7 @@ def build_provider(settings: Settings) -> Provider:
         timeout=settings.smtp_timeout_seconds,
         ca_file=settings.smtp_tls_ca_file,
         verify=settings.smtp_tls_verify,
+        pool_size=settings.smtp_pool_size,
     )
 
 
@@ -83,5 +84,6 @@ def build_worker(settings: Settings, store: EmailStore, metrics: Metrics | None 
             poll_interval=settings.email_worker_poll_interval,
             backoff_seconds=settings.email_retry_backoff_seconds,
             shutdown_seconds=settings.email_worker_shutdown_seconds,
+            concurrency=settings.smtp_pool_size,
         ),
     )

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import re
 import ssl
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,8 +42,22 @@ def stated_wait(reply: str) -> float | None:
     return float(min(seconds, MAX_STATED_WAIT_SECONDS))
 
 
+class _Slot:
+    """One place in the connection pool; holds a connection once one was opened."""
+
+    __slots__ = ("client",)
+
+    def __init__(self) -> None:
+        self.client: aiosmtplib.SMTP | None = None
+
+
 class SmtpProvider:
-    """Delivers through one SMTP server, reusing a connection across messages."""
+    """Delivers through one SMTP server over a small pool of reused connections.
+
+    Up to `pool_size` messages are in flight at once, each on its own connection;
+    connections stay open between messages and batches and are reopened when the
+    server drops them.
+    """
 
     name = "smtp"
 
@@ -58,6 +73,7 @@ class SmtpProvider:
         ca_file: Path | None = None,
         implicit_tls: bool | None = None,
         verify: bool = True,
+        pool_size: int = 1,
     ) -> None:
         self.host = host
         self.port = port
@@ -66,15 +82,29 @@ class SmtpProvider:
         self._username = username
         self._password = password
         self.timeout = timeout
+        self.pool_size = pool_size
         self._tls_context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
         if not verify:
             self._tls_context.check_hostname = False
             self._tls_context.verify_mode = ssl.CERT_NONE
-        self._client: aiosmtplib.SMTP | None = None
-        self._lock = asyncio.Lock()
+        self._all = [_Slot() for _ in range(pool_size)]
+        self._free: asyncio.Queue[_Slot] | None = None
 
     def __repr__(self) -> str:
         return f"SmtpProvider({self.host}:{self.port}, tls={self.implicit_tls or self.start_tls})"
+
+    @property
+    def _client(self) -> aiosmtplib.SMTP | None:
+        """The first pooled connection (for inspection)."""
+        return self._all[0].client
+
+    def _pool(self) -> asyncio.Queue[_Slot]:
+        # Made on first use, inside the event loop that will use it.
+        if self._free is None:
+            self._free = asyncio.Queue()
+            for slot in self._all:
+                self._free.put_nowait(slot)
+        return self._free
 
     def _new_client(self) -> aiosmtplib.SMTP:
         return aiosmtplib.SMTP(
@@ -88,14 +118,14 @@ class SmtpProvider:
             tls_context=self._tls_context if (self.implicit_tls or self.start_tls) else None,
         )
 
-    async def _connected(self) -> tuple[aiosmtplib.SMTP, bool]:
-        """The open connection, or a new one; the flag says whether it is fresh."""
-        if self._client is not None and self._client.is_connected:
-            return self._client, False
+    async def _connected(self, slot: _Slot) -> aiosmtplib.SMTP:
+        """The slot's open connection, or a new one."""
+        if slot.client is not None and slot.client.is_connected:
+            return slot.client
         client = self._new_client()
         await client.connect()
-        self._client = client
-        return client, True
+        slot.client = client
+        return client
 
     async def deliver(
         self,
@@ -105,23 +135,36 @@ class SmtpProvider:
         recipients: Sequence[str],
         message_id: str,
     ) -> Receipt:
-        async with self._lock:
+        pool = self._pool()
+        slot = await pool.get()
+        try:
+            reused = slot.client is not None and slot.client.is_connected
             try:
-                return await self._send(data, sender=sender, recipients=recipients)
-            except aiosmtplib.SMTPServerDisconnected:
-                # A reused connection the server had closed: one fresh try is not a retry.
-                await self._drop()
-                try:
-                    return await self._send(data, sender=sender, recipients=recipients)
-                except Exception as exc:
-                    await self._drop_unless_usable(exc)
+                return await self._send(slot, data, sender=sender, recipients=recipients)
+            except aiosmtplib.SMTPServerDisconnected as exc:
+                self._drop(slot)
+                if not reused:
                     raise classify(exc) from exc
+                # A reused connection the server had closed: one fresh try is not a retry.
+                try:
+                    return await self._send(slot, data, sender=sender, recipients=recipients)
+                except Exception as again:
+                    self._drop_unless_usable(slot, again)
+                    raise classify(again) from again
             except Exception as exc:
-                await self._drop_unless_usable(exc)
+                self._drop_unless_usable(slot, exc)
                 raise classify(exc) from exc
+        except BaseException:
+            if not isinstance(sys.exc_info()[1], DeliveryFailure):
+                self._drop(slot)  # cancelled mid-transaction: the session state is unknown
+            raise
+        finally:
+            pool.put_nowait(slot)
 
-    async def _send(self, data: bytes, *, sender: str, recipients: Sequence[str]) -> Receipt:
-        client, _fresh = await self._connected()
+    async def _send(
+        self, slot: _Slot, data: bytes, *, sender: str, recipients: Sequence[str]
+    ) -> Receipt:
+        client = await self._connected(slot)
         refused, response = await client.sendmail(sender, list(recipients), data)
         return Receipt(
             code=250,
@@ -129,13 +172,14 @@ class SmtpProvider:
             refused={addr: f"{r.code} {r.message}" for addr, r in refused.items()},
         )
 
-    async def _drop_unless_usable(self, exc: Exception) -> None:
+    def _drop_unless_usable(self, slot: _Slot, exc: Exception) -> None:
         # After a plain SMTP reply the session is still good (aiosmtplib sent RSET).
         if not isinstance(exc, aiosmtplib.SMTPResponseException | aiosmtplib.SMTPRecipientsRefused):
-            await self._drop()
+            self._drop(slot)
 
-    async def _drop(self) -> None:
-        client, self._client = self._client, None
+    @staticmethod
+    def _drop(slot: _Slot) -> None:
+        client, slot.client = slot.client, None
         if client is not None:
             client.close()
 
@@ -154,8 +198,9 @@ class SmtpProvider:
                     client.close()
 
     async def close(self) -> None:
-        async with self._lock:
-            client, self._client = self._client, None
+        """Say QUIT on every open connection."""
+        for slot in self._all:
+            client, slot.client = slot.client, None
             if client is not None and client.is_connected:
                 try:
                     await asyncio.wait_for(client.quit(), 5)
