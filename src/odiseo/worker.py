@@ -195,7 +195,7 @@ class Worker:
             )
             return self._failed(message, expired, started=started)
         try:
-            data = build_message(message.email, date=started).as_bytes()
+            data = build_message(message.email, date=started)
             if self.sign is not None:
                 data = self.sign(data)
             with self.metrics.provider_call.time():

@@ -131,7 +131,7 @@ class SmtpHarness:
 async def deliver(provider: Provider, email: OutgoingEmail) -> Receipt:
     """Build `email` as the worker does and hand it to `provider`."""
     return await provider.deliver(
-        build_message(email, date=DATE).as_bytes(),
+        build_message(email, date=DATE),
         sender=email.from_email,
         recipients=email.recipients,
         message_id=email.message_id,
