@@ -240,6 +240,9 @@ class EmailService:
                 ready.append((index, await self.prepare(request)))
             except OdiseoError as exc:
                 results.append(BatchItem(index=index, error=exc.message))
+        if atomic and results:
+            refused = "not stored: another item of this atomic batch is invalid"
+            results += [BatchItem(index=index, error=refused) for index, _ in ready]
         if (atomic and results) or not ready:
             return sorted(results, key=lambda r: r.index), False
         stored = await self.store.enqueue([item for _, item in ready], now=now)

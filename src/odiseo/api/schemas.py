@@ -90,6 +90,13 @@ class AttachmentIn(BaseModel):
             raise ValueError("is not valid base64") from None
         return value
 
+    @field_validator("content_type")
+    @classmethod
+    def _leaf_type(cls, value: str | None) -> str | None:
+        if value is not None and value.split("/", 1)[0].lower() in {"multipart", "message"}:
+            raise ValueError("multipart/* and message/* cannot be attached as files")
+        return value
+
     @field_validator("content_id")
     @classmethod
     def _bare_id(cls, value: str | None) -> str | None:
@@ -97,6 +104,8 @@ class AttachmentIn(BaseModel):
 
     def to_attachment(self) -> Attachment:
         guessed = mimetypes.guess_type(self.filename)[0]
+        if guessed is not None and guessed.startswith(("multipart/", "message/")):
+            guessed = None  # a container type would need its own structure: send it opaque
         return Attachment(
             filename=self.filename,
             content_type=self.content_type or guessed or "application/octet-stream",

@@ -9,7 +9,9 @@ import logging
 
 from odiseo.config import Settings
 from odiseo.dkim_signing import DkimSigner
+from odiseo.errors import ConfigError
 from odiseo.metrics import Metrics
+from odiseo.mime import ascii_address
 from odiseo.providers.base import Provider
 from odiseo.providers.outbox import OutboxProvider
 from odiseo.providers.smtp import SmtpProvider
@@ -50,9 +52,9 @@ def build_service(settings: Settings, store: EmailStore) -> EmailService:
         store=store,
         renderer=Renderer(settings.templates_dir),
         sender=Sender(
-            email=settings.smtp_from_email,
+            email=ascii_address(settings.smtp_from_email),
             name=settings.smtp_from_name or None,
-            allowed=settings.sender_allow_list,
+            allowed=frozenset(_ascii_entry(entry) for entry in settings.sender_allow_list),
         ),
         max_retries=settings.email_retry_max_attempts,
         max_message_bytes=settings.max_message_bytes,
@@ -69,6 +71,16 @@ def build_signer(settings: Settings) -> DkimSigner | None:
         selector=settings.dkim_selector,
         key=settings.dkim_private_key.get_secret_value(),
     )
+
+
+def _ascii_entry(entry: str) -> str:
+    """An ALLOWED_SENDERS entry in the xn-- form request addresses are compared in."""
+    try:
+        if entry.startswith("@"):
+            return ascii_address("x" + entry)[1:]
+        return ascii_address(entry)
+    except ValueError as exc:
+        raise ConfigError(f"ALLOWED_SENDERS: {entry}: {exc}") from None
 
 
 def build_worker(settings: Settings, store: EmailStore, metrics: Metrics | None = None) -> Worker:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -157,9 +158,14 @@ def _json_text(column: Any) -> Any:
 
 
 def _element(value: str) -> str:
-    """A LIKE pattern matching `value` as one quoted element of a JSON array."""
-    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f'%"{escaped}"%'
+    """A LIKE pattern matching `value` as one element of a JSON array.
+
+    The element is written as the JSON serialiser wrote it (quotes, escapes and
+    \\u sequences included), then made literal for LIKE.
+    """
+    encoded = json.dumps(value)
+    escaped = encoded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def encode_cursor(email_id: int) -> str:

@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from odiseo.domain.models import StoredTemplate
@@ -38,10 +38,18 @@ class TemplateStore:
             ).first()
             parts: dict[str, Any] = {"subject": subject, "html": html, "text": text}
             if current is None:
-                version, created = 1, now
+                # A deleted template keeps its history: carry on after its last version.
+                last = (
+                    await conn.execute(
+                        select(func.max(template_versions.c.version)).where(
+                            template_versions.c.template_id == template_id
+                        )
+                    )
+                ).scalar()
+                version, created = (last or 0) + 1, now
                 await conn.execute(
                     templates.insert().values(
-                        id=template_id, version=1, created_at=now, updated_at=now, **parts
+                        id=template_id, version=version, created_at=now, updated_at=now, **parts
                     )
                 )
             else:

@@ -106,13 +106,6 @@ async def send_batch(batch: BatchIn, service: ServiceDep) -> BatchOut | JSONResp
         for r in results
     ]
     rejected = sum(i.status == "error" for i in items)
-    if not stored:
-        for i in items:
-            if i.status != "error":
-                i.status, i.detail = (
-                    "error",
-                    "not stored: another item of this atomic batch is invalid",
-                )
     verdict = "rejected" if not stored else ("partial" if rejected else "accepted")
     out = BatchOut(
         status=verdict,
