@@ -40,12 +40,14 @@ class PostgresStore(EmailStore):
     def __init__(self, url: str, *, schema: str, pool_size: int = 10) -> None:
         self.url = asyncpg_url(url)
         self.schema = schema
-        self.channel = f"odiseo_{schema}"[:63]
+        self.channel = f"odiseo_{schema}"[:63]  # as the trigger names it
         engine = create_async_engine(
             self.url,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            # No pre-ping: a dead connection fails its statement, is invalidated, and the
+            # error becomes StoreUnavailable; pinging would cost a round trip per checkout.
+            pool_pre_ping=False,
             pool_timeout=CONNECT_TIMEOUT_SECONDS,
             connect_args={
                 "timeout": CONNECT_TIMEOUT_SECONDS,
@@ -55,7 +57,7 @@ class PostgresStore(EmailStore):
         )
         super().__init__(engine)
         self._listener: Any = None
-        self._wake = asyncio.Event()
+        self._wake_event = asyncio.Event()
 
     def __repr__(self) -> str:
         safe_url = self.url.render_as_string(hide_password=True)
@@ -79,6 +81,10 @@ class PostgresStore(EmailStore):
         return pg_insert(emails).on_conflict_do_nothing(index_elements=["client_message_id"])
 
     async def _after_enqueue(self, conn: AsyncConnection) -> None:
+        # New rows notify through the emails_notify_new_mail trigger (migration 0004).
+        return None
+
+    async def _wake(self, conn: AsyncConnection) -> None:
         # Delivered at commit, so a woken worker always finds the rows.
         await conn.execute(select(func.pg_notify(self.channel, "")))
 
@@ -107,7 +113,7 @@ class PostgresStore(EmailStore):
 
     async def wait_for_work(self, timeout: float) -> None:
         await self._ensure_listening()
-        await sleep_until_woken(self._wake, timeout)
+        await sleep_until_woken(self._wake_event, timeout)
 
     async def _ensure_listening(self) -> None:
         if self._listener is not None and not self._listener.is_closed():
@@ -124,10 +130,10 @@ class PostgresStore(EmailStore):
             return
         self._listener = conn
         # Anything enqueued while we were not listening is found by the next claim.
-        self._wake.set()
+        self._wake_event.set()
 
     def _notified(self, *_: object) -> None:
-        self._wake.set()
+        self._wake_event.set()
 
     async def close(self) -> None:
         if self._listener is not None:

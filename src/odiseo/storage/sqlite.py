@@ -41,7 +41,7 @@ class SqliteStore(EmailStore):
         event.listen(engine.sync_engine, "begin", _begin)
         super().__init__(engine)
         self._writer = engine.execution_options(odiseo_write=True)
-        self._wake = asyncio.Event()
+        self._wake_event = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
@@ -62,9 +62,12 @@ class SqliteStore(EmailStore):
     def _insert_skipping_duplicates(self) -> Insert:
         return sqlite_insert(emails).on_conflict_do_nothing(index_elements=["client_message_id"])
 
+    async def _wake(self, conn: AsyncConnection) -> None:
+        self._wake_event.set()
+
     async def _after_enqueue(self, conn: AsyncConnection) -> None:
         # Wakes a worker in this process (`odiseo run`); others poll.
-        self._wake.set()
+        self._wake_event.set()
 
     async def _claim(
         self, conn: AsyncConnection, *, limit: int, worker: str, until: datetime, now: datetime
@@ -90,7 +93,7 @@ class SqliteStore(EmailStore):
         return [_with_old(row, *before[row.id]) for row in claimed]
 
     async def wait_for_work(self, timeout: float) -> None:
-        await sleep_until_woken(self._wake, timeout)
+        await sleep_until_woken(self._wake_event, timeout)
 
 
 class _ClaimedRow:

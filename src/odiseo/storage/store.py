@@ -100,7 +100,11 @@ class EmailStore(Queries, abc.ABC):
                 yield conn
 
     async def _after_enqueue(self, conn: AsyncConnection) -> None:
-        """Called inside the enqueue transaction; PostgreSQL wakes the workers here."""
+        """Called inside the enqueue transaction (SQLite wakes its in-process worker here)."""
+
+    @abc.abstractmethod
+    async def _wake(self, conn: AsyncConnection) -> None:
+        """Wake waiting workers when this transaction commits (requeues, reschedules)."""
 
     @abc.abstractmethod
     async def wait_for_work(self, timeout: float) -> None:
@@ -412,7 +416,7 @@ class EmailStore(Queries, abc.ABC):
                     email_events.insert(),
                     [{"email_id": i, "at": now, "kind": "requeued"} for i in ids],
                 )
-                await self._after_enqueue(conn)
+                await self._wake(conn)
         return len(ids)
 
     async def _operate(
@@ -439,7 +443,7 @@ class EmailStore(Queries, abc.ABC):
                     email_events.insert(), {"email_id": changed, "at": now, "kind": event}
                 )
                 if values["status"] == Status.PENDING:
-                    await self._after_enqueue(conn)
+                    await self._wake(conn)
                 return
             current = (
                 await conn.execute(select(emails.c.status).where(emails.c.message_id == message_id))
