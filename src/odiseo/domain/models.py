@@ -48,6 +48,7 @@ class StoredTemplate:
     text: str | None
     created_at: datetime
     updated_at: datetime
+    created: bool = False  # this save made the template exist (again)
 
 
 class Outcome(enum.StrEnum):

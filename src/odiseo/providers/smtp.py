@@ -83,10 +83,12 @@ class SmtpProvider:
         self._password = password
         self.timeout = timeout
         self.pool_size = pool_size
-        self._tls_context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-        if not verify:
-            self._tls_context.check_hostname = False
-            self._tls_context.verify_mode = ssl.CERT_NONE
+        self._tls_context: ssl.SSLContext | None = None
+        if self.implicit_tls or self.start_tls:  # loading the CA bundle costs ~0.1 s
+            self._tls_context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+            if not verify:
+                self._tls_context.check_hostname = False
+                self._tls_context.verify_mode = ssl.CERT_NONE
         self._all = [_Slot() for _ in range(pool_size)]
         self._free: asyncio.Queue[_Slot] | None = None
 
@@ -115,7 +117,7 @@ class SmtpProvider:
             timeout=self.timeout,
             use_tls=self.implicit_tls,
             start_tls=self.start_tls,
-            tls_context=self._tls_context if (self.implicit_tls or self.start_tls) else None,
+            tls_context=self._tls_context,
         )
 
     async def _connected(self, slot: _Slot) -> aiosmtplib.SMTP:

@@ -66,6 +66,7 @@ class TemplateStore:
             )
         return StoredTemplate(
             id=template_id,
+            created=current is None,
             version=version,
             subject=subject,
             html=html,

@@ -32,7 +32,7 @@ async def put_template(
     saved = await templates.save(
         template_id, subject=body.subject, html=body.html, text=body.text, now=datetime.now(UTC)
     )
-    if saved.version == 1:
+    if saved.created:
         response.status_code = status.HTTP_201_CREATED
     return TemplateOut.model_validate(saved)
 

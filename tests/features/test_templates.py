@@ -1,0 +1,355 @@
+"""Stored, versioned templates: PUT/GET/DELETE, preview, sending with them, file templates."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from typing import Any
+
+from tests.features.conftest import Features
+
+WELCOME_V1 = {
+    "subject": "Welcome {{ name }}",
+    "html": "<h1>Hello {{ name }}</h1>",
+    "text": "Hello {{ name }} (v1)",
+}
+WELCOME_V2 = {
+    "subject": "Welcome aboard, {{ name }} & co",
+    "html": "<h1>Hi {{ name }}</h1><p>Plan: {{ plan }}</p>",
+    "text": None,
+}
+
+
+async def put(features: Features, template_id: str, body: dict[str, Any], expect: int) -> Any:
+    response = await features.client.put(f"/templates/{template_id}", json=body)
+    assert response.status_code == expect, response.text
+    return response.json()
+
+
+def parts(message: EmailMessage) -> tuple[str, str]:
+    html = message.get_body(("html",))
+    plain = message.get_body(("plain",))
+    assert isinstance(html, EmailMessage) and isinstance(plain, EmailMessage)
+    return html.get_content(), plain.get_content()
+
+
+async def test_put_creates_then_versions_and_old_versions_stay_readable(
+    features: Features,
+) -> None:
+    first = await put(features, "welcome2", WELCOME_V1, 201)
+    assert (first["id"], first["version"]) == ("welcome2", 1)
+    assert first["subject"] == WELCOME_V1["subject"] and first["text"] == WELCOME_V1["text"]
+    second = await put(features, "welcome2", WELCOME_V2, 200)
+    assert second["version"] == 2 and second["html"] == WELCOME_V2["html"]
+    assert second["created_at"] == first["created_at"]
+
+    listed = (await features.client.get("/templates")).json()
+    assert [(t["id"], t["version"]) for t in listed] == [("welcome2", 2)]
+    current = (await features.client.get("/templates/welcome2")).json()
+    assert (current["version"], current["html"]) == (2, WELCOME_V2["html"])
+    old = await features.client.get("/templates/welcome2", params={"version": 1})
+    assert old.status_code == 200
+    assert (old.json()["version"], old.json()["html"], old.json()["text"]) == (
+        1,
+        WELCOME_V1["html"],
+        WELCOME_V1["text"],
+    )
+    missing = await features.client.get("/templates/welcome2", params={"version": 3})
+    assert missing.status_code == 404 and missing.json()["detail"]
+    assert (await features.client.get("/templates/nope")).status_code == 404
+
+    message_id = await features.send(
+        {
+            "to": ["ana@example.com"],
+            "template_id": "welcome2",
+            "template_vars": {"name": "<b>x</b>", "plan": "Pro"},
+        }
+    )
+    stored = await features.email(message_id)
+    assert (stored["template_id"], stored["template_version"]) == ("welcome2", 2)
+    assert await features.deliver() == 1
+    message = features.messages()[0]
+    assert message["Subject"] == "Welcome aboard, <b>x</b> & co"  # the subject is not HTML
+    html, plain = parts(message)
+    assert "<h1>Hi &lt;b&gt;x&lt;/b&gt;</h1>" in html  # autoescaped
+    assert "<b>x</b>" not in html
+    assert "Plan: Pro" in html
+    assert "Hi <b>x</b>" in plain and "Plan: Pro" in plain  # derived from the HTML
+    assert "(v1)" not in plain
+
+
+async def test_render_previews_subject_html_and_text(features: Features) -> None:
+    await put(features, "welcome2", WELCOME_V1, 201)
+    response = await features.client.post(
+        "/templates/welcome2/render", json={"variables": {"name": "Ana & <Bo>"}}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "subject": "Welcome Ana & <Bo>",
+        "html": "<h1>Hello Ana &amp; &lt;Bo&gt;</h1>",
+        "text": "Hello Ana & <Bo> (v1)",
+    }
+    await put(features, "welcome2", WELCOME_V2, 200)
+    preview = await features.client.post(
+        "/templates/welcome2/render", json={"variables": {"name": "Ana", "plan": "Pro"}}
+    )
+    assert preview.status_code == 200
+    body = preview.json()
+    assert body["html"] == "<h1>Hi Ana</h1><p>Plan: Pro</p>"
+    assert "Hi Ana" in body["text"] and "Plan: Pro" in body["text"]  # derived, no tags
+    assert "<" not in body["text"]
+    # a preview stores nothing and sends nothing
+    await features.nothing_stored()
+    assert await features.deliver() == 0
+
+    missing = await features.client.post(
+        "/templates/welcome2/render", json={"variables": {"name": "Ana"}}
+    )
+    assert missing.status_code == 422 and "plan" in missing.json()["detail"]
+    unknown = await features.client.post("/templates/nope/render", json={"variables": {}})
+    assert unknown.status_code == 404 and unknown.json()["detail"]
+
+
+async def test_a_rendered_subject_cannot_inject_headers(features: Features) -> None:
+    await put(features, "welcome2", WELCOME_V1, 201)
+    injected = {"name": "Ana\r\nBcc: victim@example.com\nX-Injected: 1"}
+    await features.send(
+        {"to": ["a@example.com"], "template_id": "welcome2", "template_vars": injected}
+    )
+    await features.send(
+        {
+            "to": ["b@example.com"],
+            "template_id": "order",
+            "template_vars": {"number": "7\r\nBcc: victim@example.com", "name": "N"},
+        }
+    )
+    assert await features.deliver() == 2
+    for received in features.received:
+        assert "victim@example.com" not in received.recipients
+        message = received.message
+        assert message["Bcc"] is None and message["X-Injected"] is None
+        assert "\n" not in message["Subject"] and "\r" not in message["Subject"]
+    subjects = sorted(m["Subject"] for m in features.messages())
+    assert subjects == [
+        "Welcome Ana Bcc: victim@example.com X-Injected: 1",
+        "Your order 7 Bcc: victim@example.com",
+    ]
+    nul = await features.client.post(
+        "/emails",
+        json={"to": ["a@example.com"], "template_id": "welcome2", "template_vars": {"name": "\0"}},
+    )
+    assert nul.status_code == 422 and "subject" in nul.json()["detail"]
+
+
+async def test_request_parts_and_template_parts_combine(features: Features) -> None:
+    await put(features, "welcome2", WELCOME_V1, 201)
+    await put(features, "nosubject", {"html": "<p>Hi {{ name }}</p>"}, 201)
+    no_subject = {
+        "to": ["c@example.com"],
+        "template_id": "nosubject",
+        "template_vars": {"name": "C"},
+    }
+    response = await features.client.post("/emails", json=no_subject)
+    assert response.status_code == 422 and "subject" in response.json()["detail"]
+    await features.nothing_stored()
+
+    await features.send(
+        {"to": ["a@example.com"], "template_id": "welcome2", "template_vars": {"name": "<i>"}}
+    )
+    await features.send(
+        {
+            "to": ["b@example.com"],
+            "subject": "Chosen subject",
+            "template_id": "welcome2",
+            "template_vars": {"name": "Ana"},
+        }
+    )
+    await features.send({**no_subject, "subject": "Given"})
+    assert await features.deliver() == 3
+    by_to = {str(m["To"]): m for m in features.messages()}
+    html, plain = parts(by_to["a@example.com"])
+    assert by_to["a@example.com"]["Subject"] == "Welcome <i>"
+    assert plain.strip() == "Hello <i> (v1)"  # the stored text part, not HTML-escaped
+    assert "Hello &lt;i&gt;" in html
+    assert by_to["b@example.com"]["Subject"] == "Chosen subject"  # the request's wins
+    assert by_to["c@example.com"]["Subject"] == "Given"
+    assert "Hi C" in parts(by_to["c@example.com"])[1]
+
+
+async def test_a_missing_variable_is_422_and_stores_nothing(features: Features) -> None:
+    await put(features, "welcome2", WELCOME_V2, 201)
+    response = await features.client.post(
+        "/emails",
+        json={"to": ["a@example.com"], "template_id": "welcome2", "template_vars": {"name": "A"}},
+    )
+    assert response.status_code == 422, response.text
+    assert "plan" in response.json()["detail"]
+    file_template = await features.client.post(
+        "/emails", json={"to": ["a@example.com"], "template_id": "order", "template_vars": {}}
+    )
+    assert file_template.status_code == 422 and "template" in file_template.json()["detail"]
+    unknown = await features.client.post(
+        "/emails", json={"to": ["a@example.com"], "template_id": "no-such-template"}
+    )
+    assert unknown.status_code == 422 and "no-such-template" in unknown.json()["detail"]
+    await features.nothing_stored()
+
+
+async def test_a_template_reaching_for_internals_or_not_parsing_is_422_at_put(
+    features: Features,
+) -> None:
+    for body in [
+        {"html": "{{ ''.__class__.__mro__ }}"},
+        {"html": "<p>{{ x._secret }}</p>"},
+        {"html": "<p>{{ x['__globals__'] }}</p>"},
+        {"html": "<p>ok</p>", "subject": "{{ cycler.__init__.__globals__ }}"},
+        {"html": "<p>ok</p>", "text": "{{ x.__class__ }}"},
+        {"html": "<p>{% if %}</p>"},
+        {"html": "<p>{{ name </p>"},
+        {"html": "<p>ok</p>", "subject": "{% for x in %}"},
+        {"html": ""},
+        {"subject": "no html"},
+        {"html": "<p>ok</p>", "subject": "Hi\r\nBcc: victim@example.com"},
+        {"html": "<p>ok</p>", "unknown": 1},
+    ]:
+        response = await features.client.put("/templates/evil", json=body)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["detail"], body
+    for template_id in ["bad id", "-dash-first", "a" * 129]:
+        response = await features.client.put(f"/templates/{template_id}", json={"html": "x"})
+        assert response.status_code == 422, (template_id, response.text)
+    assert (await features.client.get("/templates/evil")).status_code == 404
+    assert (await features.client.get("/templates")).json() == []
+
+    # attr() passes the save-time check; the sandbox refuses it when rendering
+    await put(features, "sneaky", {"subject": "s", "html": "{{ x|attr('__class__') }}"}, 201)
+    response = await features.client.post(
+        "/emails",
+        json={"to": ["a@example.com"], "template_id": "sneaky", "template_vars": {"x": 1}},
+    )
+    assert response.status_code == 422, response.text
+    preview = await features.client.post("/templates/sneaky/render", json={"variables": {"x": 1}})
+    assert preview.status_code == 422, preview.text
+    await features.nothing_stored()
+
+
+async def test_delete_then_get_is_404_but_old_versions_stay(features: Features) -> None:
+    await put(features, "welcome2", WELCOME_V1, 201)
+    await put(features, "welcome2", WELCOME_V2, 200)
+    sent_with_v2 = await features.send(
+        {
+            "to": ["a@example.com"],
+            "template_id": "welcome2",
+            "template_vars": {"name": "A", "plan": "P"},
+        }
+    )
+    deleted = await features.client.delete("/templates/welcome2")
+    assert deleted.status_code == 204 and deleted.content == b""
+    gone = await features.client.get("/templates/welcome2")
+    assert gone.status_code == 404 and gone.json()["detail"]
+    assert (await features.client.get("/templates")).json() == []
+    for version, html in [(1, WELCOME_V1["html"]), (2, WELCOME_V2["html"])]:
+        old = await features.client.get("/templates/welcome2", params={"version": version})
+        assert old.status_code == 200, old.text
+        assert old.json()["html"] == html
+    again = await features.client.delete("/templates/welcome2")
+    assert again.status_code == 404
+    # a message queued with it is still delivered, and keeps its version number
+    assert await features.deliver() == 1
+    assert features.messages()[0]["Subject"] == "Welcome aboard, A & co"
+    assert (await features.email(sent_with_v2))["template_version"] == 2
+    # and sending with the deleted template now fails
+    response = await features.client.post(
+        "/emails", json={"to": ["a@example.com"], "template_id": "welcome2"}
+    )
+    assert response.status_code == 422
+
+    # created again, its numbering continues: versions 1 and 2 are kept (fixed in a72dba5)
+    response = await features.client.put("/templates/welcome2", json=WELCOME_V1)
+    assert response.status_code in (200, 201), response.text
+    recreated = response.json()
+    assert recreated["version"] == 3
+    old = await features.client.get("/templates/welcome2", params={"version": 2})
+    assert old.json()["html"] == WELCOME_V2["html"]
+    again_id = await features.send(
+        {"to": ["b@example.com"], "template_id": "welcome2", "template_vars": {"name": "B"}}
+    )
+    assert (await features.email(again_id))["template_version"] == 3
+    assert await features.deliver() == 1
+    assert features.messages()[1]["Subject"] == "Welcome B"
+
+
+async def test_creating_a_deleted_template_again_answers_201(features: Features) -> None:
+    await put(features, "welcome2", WELCOME_V1, 201)
+    assert (await features.client.delete("/templates/welcome2")).status_code == 204
+    assert (await features.client.get("/templates/welcome2")).status_code == 404
+    again = await put(features, "welcome2", WELCOME_V2, 201)
+    assert again["version"] == 2
+    await features.send(
+        {
+            "to": ["a@example.com"],
+            "template_id": "welcome2",
+            "template_vars": {"name": "A", "plan": "P"},
+        }
+    )
+    assert await features.deliver() == 1
+
+
+async def test_a_stored_template_wins_over_a_file_of_the_same_id(features: Features) -> None:
+    # the file template "shadowed" exists in TEMPLATES_DIR (see conftest)
+    vars_ = {"name": "Ana"}
+    await features.send(
+        {"to": ["a@example.com"], "template_id": "shadowed", "template_vars": vars_}
+    )
+    await put(
+        features, "shadowed", {"subject": "From the store", "html": "<p>STORED {{ name }}</p>"}, 201
+    )
+    preview = await features.client.post("/templates/shadowed/render", json={"variables": vars_})
+    assert preview.json()["html"] == "<p>STORED Ana</p>"
+    stored_id = await features.send(
+        {"to": ["b@example.com"], "template_id": "shadowed", "template_vars": vars_}
+    )
+    assert (await features.email(stored_id))["template_version"] == 1
+    assert await features.deliver() == 2
+    by_to = {str(m["To"]): m for m in features.messages()}
+    assert by_to["a@example.com"]["Subject"] == "From the file"
+    assert "FILE version for Ana" in parts(by_to["a@example.com"])[0]
+    assert by_to["b@example.com"]["Subject"] == "From the store"
+    assert "STORED Ana" in parts(by_to["b@example.com"])[0]
+    # once the stored one is deleted, the file is used again
+    assert (await features.client.delete("/templates/shadowed")).status_code == 204
+    file_id = await features.send(
+        {"to": ["c@example.com"], "template_id": "shadowed", "template_vars": vars_}
+    )
+    assert (await features.email(file_id))["template_version"] is None
+    await features.deliver()
+    assert features.messages()[-1]["Subject"] == "From the file"
+
+
+async def test_file_templates_still_work(features: Features) -> None:
+    message_id = await features.send(
+        {
+            "to": ["a@example.com"],
+            "template_id": "order",
+            "template_vars": {"number": "A-17", "name": "<Ana>"},
+        }
+    )
+    stored = await features.email(message_id)
+    assert (stored["template_id"], stored["template_version"]) == ("order", None)
+    shipped = await features.send(
+        {"to": ["b@example.com"], "template_id": "welcome", "template_vars": {"name": "Bo"}}
+    )
+    assert await features.deliver() == 2
+    by_to = {str(m["To"]): m for m in features.messages()}
+    order = by_to["a@example.com"]
+    assert order["Subject"] == "Your order A-17"
+    html, plain = parts(order)
+    assert "<p>Order A-17 for &lt;Ana&gt;</p>" in html
+    assert "Order A-17 for <Ana>" in plain
+    assert by_to["b@example.com"]["Subject"]
+    assert "Bo" in parts(by_to["b@example.com"])[0]
+    assert (await features.email(shipped))["status"] == "sent"
+    preview = await features.client.post(
+        "/templates/order/render", json={"variables": {"number": "1", "name": "N"}}
+    )
+    assert preview.status_code == 200
+    assert preview.json()["subject"] == "Your order 1"
