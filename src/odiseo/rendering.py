@@ -70,13 +70,31 @@ class Renderer:
             raise UnknownTemplate(f"unknown template: {template_id!r}") from None
         except TemplateSyntaxError as exc:
             raise TemplateError(f"template {template_id!r} is invalid: {exc.message}") from None
-        subject = self._optional(f"{template_id}.subject.txt", variables)
+        try:
+            source: str | None = self._plain.loader.get_source(  # type: ignore[union-attr]
+                self._plain, f"{template_id}.subject.txt"
+            )[0]
+        except TemplateNotFound:
+            source = None
         text = self._optional(f"{template_id}.txt", variables)
         return Rendered(
-            subject=" ".join(subject.split()) if subject is not None else None,
+            subject=self._subject(source, template_id, variables),
             html=self._run(lambda: html.render(variables), template_id),
             text=text,
         )
+
+    def _subject(self, source: str | None, name: str, variables: dict[str, Any]) -> str | None:
+        """The subject line: the template's own line breaks are folded away before rendering,
+        so a line break left afterwards came from a variable, and is refused."""
+        if source is None:
+            return None
+        folded = " ".join(source.split())
+        rendered = self._from_string(self._plain, folded, name, variables) or ""
+        if any(c in rendered for c in "\r\n\0"):
+            raise TemplateError(
+                f"template {name!r}: a variable put line breaks or NUL in the subject"
+            )
+        return rendered.strip()
 
     def render_source(
         self,
@@ -88,11 +106,11 @@ class Renderer:
         variables: dict[str, Any],
     ) -> Rendered:
         """Render a stored template's parts (same sandbox and rules as file templates)."""
-        rendered_subject = self._from_string(self._plain, subject, template_id, variables)
+        rendered_subject = self._subject(subject, template_id, variables)
         rendered_text = self._from_string(self._plain, text, template_id, variables)
         rendered_html = self._from_string(self._html, html, template_id, variables)
         return Rendered(
-            subject=" ".join(rendered_subject.split()) if rendered_subject is not None else None,
+            subject=rendered_subject,
             html=rendered_html or "",
             text=rendered_text,
         )
@@ -121,6 +139,13 @@ class Renderer:
                     assert isinstance(node, nodes.Getitem)
                     name = _constant(node.arg)
                 if isinstance(name, str) and name.startswith("_"):
+                    raise TemplateError(f"access to {name!r} is not allowed in templates")
+            for flt in tree.find_all(nodes.Filter):
+                named = [_constant(arg) for arg in flt.args]
+                if flt.name == "attr" and any(
+                    isinstance(n, str) and n.startswith("_") for n in named
+                ):
+                    name = named[0]
                     raise TemplateError(f"access to {name!r} is not allowed in templates")
 
     def _from_string(

@@ -79,7 +79,7 @@ class KeyRing:
                 lines = file.read_text().splitlines()
             except OSError as exc:
                 raise ConfigError(f"API_KEYS_FILE: cannot read it: {exc.strerror}") from None
-            entries += [line for line in lines if line.strip() and not line.startswith("#")]
+            entries += [line for line in lines if line.strip() and not line.strip().startswith("#")]
         return cls.parse(entries)
 
     def find(self, token: str) -> ApiKey | None:

@@ -7,8 +7,9 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(BaseException):
+    """Raised from receive(); a BaseException so that no `except Exception` in the app
+    (FastAPI's body parsing has one) turns it into a 400 before we answer 413."""
 
 
 class RequestSizeLimit:

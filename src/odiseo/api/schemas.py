@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import mimetypes
 import re
 from datetime import UTC, datetime
@@ -17,15 +18,18 @@ from pydantic import (
     EmailStr,
     Field,
     field_validator,
+    model_validator,
 )
 
 from odiseo.domain.models import Attachment
 from odiseo.mime import ascii_address
+from odiseo.rendering import TEMPLATE_ID
 from odiseo.service import DEFAULT_PRIORITY, EmailRequest
 
 MAX_RECIPIENTS = 50
 MAX_ATTACHMENTS = 50
 MAX_BATCH = 500
+MAX_TEMPLATE_VARS_BYTES = 65536
 MAX_BODY_CHARS = 5_000_000
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # printable ASCII, no colon (RFC 5322 ftext)
 _RESERVED_HEADERS = frozenset(
@@ -47,18 +51,68 @@ _RESERVED_HEADERS = frozenset(
 )
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029]")
+
+
 def _single_line(value: str) -> str:
-    if any(c in value for c in "\r\n\0"):
-        raise ValueError("must not contain line breaks (CR, LF) or NUL")
+    if _CONTROL.search(value):
+        raise ValueError("must not contain line breaks (CR, LF), NUL or other control characters")
     return value
 
 
 HeaderText = Annotated[str, AfterValidator(_single_line)]
+MAX_DEPTH = 32
+
+
+def _check_json(value: Any, path: str, depth: int = 0) -> None:
+    """Refuse what no field should hold: lone surrogates, NUL, NaN/Infinity, deep nesting."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"{path or 'body'}: nested more than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        if "\0" in value:
+            raise ValueError(f"{path or 'body'}: NUL characters are not allowed")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{path or 'body'}: invalid unicode (lone surrogate)") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path or 'body'}: NaN and Infinity are not JSON numbers")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_json(key, path, depth + 1)
+            _check_json(item, f"{path}.{key}" if path else str(key), depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_json(item, f"{path}[{index}]", depth + 1)
+
+
+def utc(value: datetime) -> datetime:
+    """The time in UTC (no zone means UTC); ValueError when UTC cannot hold it."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+class RequestModel(BaseModel):
+    """A request body: unknown fields refused, every string and number sane."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sane(cls, data: Any) -> Any:
+        _check_json(data, "")
+        return data
+
+
 # Validated by email-validator (no DNS lookups), then international domains made xn--.
 Address = Annotated[EmailStr, AfterValidator(ascii_address)]
 
 
-class AttachmentIn(BaseModel):
+class AttachmentIn(RequestModel):
     """A file: base64 `content`; `content_id` makes it inline (`<img src="cid:...">`)."""
 
     model_config = ConfigDict(
@@ -114,7 +168,7 @@ class AttachmentIn(BaseModel):
         )
 
 
-class EmailIn(BaseModel):
+class EmailIn(RequestModel):
     """An email to send. `to` is required; so is a body (`body`, `text` or `template_id`)."""
 
     model_config = ConfigDict(
@@ -138,14 +192,16 @@ class EmailIn(BaseModel):
     )
     cc: list[Address] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
     bcc: list[Address] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
-    reply_to: list[Address] | Address | None = None
+    reply_to: Annotated[list[Address], Field(max_length=MAX_RECIPIENTS)] | Address | None = None
     from_email: Address | None = None
     from_name: HeaderText | None = Field(default=None, max_length=255)
     headers: dict[str, HeaderText] = Field(default_factory=dict, max_length=50)
     priority: int = Field(default=DEFAULT_PRIORITY, ge=0, le=9, description="0 is sent first")
     send_at: datetime | None = Field(default=None, description="not before this time (ISO 8601)")
     client_message_id: str | None = Field(default=None, min_length=1, max_length=255)
-    template_id: str | None = Field(default=None, min_length=1, max_length=128)
+    template_id: str | None = Field(
+        default=None, pattern=TEMPLATE_ID.pattern, description="a stored or file template"
+    )
     template_vars: dict[str, Any] = Field(default_factory=dict)
     tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
         default_factory=list, max_length=20
@@ -171,16 +227,21 @@ class EmailIn(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _small_metadata(cls, metadata: dict[str, Any]) -> dict[str, Any]:
-        if len(json.dumps(metadata)) > 4096:
+        if len(json.dumps(metadata, allow_nan=False)) > 4096:
             raise ValueError("must be at most 4096 bytes as JSON")
         return metadata
+
+    @field_validator("template_vars")
+    @classmethod
+    def _bounded_vars(cls, variables: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(variables, allow_nan=False)) > MAX_TEMPLATE_VARS_BYTES:
+            raise ValueError(f"must be at most {MAX_TEMPLATE_VARS_BYTES} bytes as JSON")
+        return variables
 
     @field_validator("send_at", "expires_at")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)  # a time without zone is taken as UTC
-        return value
+        return None if value is None else utc(value)
 
     def to_request(self) -> EmailRequest:
         reply_to = self.reply_to if isinstance(self.reply_to, list) else [self.reply_to or ""]
@@ -238,7 +299,7 @@ class Health(BaseModel):
     detail: str | None = None
 
 
-class BatchIn(BaseModel):
+class BatchIn(RequestModel):
     """Up to 500 emails stored in one transaction."""
 
     model_config = ConfigDict(
@@ -259,6 +320,15 @@ class BatchIn(BaseModel):
     emails: list[dict[str, Any]] = Field(
         min_length=1, max_length=MAX_BATCH, description="each item is a POST /emails body"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sane(cls, data: Any) -> Any:
+        # Each email is checked on its own, so one bad item gets its own result.
+        if isinstance(data, dict):
+            _check_json({k: v for k, v in data.items() if k != "emails"}, "")
+        return data
+
     atomic: bool = Field(default=False, description="store nothing unless every item is valid")
 
 
@@ -277,7 +347,7 @@ class BatchOut(BaseModel):
     timestamp: datetime
 
 
-class RescheduleIn(BaseModel):
+class RescheduleIn(RequestModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"send_at": "2030-01-01T09:00:00Z"}]}
     )
@@ -287,10 +357,10 @@ class RescheduleIn(BaseModel):
     @field_validator("send_at")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+        return utc(value)
 
 
-class TemplateIn(BaseModel):
+class TemplateIn(RequestModel):
     """A stored template: Jinja2, HTML autoescaped, undefined variables are errors."""
 
     model_config = ConfigDict(
@@ -323,7 +393,7 @@ class TemplateOut(BaseModel):
     updated_at: datetime
 
 
-class RenderIn(BaseModel):
+class RenderIn(RequestModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"variables": {"name": "Ana"}}]}
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Query, status
+from fastapi import APIRouter, Header, HTTPException, Path, Query, status
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -26,6 +26,7 @@ from odiseo.api.schemas import (
     Problem,
     Requeued,
     RescheduleIn,
+    utc,
 )
 from odiseo.domain.models import EmailFilter, QueuedEmail, Status
 from odiseo.errors import NotFound
@@ -80,7 +81,12 @@ async def send_email(
     "/emails/batch",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BatchOut,
-    responses={422: {"model": BatchOut, "description": "nothing was stored"}},
+    responses={
+        422: {
+            "model": BatchOut | Problem,
+            "description": "nothing was stored: every item's result, or what is wrong",
+        }
+    },
     dependencies=[SendKey],
 )
 async def send_batch(batch: BatchIn, service: ServiceDep) -> BatchOut | JSONResponse:
@@ -171,7 +177,7 @@ async def retry_failed(
 @router.get(
     "/emails/{message_id}",
     response_model=EmailOut,
-    responses={404: {"model": Problem}},
+    responses={404: {"model": Problem}, 422: {"model": Problem}},
     dependencies=[ReadKey],
 )
 async def get_email(message_id: MessageId, service: ServiceDep) -> EmailOut:
@@ -210,7 +216,12 @@ async def cancel_email(message_id: MessageId, service: ServiceDep) -> EmailOut:
 
 
 def _aware(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+    if moment is None:
+        return None
+    try:
+        return utc(moment)
+    except ValueError as exc:
+        raise HTTPException(422, f"time {exc}") from None
 
 
 def _summary(message: QueuedEmail) -> dict[str, object]:

@@ -11,10 +11,13 @@ from odiseo.api.auth import AdminKey, ReadKey
 from odiseo.api.deps import TemplatesDep
 from odiseo.api.schemas import Problem, RenderIn, RenderOut, TemplateIn, TemplateOut
 from odiseo.mime import html_to_text
+from odiseo.rendering import TEMPLATE_ID
 
 router = APIRouter(prefix="/templates", tags=["templates"])
 
-TemplateId = Annotated[str, Path(min_length=1, max_length=128, description="letters, digits, _-.")]
+TemplateId = Annotated[
+    str, Path(pattern=TEMPLATE_ID.pattern, max_length=128, description="letters, digits, _-.")
+]
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": Problem}, 422: {"model": Problem}}
 
 
@@ -50,7 +53,7 @@ async def get_template(
 @router.delete(
     "/{template_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={404: {"model": Problem}},
+    responses={404: {"model": Problem}, 422: {"model": Problem}},
     dependencies=[AdminKey],
 )
 async def delete_template(template_id: TemplateId, templates: TemplatesDep) -> Response:

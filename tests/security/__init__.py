@@ -1,0 +1,1 @@
+"""Security and hostile input: keys and scopes, safe defaults, limits, injection, fuzzing."""
