@@ -112,32 +112,20 @@ async def test_render_previews_subject_html_and_text(features: Features) -> None
 async def test_a_rendered_subject_cannot_inject_headers(features: Features) -> None:
     await put(features, "welcome2", WELCOME_V1, 201)
     injected = {"name": "Ana\r\nBcc: victim@example.com\nX-Injected: 1"}
-    await features.send(
-        {"to": ["a@example.com"], "template_id": "welcome2", "template_vars": injected}
-    )
-    await features.send(
+    for payload in (
+        {"to": ["a@example.com"], "template_id": "welcome2", "template_vars": injected},
         {
             "to": ["b@example.com"],
             "template_id": "order",
             "template_vars": {"number": "7\r\nBcc: victim@example.com", "name": "N"},
-        }
-    )
-    assert await features.deliver() == 2
-    for received in features.received:
-        assert "victim@example.com" not in received.recipients
-        message = received.message
-        assert message["Bcc"] is None and message["X-Injected"] is None
-        assert "\n" not in message["Subject"] and "\r" not in message["Subject"]
-    subjects = sorted(m["Subject"] for m in features.messages())
-    assert subjects == [
-        "Welcome Ana Bcc: victim@example.com X-Injected: 1",
-        "Your order 7 Bcc: victim@example.com",
-    ]
-    nul = await features.client.post(
-        "/emails",
-        json={"to": ["a@example.com"], "template_id": "welcome2", "template_vars": {"name": "\0"}},
-    )
-    assert nul.status_code == 422 and "subject" in nul.json()["detail"]
+        },
+    ):
+        response = await features.client.post("/emails", json=payload)
+        assert response.status_code == 422, response.text
+        assert "line breaks" in response.json()["detail"]
+    await features.nothing_stored()
+    assert await features.deliver() == 0
+    assert features.received == []
 
 
 async def test_request_parts_and_template_parts_combine(features: Features) -> None:
@@ -220,15 +208,8 @@ async def test_a_template_reaching_for_internals_or_not_parsing_is_422_at_put(
     assert (await features.client.get("/templates/evil")).status_code == 404
     assert (await features.client.get("/templates")).json() == []
 
-    # attr() passes the save-time check; the sandbox refuses it when rendering
-    await put(features, "sneaky", {"subject": "s", "html": "{{ x|attr('__class__') }}"}, 201)
-    response = await features.client.post(
-        "/emails",
-        json={"to": ["a@example.com"], "template_id": "sneaky", "template_vars": {"x": 1}},
-    )
-    assert response.status_code == 422, response.text
-    preview = await features.client.post("/templates/sneaky/render", json={"variables": {"x": 1}})
-    assert preview.status_code == 422, preview.text
+    # attr() with a private name is refused at save time as well
+    await put(features, "sneaky", {"subject": "s", "html": "{{ x|attr('__class__') }}"}, 422)
     await features.nothing_stored()
 
 
