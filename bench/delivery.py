@@ -1,0 +1,304 @@
+"""Delivery throughput: `odiseo worker` processes draining a queue into Postfix's smtp-sink.
+
+    .venv/bin/python bench/delivery.py [--count 20000] [--workers 1,2] [--profile 10]
+
+For each worker count: a fresh schema, COUNT messages stored straight through
+PostgresStore.enqueue (500 per transaction), then the workers are started and
+timed until SQL counts show every message sent. Baseline in the same run:
+smtp-source into the same sink, and aiosmtplib sending the same bytes with no queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import time
+from dataclasses import dataclass, field
+
+import aiosmtplib
+import asyncpg
+from common import (
+    DATABASE_URL,
+    SMTP_SINK,
+    SMTP_SOURCE,
+    MemorySampler,
+    Processes,
+    Report,
+    SmtpSink,
+    bench_schema,
+    cpu_seconds,
+    enqueue_many,
+    exit_cleanly_on_sigterm,
+    message_bytes,
+    mib,
+    migrated_store,
+    new_email,
+    odiseo_env,
+    rate,
+    require_tools,
+    smtp_env,
+    smtp_source,
+    status_counts,
+)
+from profiling import PySpy, find_py_spy
+
+POLL_SECONDS = 0.1
+
+
+@dataclass
+class Run:
+    workers: int
+    count: int
+    enqueue_seconds: float
+    spawn_to_done: float = 0.0
+    first_to_done: float = 0.0
+    sent_at_first: int = 0
+    sink_messages: int = 0
+    cpu_seconds: float = 0.0  # the workers' CPU from the first sent to the last
+    peaks_kib: list[int] = field(default_factory=list)
+    exit_codes: list[int | None] = field(default_factory=list)
+    other_statuses: dict[str, int] = field(default_factory=dict)
+    profile: PySpy | None = None
+
+    @property
+    def rate_from_spawn(self) -> float:
+        return self.count / self.spawn_to_done
+
+    @property
+    def steady_rate(self) -> float:
+        return (self.count - self.sent_at_first) / self.first_to_done
+
+
+async def drain(
+    procs: Processes,
+    sink: SmtpSink,
+    *,
+    workers: int,
+    count: int,
+    args: argparse.Namespace,
+    py_spy: str | None,
+) -> Run:
+    """Enqueue `count` messages in a fresh schema, then time `workers` workers draining them."""
+    async with bench_schema() as schema:
+        async with migrated_store(schema) as store:
+            run = Run(
+                workers=workers, count=count, enqueue_seconds=await enqueue_many(store, count)
+            )
+        extra = {"EMAIL_WORKER_POLL_INTERVAL": str(args.poll_interval)}
+        if args.batch_size:
+            extra["EMAIL_WORKER_BATCH_SIZE"] = str(args.batch_size)
+        env = odiseo_env(schema, **smtp_env(sink.port), **extra)
+        conn = await asyncpg.connect(DATABASE_URL, timeout=10)
+        sink_before = sink.messages()
+        popens = []
+        samplers = []
+        try:
+            began = time.perf_counter()
+            for i in range(workers):
+                popens.append(procs.odiseo(f"worker-{workers}-{i}", ["worker"], env))
+                samplers.append(MemorySampler(popens[-1].pid).start())
+            first: float | None = None
+            cpu_at_first = 0.0
+            while True:
+                counts = await status_counts(conn, schema)
+                now = time.perf_counter()
+                sent = counts.get("sent", 0)
+                if sent and first is None:
+                    first, run.sent_at_first = now, sent
+                    cpu_at_first = sum(cpu_seconds(p.pid) for p in popens)
+                    if py_spy and args.profile:
+                        run.profile = PySpy(
+                            procs,
+                            py_spy,
+                            pid=popens[0].pid,
+                            seconds=args.profile,
+                            name=f"delivery-worker-{schema}",
+                        )
+                if sent >= count:
+                    break
+                for popen in popens:
+                    if popen.poll() is not None:
+                        raise RuntimeError(f"a worker exited early:\n{procs.log_tail(popen)}")
+                if counts.get("failed") or counts.get("scheduled"):
+                    raise RuntimeError(f"deliveries are failing: {counts}")
+                if now - began > args.timeout:
+                    raise TimeoutError(f"not all sent after {args.timeout} s: {counts}")
+                await asyncio.sleep(POLL_SECONDS)
+            run.cpu_seconds = sum(cpu_seconds(p.pid) for p in popens) - cpu_at_first
+            run.spawn_to_done = now - began
+            run.first_to_done = now - (first or began)
+            run.other_statuses = {k: v for k, v in counts.items() if k != "sent"}
+            run.peaks_kib = [sampler.stop() for sampler in samplers]
+        finally:
+            for sampler in samplers:
+                sampler.stop()
+            if run.profile is not None:
+                run.profile.finish()
+            run.exit_codes = [procs.stop(popen) for popen in popens]
+            await conn.close()
+        await asyncio.sleep(0.3)  # the sink's counter is written as sessions end
+        run.sink_messages = sink.messages() - sink_before
+        return run
+
+
+async def aiosmtplib_baseline(port: int, count: int) -> tuple[float, int]:
+    """Send `count` copies of an odiseo-built message over one aiosmtplib connection."""
+    data = message_bytes(new_email(1).email, date=dt.datetime.now(dt.UTC))
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, use_tls=False)
+    await client.connect()
+    try:
+        began = time.perf_counter()
+        for _ in range(count):
+            await client.sendmail("noreply@odiseo.io", ["customer1@example.com"], data)
+        return time.perf_counter() - began, len(data)
+    finally:
+        with contextlib.suppress(Exception):
+            await client.quit()
+
+
+def build_baseline(count: int) -> float:
+    """Seconds to build `count` messages as the worker does (build_message to bytes), no I/O."""
+    emails = [new_email(n).email for n in range(count)]
+    now = dt.datetime.now(dt.UTC)
+    began = time.perf_counter()
+    for email in emails:
+        message_bytes(email, date=now)
+    return time.perf_counter() - began
+
+
+async def main(args: argparse.Namespace) -> None:
+    require_tools(SMTP_SINK, SMTP_SOURCE)
+    workers = [int(n) for n in args.workers.split(",")]
+    py_spy = find_py_spy(args.py_spy) if args.profile else None
+    report = Report("delivery")
+    report.header(
+        "Delivery: odiseo worker -> smtp-sink",
+        {
+            "emails per run": f"{args.count:,}",
+            "workers": args.workers,
+            "EMAIL_WORKER_POLL_INTERVAL": args.poll_interval,
+            "EMAIL_WORKER_BATCH_SIZE": args.batch_size or "default (50)",
+            "profile": f"py-spy {args.profile} s on the 1-worker run" if py_spy else "off",
+        },
+    )
+    if args.profile and not py_spy:
+        report.line("(py-spy not found: pass --py-spy PATH; profiling skipped)\n")
+    with Processes() as procs:
+        sink = SmtpSink(procs)
+        runs = [
+            await drain(
+                procs,
+                sink,
+                workers=n,
+                count=args.count,
+                args=args,
+                py_spy=py_spy if n == workers[0] else None,
+            )
+            for n in workers
+        ]
+        baseline_count = args.count
+        source_16, _ = smtp_source(sink.port, count=baseline_count, sessions=16)
+        source_1, _ = smtp_source(sink.port, count=baseline_count, sessions=1, reuse=True)
+        py_count = min(args.count, 5000)
+        py_seconds, message_bytes = await aiosmtplib_baseline(sink.port, py_count)
+        build_count = min(args.count, 2000)
+        build_seconds = build_baseline(build_count)
+        sink.stop()
+
+    report.line("### odiseo worker")
+    report.line()
+    report.table(
+        [
+            "workers",
+            "emails",
+            "spawn -> all sent",
+            "emails/s (from spawn)",
+            "emails/s (first -> last sent)",
+            "smtp-sink got",
+            "worker CPU per email",
+            "peak RSS per worker (VmHWM)",
+            "exit codes",
+        ],
+        [
+            [
+                r.workers,
+                f"{r.count:,}",
+                f"{r.spawn_to_done:.1f} s",
+                rate(r.rate_from_spawn),
+                rate(r.steady_rate),
+                f"{r.sink_messages:,}",
+                f"{1000 * r.cpu_seconds / max(1, r.count - r.sent_at_first):.2f} ms",
+                ", ".join(mib(p) for p in r.peaks_kib),
+                ", ".join(str(c) for c in r.exit_codes),
+            ]
+            for r in runs
+        ],
+    )
+    report.line(
+        f"Enqueue (not timed above): {', '.join(rate(r.count / r.enqueue_seconds) for r in runs)}"
+        " emails/s through PostgresStore.enqueue, 500 per transaction."
+    )
+    report.line()
+    report.line("### Baseline, same run, same smtp-sink")
+    report.line()
+    best = max(r.steady_rate for r in runs)
+    rows = [
+        [
+            "smtp-source -s 16 -l 2000 (new connection per message)",
+            f"{baseline_count:,}",
+            f"{source_16:.1f} s",
+            rate(baseline_count / source_16),
+        ],
+        [
+            "smtp-source -s 1 -d -l 2000 (one connection, like one worker)",
+            f"{baseline_count:,}",
+            f"{source_1:.1f} s",
+            rate(baseline_count / source_1),
+        ],
+        [
+            f"aiosmtplib, one connection, the odiseo-built message ({message_bytes:,} B)",
+            f"{py_count:,}",
+            f"{py_seconds:.1f} s",
+            rate(py_count / py_seconds),
+        ],
+        [
+            "odiseo.mime.build_message() to bytes only, no I/O (CPU per message)",
+            f"{build_count:,}",
+            f"{build_seconds:.1f} s",
+            rate(build_count / build_seconds),
+        ],
+    ]
+    report.table(["baseline", "messages", "time", "msgs/s"], rows)
+    report.line(
+        f"Best odiseo steady rate = {100 * best / (baseline_count / source_1):.1f} % of "
+        f"smtp-source on one connection, {100 * best / (py_count / py_seconds):.1f} % of "
+        "aiosmtplib without a queue."
+    )
+    report.line()
+    for r in runs:
+        if r.profile is not None:
+            r.profile.report(report, f"the {r.workers}-worker run, while delivering")
+    report.save()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=20_000, help="emails per run (20000)")
+    parser.add_argument("--workers", default="1,2", help="worker counts to run, e.g. 1,2")
+    parser.add_argument("--poll-interval", type=float, default=0.2)
+    parser.add_argument("--batch-size", type=int, default=None, help="EMAIL_WORKER_BATCH_SIZE")
+    parser.add_argument("--timeout", type=float, default=600, help="give up on a run after (s)")
+    parser.add_argument(
+        "--profile", type=int, default=0, help="py-spy record the first run for this many s"
+    )
+    parser.add_argument("--py-spy", default=None, help="path to py-spy (else PATH or venv)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    exit_cleanly_on_sigterm()
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    asyncio.run(main(parse_args()))

@@ -1,0 +1,410 @@
+"""Enqueue throughput and latency of `POST /emails` under wrk, against a bare FastAPI baseline.
+
+    .venv/bin/python bench/enqueue.py [--duration 15] [--connections 64] [--threads 2]
+
+1. `odiseo api` (PostgreSQL, one process) loaded by wrk with a ~2 KB JSON email:
+   req/s, p50, p99 (wrk --latency), peak RSS; the rows stored are checked
+   against the 2xx answers wrk counted.
+2. Baseline, same run, same server stack (uvicorn, one process): bench/bare_app.py
+   with POST /parse (parse, 202) and POST /insert (parse + one asyncpg INSERT).
+3. Open loop at half odiseo's peak rate (bench/openloop.py, since wrk cannot hold a
+   rate): p50/p99 of POST /emails and of the bare /insert at that same rate.
+4. The store's share, in-process without HTTP: PostgresStore.enqueue_one from 1, 10
+   (the pool size) and 64 concurrent callers, with the new DB connections counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from common import (
+    BENCH_DIR,
+    DATABASE_URL,
+    WRK,
+    MemorySampler,
+    Processes,
+    Report,
+    bench_schema,
+    cpu_seconds,
+    email_json,
+    exit_cleanly_on_sigterm,
+    free_port,
+    mib,
+    migrated_store,
+    ms,
+    new_email,
+    odiseo_env,
+    percentile,
+    rate,
+    require_tools,
+    wait_http_ok,
+)
+from openloop import client_for, open_loop, summary
+from profiling import PySpy, find_py_spy
+from sqlalchemy import event
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+@dataclass
+class WrkRun:
+    endpoint: str
+    requests: int = 0
+    seconds: float = 0.0
+    rps: float = 0.0
+    non_2xx: int = 0
+    socket_errors: int = 0
+    percentiles: dict[str, float] = field(default_factory=dict)  # "50%" -> seconds
+    max_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # CPU the server process used during the run
+
+    @property
+    def cpu_per_request(self) -> str:
+        return f"{1000 * self.cpu_seconds / self.requests:.2f} ms" if self.requests else "n/a"
+
+    @property
+    def ok(self) -> int:
+        return self.requests - self.non_2xx
+
+
+def run_wrk(url: str, body_file: str, *, seconds: int, connections: int, threads: int) -> WrkRun:
+    """wrk --latency with bench/post_email.lua; bounded by its -d and a hard timeout."""
+    argv = [
+        WRK,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(BENCH_DIR / "post_email.lua"),
+        url,
+        "--",
+        body_file,
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr[-500:]}")
+    return parse_wrk(url, done.stdout)
+
+
+def parse_wrk(endpoint: str, output: str) -> WrkRun:
+    run = WrkRun(endpoint=endpoint)
+    bench_lines = " ".join(re.findall(r"^BENCH (.*)$", output, re.M))  # from post_email.lua
+    facts = dict(re.findall(r"([\w.]+)=(\d+)", bench_lines))
+    run.requests = int(facts["requests"])
+    run.seconds = int(facts["duration_us"]) / 1e6
+    run.rps = run.requests / run.seconds
+    run.non_2xx = int(facts["status"])
+    run.socket_errors = sum(int(facts[k]) for k in ("connect", "read", "write", "timeout"))
+    # The --latency block: "     50%    1.23ms"
+    for pct, value, unit in re.findall(
+        r"^\s+(\d+(?:\.\d+)?%)\s+([\d.]+)(us|ms|s|m)\s*$", output, re.M
+    ):
+        run.percentiles[pct] = float(value) * _UNITS[unit]
+    run.max_seconds = int(facts["max_us"]) / 1e6
+    return run
+
+
+async def count_rows(schema: str, table: str) -> int:
+    conn = await asyncpg.connect(DATABASE_URL, timeout=10)
+    try:
+        return int(await conn.fetchval(f'SELECT count(*) FROM "{schema}".{table}'))
+    finally:
+        await conn.close()
+
+
+async def half_rate(url: str, body: bytes, rate_per_s: float, seconds: float) -> dict[str, Any]:
+    in_flight = 256
+    async with client_for(in_flight) as client:
+        result = await open_loop(
+            client,
+            url,
+            rate=rate_per_s,
+            duration=seconds,
+            body=lambda _: body,
+            max_in_flight=in_flight,
+        )
+    return summary(result)
+
+
+@dataclass
+class StoreOnly:
+    concurrency: int
+    done: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    connects: int = 0  # new DBAPI connections the pool opened during the run
+
+
+async def store_only(schema: str, concurrency: int, seconds: float) -> StoreOnly:
+    """In-process PostgresStore.enqueue_one from `concurrency` callers: the store's share."""
+    result = StoreOnly(concurrency)
+    async with migrated_store(schema) as store:
+        event.listen(store.engine.sync_engine.pool, "connect", lambda *_: _count(result))
+        await asyncio.gather(*(store.ping() for _ in range(concurrency)))  # warm the pool
+        result.connects = 0
+        deadline = time.perf_counter() + seconds
+
+        async def caller(offset: int) -> None:
+            n = offset
+            while time.perf_counter() < deadline:
+                began = time.perf_counter()
+                await store.enqueue_one(new_email(n), now=dt.datetime.now(dt.UTC))
+                result.latencies.append(time.perf_counter() - began)
+                n += concurrency
+
+        began = time.perf_counter()
+        await asyncio.gather(*(caller(i) for i in range(concurrency)))
+        result.seconds = time.perf_counter() - began
+        result.done = len(result.latencies)
+    return result
+
+
+def _count(result: StoreOnly) -> None:
+    result.connects += 1
+
+
+@dataclass
+class Server:
+    name: str
+    peak_kib: int = 0
+    wrk: list[WrkRun] = field(default_factory=list)
+    rows: dict[str, tuple[int, int]] = field(default_factory=dict)  # endpoint -> (2xx, rows)
+    open_loop: dict[str, dict[str, Any]] = field(default_factory=dict)
+    log_tail: str = ""  # the server's last log lines, kept when a request failed
+
+
+async def main(args: argparse.Namespace) -> None:
+    require_tools(WRK)
+    report = Report("enqueue")
+    report.header(
+        "Enqueue: POST /emails under wrk",
+        {
+            "wrk": f"-t{args.threads} -c{args.connections} -d{args.duration}s --latency",
+            "warm-up per endpoint": f"{args.warmup} s (not counted)",
+            "open loop": f"{args.duration} s at half odiseo's wrk peak",
+            "body": f"{len(json.dumps(email_json()))} B JSON, ~2 KB HTML",
+            "server": "1 uvicorn process each (odiseo api / bench/bare_app.py)",
+        },
+    )
+    wrk_args = {"seconds": args.duration, "connections": args.connections, "threads": args.threads}
+    body = json.dumps(email_json()).encode()
+    py_spy = find_py_spy(args.py_spy) if args.profile else None
+    spy: PySpy | None = None
+    async with bench_schema() as schema:
+        with Processes() as procs:
+            body_file = procs.workdir / "email.json"
+            body_file.write_bytes(body)
+
+            # odiseo api
+            odiseo = Server("odiseo api")
+            port = free_port()
+            api = procs.odiseo("api", ["api"], odiseo_env(schema, API_PORT=str(port)))
+            base = f"http://127.0.0.1:{port}"
+            wait_http_ok(f"{base}/health", process=api, timeout=60)
+            sampler = MemorySampler(api.pid).start()
+            url = f"{base}/emails"
+            run_wrk(url, str(body_file), **{**wrk_args, "seconds": args.warmup})
+            await asyncio.sleep(1.0)  # let the warm-up's last requests commit
+            before = await count_rows(schema, "emails")
+            if py_spy:
+                spy = PySpy(
+                    procs,
+                    py_spy,
+                    pid=api.pid,
+                    seconds=min(args.profile, args.duration),
+                    name=f"enqueue-api-{schema}",
+                )
+            cpu = cpu_seconds(api.pid)
+            peak = run_wrk(url, str(body_file), **wrk_args)
+            peak.cpu_seconds = cpu_seconds(api.pid) - cpu
+            if spy is not None:
+                spy.finish()
+            await asyncio.sleep(1.0)  # requests in flight when wrk stopped may still commit
+            odiseo.rows["POST /emails"] = (peak.ok, await count_rows(schema, "emails") - before)
+            peak.endpoint = "odiseo POST /emails"
+            odiseo.wrk.append(peak)
+            target = peak.rps / 2
+            odiseo.open_loop["odiseo POST /emails"] = await half_rate(
+                url, body, target, args.duration
+            )
+            odiseo.peak_kib = sampler.stop()
+            api_exit = procs.stop(api)
+            if (
+                peak.non_2xx
+                or peak.socket_errors
+                or odiseo.open_loop["odiseo POST /emails"]["failed"]
+            ):
+                odiseo.log_tail = procs.log_tail(api, lines=30)
+
+            # bare FastAPI baseline
+            bare = Server("bare FastAPI (bench/bare_app.py)")
+            port = free_port()
+            app = procs.start(
+                "bare-app",
+                [sys.executable, str(BENCH_DIR / "bare_app.py"), "--port", str(port)],
+                env={
+                    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                    "BENCH_DATABASE_URL": DATABASE_URL,
+                    "BENCH_SCHEMA": schema,
+                },
+            )
+            base = f"http://127.0.0.1:{port}"
+            wait_http_ok(f"{base}/health", process=app, timeout=60)
+            sampler = MemorySampler(app.pid).start()
+            for path in ("/parse", "/insert"):
+                run_wrk(f"{base}{path}", str(body_file), **{**wrk_args, "seconds": args.warmup})
+                await asyncio.sleep(1.0)
+                before = await count_rows(schema, "bare_emails")
+                cpu = cpu_seconds(app.pid)
+                run = run_wrk(f"{base}{path}", str(body_file), **wrk_args)
+                run.cpu_seconds = cpu_seconds(app.pid) - cpu
+                await asyncio.sleep(1.0)
+                if path == "/insert":
+                    stored = await count_rows(schema, "bare_emails") - before
+                    bare.rows[f"bare POST {path}"] = (run.ok, stored)
+                run.endpoint = f"bare POST {path}"
+                bare.wrk.append(run)
+            bare.open_loop["bare POST /insert"] = await half_rate(
+                f"{base}/insert", body, target, args.duration
+            )
+            bare.peak_kib = sampler.stop()
+            procs.stop(app)
+        store_runs = [
+            await store_only(schema, concurrency, args.duration)
+            for concurrency in (1, 10, args.connections)
+        ]
+
+    report.line(f"### Peak: wrk -t{args.threads} -c{args.connections} -d{args.duration}s")
+    report.line()
+    report.table(
+        ["endpoint", "requests", "req/s", "p50", "p90", "p99", "max", "non-2xx", "socket errors",
+         "server CPU per request"],
+        [
+            [
+                r.endpoint,
+                f"{r.requests:,}",
+                rate(r.rps),
+                ms(r.percentiles.get("50%", float("nan"))),
+                ms(r.percentiles.get("90%", float("nan"))),
+                ms(r.percentiles.get("99%", float("nan"))),
+                ms(r.max_seconds),
+                r.non_2xx,
+                r.socket_errors,
+                r.cpu_per_request,
+            ]
+            for r in (*odiseo.wrk, *bare.wrk)
+        ],
+    )  # fmt: skip
+    report.line(
+        "Server CPU per request = user + system CPU of the server process during the run "
+        "(/proc/PID/stat) / requests answered: it does not depend on how busy the machine is."
+    )
+    report.line()
+    report.line(f"### Open loop at half odiseo's peak: {target:,.0f} req/s for {args.duration} s")
+    report.line()
+    report.line(
+        "Latency from when each request was due (bench/openloop.py, httpx, up to 256 in flight)."
+    )
+    report.line()
+    report.table(
+        ["endpoint", "target req/s", "achieved req/s", "2xx", "p50", "p99", "max", "failed",
+         "skipped", "generator lag max"],
+        [
+            [
+                name,
+                rate(s["target_rate"]),
+                rate(s["achieved_rate"]),
+                f"{int(s['ok']):,}",
+                f"{s['p50_ms']:.1f} ms",
+                f"{s['p99_ms']:.1f} ms",
+                f"{s['max_ms']:.1f} ms",
+                s["failures"] or 0,
+                int(s["skipped"] + s["unfinished"]),
+                f"{s['max_lag_ms']:.1f} ms",
+            ]
+            for name, s in (*odiseo.open_loop.items(), *bare.open_loop.items())
+        ],
+    )  # fmt: skip
+    report.line(
+        f"### Store only, in-process: PostgresStore.enqueue_one, {args.duration} s "
+        "(no HTTP; the pool is odiseo's: 10 + 10 overflow)"
+    )
+    report.line()
+    report.table(
+        ["concurrent callers", "enqueues", "enqueues/s", "p50", "p99",
+         "new DB connections opened"],
+        [
+            [
+                r.concurrency,
+                f"{r.done:,}",
+                rate(r.done / r.seconds),
+                ms(percentile(r.latencies, 50)),
+                ms(percentile(r.latencies, 99)),
+                f"{r.connects:,}",
+            ]
+            for r in store_runs
+        ],
+    )  # fmt: skip
+    report.line("### Memory")
+    report.line()
+    report.table(
+        ["process", "peak RSS (VmHWM)"],
+        [[odiseo.name, mib(odiseo.peak_kib)], [bare.name, mib(bare.peak_kib)]],
+    )
+    report.line("### Rows stored vs 2xx answers wrk counted (peak run)")
+    report.line()
+    report.table(
+        ["endpoint", "wrk 2xx", "rows stored", "difference"],
+        [
+            [name, f"{ok:,}", f"{rows:,}", f"{rows - ok:+,}"]
+            for name, (ok, rows) in (*odiseo.rows.items(), *bare.rows.items())
+        ],
+    )
+    report.line(
+        "A few more rows than 2xx are expected: requests in flight when wrk stops are "
+        "committed but not counted by wrk."
+    )
+    report.line(f"`odiseo api` exit code on SIGTERM: {api_exit}")
+    report.line()
+    if odiseo.log_tail:
+        report.line("Some requests failed; the end of the `odiseo api` log:")
+        report.line()
+        report.line(f"```\n{odiseo.log_tail}\n```")
+        report.line()
+    if spy is not None:
+        spy.report(report, "`odiseo api` during the wrk peak run")
+    elif args.profile:
+        report.line("(py-spy not found: pass --py-spy PATH; profiling skipped)")
+    report.save()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=15, help="seconds per load run (15)")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per endpoint")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--profile", type=int, default=0, help="py-spy record odiseo api for this many s"
+    )
+    parser.add_argument("--py-spy", default=None, help="path to py-spy (else PATH or venv)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    exit_cleanly_on_sigterm()
+    asyncio.run(main(parse_args()))

@@ -1,0 +1,317 @@
+"""End-to-end latency: POST /emails -> the message arrives at an SMTP server, at a steady rate.
+
+    .venv/bin/python bench/latency.py [--rate 50] [--duration 30] [--modes run,split]
+
+An in-process aiosmtpd server (as in tests/support/smtp.py) notes when each message
+arrives, keyed by its Message-ID. A bounded open-loop generator (bench/openloop.py)
+POSTs at a fixed rate; latency = arrival - the moment the POST was sent, matched
+through `message_id` -> `Message-ID: <message_id@odiseo.io>`.
+
+Modes: `run` is `odiseo run` (API + worker in one process); `split` is `odiseo api`
+plus `odiseo worker`. Baseline, same run: the same messages sent straight to the
+same aiosmtpd with aiosmtplib over one connection, at the same rate (no HTTP, no queue).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiosmtplib
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from common import (
+    MemorySampler,
+    Processes,
+    Report,
+    bench_schema,
+    cpu_seconds,
+    email_json,
+    exit_cleanly_on_sigterm,
+    free_port,
+    message_bytes,
+    mib,
+    new_email,
+    odiseo_env,
+    percentile,
+    poll,
+    smtp_env,
+    wait_http_ok,
+)
+from openloop import Sample, client_for, open_loop
+
+MESSAGE_ID = re.compile(rb"^Message-ID:\s*<([^@>]+)@", re.IGNORECASE | re.MULTILINE)
+
+
+class ArrivalRecorder:
+    """aiosmtpd handler: time.monotonic() of each accepted message, by Message-ID local part."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[str, float] = {}
+        self.unmatched = 0
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        arrived = time.monotonic()
+        content = envelope.original_content or envelope.content or b""
+        if isinstance(content, str):
+            content = content.encode()
+        head = content.split(b"\r\n\r\n", 1)[0]
+        match = MESSAGE_ID.search(head)
+        with self.lock:
+            if match is None:
+                self.unmatched += 1
+            else:
+                self.arrivals.setdefault(match.group(1).decode(), arrived)
+        return "250 2.0.0 Message accepted"
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.arrivals)
+
+
+@dataclass
+class Outcome:
+    name: str
+    sent: int = 0
+    accepted: int = 0
+    latencies: list[float] = field(default_factory=list)
+    sent_times: list[float] = field(default_factory=list)  # parallel to latencies
+    post_seconds: list[float] = field(default_factory=list)
+    missing: int = 0
+    achieved_rate: float = 0.0
+    peak_kib: dict[str, int] = field(default_factory=dict)
+    cpu_seconds: float = 0.0  # odiseo processes' CPU during the timed run
+
+    def row(self) -> list[object]:
+        def ms(values: list[float], pct: float | None) -> str:
+            if not values:
+                return "n/a"
+            value = max(values) if pct is None else percentile(values, pct)
+            return f"{value * 1000:.1f} ms"
+
+        return [
+            self.name,
+            f"{self.achieved_rate:.1f}",
+            f"{self.accepted:,}",
+            f"{len(self.latencies):,}",
+            self.missing,
+            ms(self.latencies, 50),
+            ms(self.latencies, 99),
+            ms(self.latencies, None),
+            ms(self.post_seconds, 50),
+            ms(self.post_seconds, 99),
+            f"{1000 * self.cpu_seconds / self.accepted:.1f} ms" if self.cpu_seconds else "-",
+            ", ".join(f"{k} {mib(v)}" for k, v in self.peak_kib.items()) or "-",
+        ]
+
+    def windows(self, seconds: float) -> list[str]:
+        """p50 / p99 of the messages sent in each `seconds`-long window of the run."""
+        if not self.sent_times:
+            return []
+        start = min(self.sent_times)
+        buckets: dict[int, list[float]] = {}
+        for sent, latency in zip(self.sent_times, self.latencies, strict=True):
+            buckets.setdefault(int((sent - start) // seconds), []).append(latency)
+        return [
+            f"{percentile(v, 50) * 1000:.0f} / {percentile(v, 99) * 1000:.0f}"
+            for _, v in sorted(buckets.items())
+        ]
+
+
+async def wait_for_arrivals(recorder: ArrivalRecorder, expected: int, timeout: float) -> None:
+    await poll(lambda: recorder.count() >= expected, timeout=timeout)
+
+
+async def through_odiseo(
+    procs: Processes,
+    recorder: ArrivalRecorder,
+    smtp_port: int,
+    *,
+    mode: str,
+    args: argparse.Namespace,
+) -> Outcome:
+    outcome = Outcome(name=f"odiseo {'run' if mode == 'run' else 'api + worker'}")
+    async with bench_schema() as schema:
+        port = free_port()
+        extra = {"API_PORT": str(port)}
+        if args.poll_interval is not None:
+            extra["EMAIL_WORKER_POLL_INTERVAL"] = str(args.poll_interval)
+        env = odiseo_env(schema, **smtp_env(smtp_port), **extra)
+        started = []
+        try:
+            if mode == "run":
+                started.append(("run", procs.odiseo("run", ["run"], env)))
+            else:
+                started.append(("api", procs.odiseo("api", ["api"], env)))
+            base = f"http://127.0.0.1:{port}"
+            wait_http_ok(f"{base}/health", process=started[0][1], timeout=60)
+            if mode == "split":
+                started.append(("worker", procs.odiseo("worker", ["worker"], env)))
+            samplers = {name: MemorySampler(p.pid).start() for name, p in started}
+            payloads = [json.dumps(email_json(n)).encode() for n in range(args.warmup)]
+            async with client_for(64) as client:
+                # Warm-up: a few messages through the whole path, not counted.
+                warm = await open_loop(
+                    client,
+                    f"{base}/emails",
+                    rate=10,
+                    duration=args.warmup / 10,
+                    body=lambda i: payloads[i % len(payloads)],
+                )
+                await wait_for_arrivals(recorder, recorder.count() + len(warm.ok), 30)
+                payload = json.dumps(email_json(1)).encode()
+                cpu = sum(cpu_seconds(p.pid) for _, p in started)
+                result = await open_loop(
+                    client,
+                    f"{base}/emails",
+                    rate=args.rate,
+                    duration=args.duration,
+                    body=lambda _: payload,
+                    max_in_flight=256,
+                    keep_answers=True,
+                )
+            outcome.sent = len(result.samples)
+            outcome.achieved_rate = result.achieved_rate
+            accepted: list[Sample] = [s for s in result.ok if isinstance(s.answer, dict)]
+            outcome.accepted = len(accepted)
+            ids = {s.answer["message_id"]: s for s in accepted}
+            await poll(lambda: all(i in recorder.arrivals for i in ids), timeout=args.drain)
+            outcome.cpu_seconds = sum(cpu_seconds(p.pid) for _, p in started) - cpu
+            with recorder.lock:
+                arrivals = dict(recorder.arrivals)
+            for message_id, sample in ids.items():
+                if message_id in arrivals:
+                    outcome.latencies.append(arrivals[message_id] - sample.sent)
+                    outcome.sent_times.append(sample.sent)
+                else:
+                    outcome.missing += 1
+            outcome.post_seconds = [s.service for s in accepted]
+            outcome.peak_kib = {name: s.stop() for name, s in samplers.items()}
+        finally:
+            for _, popen in reversed(started):
+                procs.stop(popen)
+    return outcome
+
+
+async def direct_smtp(
+    recorder: ArrivalRecorder, smtp_port: int, args: argparse.Namespace
+) -> Outcome:
+    """The floor: build and send the same kind of message over one connection, same rate."""
+    outcome = Outcome(name="baseline: aiosmtplib -> aiosmtpd, no HTTP/queue")
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=smtp_port, start_tls=False)
+    await client.connect()
+    lock = asyncio.Lock()
+    sent_at: dict[str, float] = {}
+    total = int(args.rate * args.duration)
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def send(index: int) -> None:
+        email = new_email(index).email
+        sent_at[email.message_id] = time.monotonic()
+        async with lock:  # one connection, one message at a time, like a worker
+            data = message_bytes(email, date=dt.datetime.now(dt.UTC))
+            await client.sendmail(email.from_email, list(email.recipients), data)
+
+    try:
+        start = time.monotonic()
+        for index in range(total):
+            wait = start + index / args.rate - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            tasks.append(asyncio.ensure_future(send(index)))
+        await asyncio.wait_for(asyncio.gather(*tasks), args.drain)
+        outcome.achieved_rate = (total - 1) / (max(sent_at.values()) - min(sent_at.values()))
+    finally:
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await client.quit()
+    await wait_for_arrivals(recorder, len(sent_at), 10)
+    outcome.sent = outcome.accepted = len(sent_at)
+    with recorder.lock:
+        for message_id, began in sent_at.items():
+            if message_id in recorder.arrivals:
+                outcome.latencies.append(recorder.arrivals[message_id] - began)
+                outcome.sent_times.append(began)
+            else:
+                outcome.missing += 1
+    return outcome
+
+
+async def main(args: argparse.Namespace) -> None:
+    modes = args.modes.split(",")
+    report = Report("latency")
+    report.header(
+        "End-to-end latency: POST /emails -> SMTP arrival",
+        {
+            "rate": f"{args.rate} emails/s (open loop)",
+            "duration": f"{args.duration} s per mode",
+            "modes": args.modes,
+            "SMTP server": "aiosmtpd in the bench process",
+            "EMAIL_WORKER_POLL_INTERVAL": args.poll_interval or "default (10 s; NOTIFY wakes)",
+        },
+    )
+    recorder = ArrivalRecorder()
+    smtp_port = free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=smtp_port, ready_timeout=10)
+    controller.start()
+    outcomes = []
+    try:
+        with Processes() as procs:
+            for mode in modes:
+                outcomes.append(
+                    await through_odiseo(procs, recorder, smtp_port, mode=mode, args=args)
+                )
+        outcomes.append(await direct_smtp(recorder, smtp_port, args))
+    finally:
+        controller.stop()
+    report.table(
+        ["path", "sent/s", "accepted", "arrived", "missing", "p50", "p99", "max",
+         "POST p50", "POST p99", "odiseo CPU per email", "peak RSS"],
+        [o.row() for o in outcomes],
+    )  # fmt: skip
+    window = 5.0
+    series = [o.windows(window) for o in outcomes]
+    width = max(len(w) for w in series)
+    report.line(f"Latency p50 / p99 in ms, by {window:.0f} s window of sending time:")
+    report.line()
+    report.table(
+        ["path", *(f"{window * i:.0f}-{window * (i + 1):.0f} s" for i in range(width))],
+        [[o.name, *w, *[""] * (width - len(w))] for o, w in zip(outcomes, series, strict=True)],
+    )
+    report.line(
+        "Latency = arrival at aiosmtpd - the moment the POST was sent (baseline: the moment "
+        "the send began, including building the message). Both clocks are time.monotonic() "
+        "in this process."
+    )
+    if recorder.unmatched:
+        report.line(f"{recorder.unmatched} message(s) arrived without a readable Message-ID.")
+    report.line()
+    report.save()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=50.0, help="emails per second (50)")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per mode (30)")
+    parser.add_argument("--modes", default="run,split", help="run, split or run,split")
+    parser.add_argument("--warmup", type=int, default=20, help="warm-up messages per mode")
+    parser.add_argument("--drain", type=float, default=60.0, help="max wait for arrivals (s)")
+    parser.add_argument(
+        "--poll-interval", type=float, default=None, help="EMAIL_WORKER_POLL_INTERVAL"
+    )
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    exit_cleanly_on_sigterm()
+    asyncio.run(main(parse_args()))
