@@ -13,22 +13,22 @@ from odiseo.service import EmailService
 from odiseo.template_service import TemplateService
 
 
-def _service(request: Request) -> EmailService:
+async def _service(request: Request) -> EmailService:
     service: EmailService = request.app.state.service
     return service
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _health(request: Request) -> HealthCheck:
+async def _health(request: Request) -> HealthCheck:
     health: HealthCheck = request.app.state.health
     return health
 
 
-def _metrics(request: Request) -> Metrics:
+async def _metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 
@@ -36,7 +36,7 @@ def _metrics(request: Request) -> Metrics:
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 
 
-def _templates(request: Request) -> TemplateService:
+async def _templates(request: Request) -> TemplateService:
     templates: TemplateService = request.app.state.templates
     return templates
 
