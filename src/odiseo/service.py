@@ -76,11 +76,6 @@ class EmailRequest:
         canonical = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
-    def size(self) -> int:
-        """Bytes of content: bodies and decoded attachments."""
-        bodies = sum(len(part.encode()) for part in (self.html, self.text) if part)
-        return bodies + sum(len(a.data) for a in self.attachments)
-
 
 @dataclass(frozen=True, kw_only=True)
 class Submitted:
@@ -136,7 +131,9 @@ class EmailService:
             raise InvalidEmail("subject: must not contain line breaks or NUL")
         if html is None and text is None:
             raise InvalidEmail("body: required (give body, text or template_id)")
-        size = request.size() + len((html or "").encode()) - len((request.html or "").encode())
+        size = sum(len(part.encode()) for part in (html, text) if part) + sum(
+            len(a.data) for a in request.attachments
+        )
         if size > self.max_message_bytes:
             raise TooLarge(
                 f"message content is {size} bytes; the limit is {self.max_message_bytes}"

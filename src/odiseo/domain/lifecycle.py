@@ -15,9 +15,6 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.CANCELLED: frozenset(),
 }
 
-# Statuses a worker may claim from (processing only once its lease ran out).
-CLAIMABLE = (Status.PENDING, Status.SCHEDULED)
-
 
 def can_move(source: Status, target: Status) -> bool:
     """Whether a message in `source` may move to `target`."""
