@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import datetime
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -15,9 +16,17 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.sql import Insert
 
+from odiseo.domain.models import AttemptResult, NewEmail, QueuedEmail
+from odiseo.storage import postgres_hot as hot
 from odiseo.storage.failures import translate_errors
 from odiseo.storage.migrate import upgrade
-from odiseo.storage.store import EmailStore, claim_values, sleep_until_woken
+from odiseo.storage.rows import attachments_by_email
+from odiseo.storage.store import (
+    EmailStore,
+    claim_values,
+    claimed_messages,
+    sleep_until_woken,
+)
 from odiseo.storage.tables import CLAIMABLE_SQL, emails, rate_limits
 
 log = logging.getLogger(__name__)
@@ -56,6 +65,10 @@ class PostgresStore(EmailStore):
             },
         )
         super().__init__(engine)
+        self.pool_size = pool_size
+        # The hot verbs (enqueue, claim, record) use plain asyncpg: see postgres_hot.py.
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
         self._listener: Any = None
         self._wake_event = asyncio.Event()
 
@@ -73,6 +86,98 @@ class PostgresStore(EmailStore):
                 )
                 await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
                 await conn.run_sync(upgrade)
+
+    # -- the hot verbs, on plain asyncpg ---------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled asyncpg connection; driver errors become StoreUnavailable."""
+        with translate_errors():
+            if self._pool is None:
+                async with self._pool_lock:
+                    if self._pool is None:
+                        self._pool = await asyncpg.create_pool(
+                            self._dsn(),
+                            min_size=0,  # connect on demand: creating the pool never fails
+                            max_size=self.pool_size,
+                            init=hot.setup_connection,
+                            timeout=CONNECT_TIMEOUT_SECONDS,
+                            command_timeout=STATEMENT_TIMEOUT_SECONDS,
+                            server_settings={
+                                "search_path": self.schema,
+                                "application_name": "odiseo",
+                            },
+                        )
+            async with self._pool.acquire(timeout=CONNECT_TIMEOUT_SECONDS) as conn:
+                yield conn
+
+    def _dsn(self) -> str:
+        return self.url.render_as_string(hide_password=False).replace("+asyncpg", "")
+
+    async def _insert(
+        self, rows: list[dict[str, Any]], items: Sequence[NewEmail]
+    ) -> tuple[set[str], dict[str, tuple[str, str | None]]]:
+        statement, args = hot.insert_args(rows)
+        carrying = [i.email for i in items if i.email.attachments]
+        async with self._acquire() as conn:
+            if carrying:  # the files must commit with their messages
+                async with conn.transaction():
+                    stored = await conn.fetch(statement, *args)
+                    ids = {r["message_id"]: r["id"] for r in stored}
+                    placed = [
+                        (ids[e.message_id], e.attachments) for e in carrying if e.message_id in ids
+                    ]
+                    if placed:
+                        await conn.execute(hot.INSERT_ATTACHMENTS, *hot.attachment_args(placed))
+            else:  # one statement commits on its own: one round trip
+                stored = await conn.fetch(statement, *args)
+            inserted = {r["message_id"] for r in stored}
+            taken = [r["client_message_id"] for r in rows if r["message_id"] not in inserted]
+            found = await conn.fetch(hot.EXISTING, taken) if taken else []
+        return inserted, {
+            r["client_message_id"]: (r["message_id"], r["payload_hash"]) for r in found
+        }
+
+    async def claim_due(
+        self, *, limit: int, worker: str, lease_seconds: float, now: datetime
+    ) -> list[QueuedEmail]:
+        # One statement claims, and logs expired leases; it commits before any SMTP traffic.
+        until = now + timedelta(seconds=lease_seconds)
+        async with self._acquire() as conn:
+            rows = await conn.fetch(hot.CLAIM, now, limit, worker, until)
+            carrying = [r["id"] for r in rows if r["attachment_count"]]
+            files = await conn.fetch(hot.ATTACHMENTS, carrying) if carrying else []
+        return claimed_messages(rows, attachments_by_email(files))
+
+    async def extend_leases(
+        self, ids: Sequence[int], *, worker: str, lease_seconds: float, now: datetime
+    ) -> int:
+        if not ids:
+            return 0
+        until = now + timedelta(seconds=lease_seconds)
+        async with self._acquire() as conn:
+            status = await conn.execute(hot.EXTEND, until, list(ids), worker)
+        return _count(status)
+
+    async def record_results(
+        self, results: Sequence[AttemptResult], *, worker: str, now: datetime
+    ) -> int:
+        if not results:
+            return 0
+        async with self._acquire() as conn:
+            held: int = await conn.fetchval(
+                hot.RECORD, *hot.record_args(results, worker=worker, now=now)
+            )
+        return held
+
+    async def release(self, ids: Sequence[int], *, worker: str, now: datetime) -> int:
+        if not ids:
+            return 0
+        async with self._acquire() as conn:
+            status = await conn.execute(hot.RELEASE, now, list(ids), worker)
+        return _count(status)
+
+    # -- SQLAlchemy hooks for the other verbs ------------------------------------------
 
     def _upsert_counter(self) -> Any:
         return pg_insert(rate_limits)
@@ -120,10 +225,7 @@ class PostgresStore(EmailStore):
             return
         self._listener = None
         try:
-            conn = await asyncpg.connect(
-                self.url.render_as_string(hide_password=False).replace("+asyncpg", ""),
-                timeout=CONNECT_TIMEOUT_SECONDS,
-            )
+            conn = await asyncpg.connect(self._dsn(), timeout=CONNECT_TIMEOUT_SECONDS)
             await conn.add_listener(self.channel, self._notified)
         except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
             log.warning("cannot LISTEN for new mail, polling instead: %s", type(exc).__name__)
@@ -140,4 +242,15 @@ class PostgresStore(EmailStore):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._listener.close(), 2)
             self._listener = None
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), 5)
+            except Exception:
+                pool.terminate()
         await super().close()
+
+
+def _count(status: str) -> int:
+    """The row count of a command tag such as 'UPDATE 3'."""
+    return int(status.rpartition(" ")[2] or 0)

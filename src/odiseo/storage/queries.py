@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from odiseo.domain.models import Attachment, EmailFilter, Event, QueuedEmail, Status
 from odiseo.storage.failures import translate_errors
-from odiseo.storage.rows import from_row
+from odiseo.storage.rows import attachments_by_email, from_row
 from odiseo.storage.tables import email_attachments, email_events, emails
 
 
@@ -49,7 +49,7 @@ class Queries:
                     for e in events
                 )
                 files = await self._attachments(conn, [row.id] if row.attachment_count else [])
-        return from_row(row, events=history, attachments=files.get(row.id, ()))
+        return from_row(row._mapping, events=history, attachments=files.get(row.id, ()))
 
     async def counts(self) -> dict[Status, int]:
         """How many messages are in each status (every status present, zeros included)."""
@@ -126,7 +126,7 @@ class Queries:
                         .limit(limit + 1)
                     )
                 ).all()
-        page = [from_row(row) for row in rows[:limit]]
+        page = [from_row(row._mapping) for row in rows[:limit]]
         return page, (page[-1].id if len(rows) > limit else None)
 
     async def _attachments(
@@ -135,22 +135,12 @@ class Queries:
         """The attachments of these messages, in their original order."""
         if not email_ids:
             return {}
-        found: dict[int, list[Attachment]] = {}
         rows = await conn.execute(
             select(email_attachments)
             .where(email_attachments.c.email_id.in_(list(email_ids)))
             .order_by(email_attachments.c.email_id, email_attachments.c.position)
         )
-        for row in rows:
-            found.setdefault(row.email_id, []).append(
-                Attachment(
-                    filename=row.filename,
-                    content_type=row.content_type,
-                    content_id=row.content_id,
-                    data=bytes(row.data),
-                )
-            )
-        return {email_id: tuple(items) for email_id, items in found.items()}
+        return attachments_by_email([row._mapping for row in rows])
 
 
 def _json_text(column: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -64,42 +65,60 @@ def attachment_rows(email_id: int, attachments: tuple[Attachment, ...]) -> list[
 
 
 def from_row(
-    row: Any, *, events: tuple[Event, ...] = (), attachments: tuple[Attachment, ...] = ()
+    row: Mapping[Any, Any],
+    *,
+    events: tuple[Event, ...] = (),
+    attachments: tuple[Attachment, ...] = (),
 ) -> QueuedEmail:
     email = OutgoingEmail(
-        message_id=row.message_id,
-        rfc_message_id=row.rfc_message_id,
-        from_email=row.from_email,
-        from_name=row.from_name,
-        to=tuple(row.to_addrs),
-        cc=tuple(row.cc_addrs),
-        bcc=tuple(row.bcc_addrs),
-        reply_to=tuple(row.reply_to),
-        subject=row.subject,
-        html=row.html,
-        text=row.text,
-        headers=tuple((name, value) for name, value in row.headers),
+        message_id=row["message_id"],
+        rfc_message_id=row["rfc_message_id"],
+        from_email=row["from_email"],
+        from_name=row["from_name"],
+        to=tuple(row["to_addrs"]),
+        cc=tuple(row["cc_addrs"]),
+        bcc=tuple(row["bcc_addrs"]),
+        reply_to=tuple(row["reply_to"]),
+        subject=row["subject"],
+        html=row["html"],
+        text=row["text"],
+        headers=tuple((name, value) for name, value in row["headers"]),
         attachments=attachments,
     )
     return QueuedEmail(
-        id=row.id,
+        id=row["id"],
         email=email,
-        status=Status(row.status),
-        priority=row.priority,
-        attempts=row.attempts,
-        max_retries=row.max_retries,
-        next_attempt_at=row.next_attempt_at,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        sent_at=row.sent_at,
-        locked_until=row.locked_until,
-        locked_by=row.locked_by,
-        last_error=row.last_error,
-        client_message_id=row.client_message_id,
-        template_id=row.template_id,
-        template_version=row.template_version,
-        expires_at=row.expires_at,
-        tags=tuple(row.tags),
-        metadata=dict(row.meta),
+        status=Status(row["status"]),
+        priority=row["priority"],
+        attempts=row["attempts"],
+        max_retries=row["max_retries"],
+        next_attempt_at=row["next_attempt_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        sent_at=row["sent_at"],
+        locked_until=row["locked_until"],
+        locked_by=row["locked_by"],
+        last_error=row["last_error"],
+        client_message_id=row["client_message_id"],
+        template_id=row["template_id"],
+        template_version=row["template_version"],
+        expires_at=row["expires_at"],
+        tags=tuple(row["tags"]),
+        metadata=dict(row["meta"]),
         events=events,
     )
+
+
+def attachments_by_email(rows: Sequence[Mapping[Any, Any]]) -> dict[int, tuple[Attachment, ...]]:
+    """Attachment rows, ordered by email and position, grouped per email id."""
+    found: dict[int, list[Attachment]] = {}
+    for row in rows:
+        found.setdefault(row["email_id"], []).append(
+            Attachment(
+                filename=row["filename"],
+                content_type=row["content_type"],
+                content_id=row["content_id"],
+                data=bytes(row["data"]),
+            )
+        )
+    return {email_id: tuple(items) for email_id, items in found.items()}

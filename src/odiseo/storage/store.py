@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Insert
 
 from odiseo.domain.models import (
+    Attachment,
     AttemptResult,
     NewEmail,
     Outcome,
@@ -115,6 +116,14 @@ class EmailStore(Queries, abc.ABC):
     async def enqueue(self, items: Sequence[NewEmail], *, now: datetime) -> list[Enqueued]:
         """Store messages in one transaction; a known client_message_id creates nothing."""
         rows = [to_row(item, now=now) for item in items]
+        inserted, existing = await self._insert(rows, items)
+        return enqueued(rows, inserted, existing)
+
+    async def _insert(
+        self, rows: list[dict[str, Any]], items: Sequence[NewEmail]
+    ) -> tuple[set[str], dict[str, tuple[str, str | None]]]:
+        """Insert `rows` with their attachments; the message ids inserted, and the rows
+        found instead under a taken client_message_id (message id, payload hash)."""
         async with self._write() as conn:
             keyed = [r for r in rows if r["client_message_id"] is not None]
             plain = [r for r in rows if r["client_message_id"] is None]
@@ -132,20 +141,7 @@ class EmailStore(Queries, abc.ABC):
             await self._store_attachments(conn, items, inserted)
             if inserted:
                 await self._after_enqueue(conn)
-        results = []
-        for row in rows:
-            if row["message_id"] in inserted:
-                results.append(Enqueued(message_id=row["message_id"], created=True))
-            else:
-                message_id, payload_hash = existing[row["client_message_id"]]
-                results.append(
-                    Enqueued(
-                        message_id=message_id,
-                        created=False,
-                        same_payload=payload_hash == row["payload_hash"],
-                    )
-                )
-        return results
+        return inserted, existing
 
     async def enqueue_one(self, item: NewEmail, *, now: datetime) -> str:
         """Store one message and return its message_id.
@@ -216,15 +212,7 @@ class EmailStore(Queries, abc.ABC):
                     ],
                 )
             files = await self._attachments(conn, [r.id for r in rows if r.attachment_count])
-        claimed = sorted(
-            (from_row(r, attachments=files.get(r.id, ())) for r in rows), key=_claim_order
-        )
-        for message in claimed:
-            log.debug(
-                "claimed",
-                extra={"message_id": message.message_id, "attempt": message.attempts},
-            )
-        return claimed
+        return claimed_messages([r._mapping for r in rows], files)
 
     async def extend_leases(
         self, ids: Sequence[int], *, worker: str, lease_seconds: float, now: datetime
@@ -451,6 +439,40 @@ class EmailStore(Queries, abc.ABC):
         if current is None:
             raise NotFound(f"no message {message_id!r}")
         raise InvalidTransition(f"the message is {current}; only {'/'.join(allowed)} allowed")
+
+
+def enqueued(
+    rows: list[dict[str, Any]],
+    inserted: set[str],
+    existing: dict[str, tuple[str, str | None]],
+) -> list[Enqueued]:
+    """Each row's outcome: created now, or the message already stored under its client id."""
+    results = []
+    for row in rows:
+        if row["message_id"] in inserted:
+            results.append(Enqueued(message_id=row["message_id"], created=True))
+        else:
+            message_id, payload_hash = existing[row["client_message_id"]]
+            results.append(
+                Enqueued(
+                    message_id=message_id,
+                    created=False,
+                    same_payload=payload_hash == row["payload_hash"],
+                )
+            )
+    return results
+
+
+def claimed_messages(
+    rows: Sequence[Any], files: dict[int, tuple[Attachment, ...]]
+) -> list[QueuedEmail]:
+    """Claimed rows as messages, in claim order (priority, due time, id)."""
+    claimed = sorted(
+        (from_row(r, attachments=files.get(r["id"], ())) for r in rows), key=_claim_order
+    )
+    for message in claimed:
+        log.debug("claimed", extra={"message_id": message.message_id, "attempt": message.attempts})
+    return claimed
 
 
 def held_by(ids: Sequence[int], worker: str) -> tuple[Any, ...]:
