@@ -11,12 +11,15 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import email_validator
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     EmailStr,
     Field,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_validator,
 )
@@ -108,8 +111,29 @@ class RequestModel(BaseModel):
         return data
 
 
-# Validated by email-validator (no DNS lookups), then international domains made xn--.
-Address = Annotated[EmailStr, AfterValidator(ascii_address)]
+# The everyday address (ASCII dot-atom @ ASCII host names): a strict subset of what
+# email-validator accepts, checked by one regex at a tenth of its cost.
+_PLAIN_ADDRESS = re.compile(
+    r"(?P<local>[\w!#$%&'*+/=?^`{|}~-]+(?:\.[\w!#$%&'*+/=?^`{|}~-]+)*)"
+    r"@(?P<domain>(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z])?)",
+    re.ASCII | re.IGNORECASE,
+)
+_SPECIAL_USE = tuple(f".{name}" for name in email_validator.SPECIAL_USE_DOMAIN_NAMES)
+
+
+def _address(value: Any, handler: ValidatorFunctionWrapHandler) -> str:
+    """A plain address by the fast path; anything else by email-validator, then xn--."""
+    if isinstance(value, str) and len(value) <= 254:
+        match = _PLAIN_ADDRESS.fullmatch(value)
+        if match and len(match["local"]) <= 64 and "--" not in match["domain"]:
+            domain = match["domain"].lower()
+            if not f".{domain}".endswith(_SPECIAL_USE):
+                return f"{match['local']}@{domain}"
+    return ascii_address(handler(value))
+
+
+# Checked as email-validator does (no DNS lookups), then international domains made xn--.
+Address = Annotated[EmailStr, WrapValidator(_address)]
 
 
 class AttachmentIn(RequestModel):

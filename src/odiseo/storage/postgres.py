@@ -101,6 +101,7 @@ class PostgresStore(EmailStore):
                             min_size=0,  # connect on demand: creating the pool never fails
                             max_size=self.pool_size,
                             init=hot.setup_connection,
+                            reset=hot.keep_session,
                             timeout=CONNECT_TIMEOUT_SECONDS,
                             command_timeout=STATEMENT_TIMEOUT_SECONDS,
                             server_settings={
