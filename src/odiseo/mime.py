@@ -35,13 +35,13 @@ _LINK = re.compile(
 )
 _BREAK = re.compile(r"<br\s*/?>", re.I)
 _ITEM = re.compile(r"<li\b[^>]*>", re.I)
-_BLOCK = re.compile(
-    r"</?(?:address|article|aside|blockquote|div|dl|dt|dd|fieldset|figcaption|figure|footer|"
-    r"form|h[1-6]|header|hr|main|nav|ol|p|pre|section|table|tr|ul)\b[^>]*>",
+_BLOCK = re.compile(  # address article aside blockquote div dl dt dd fieldset … tr ul, as a trie
+    r"</?(?:address|article|aside|blockquote|d(?:iv|[ldt])|f(?:ieldset|igcaption|igure|ooter|orm)"
+    r"|h(?:[1-6r]|eader)|main|nav|ol|p(?:re)?|section|t(?:able|r)|ul)\b[^>]*>",
     re.I,
 )
 _TAG = re.compile(r"<[^>]*>")
-_SPACES = re.compile(r"[ \t\r\f\v]+")
+_SPACES = re.compile(r"[ \t\r\f\v]{2,}|[\t\r\f\v]")  # single spaces stay as they are
 _BLANK_LINES = re.compile(r"\n\s*\n\s*\n+")
 
 
@@ -57,7 +57,7 @@ def html_to_text(html: str) -> str:
     text = _ITEM.sub("\n- ", text)
     text = _BLOCK.sub("\n\n", text)
     text = htmllib.unescape(_TAG.sub("", text))
-    lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
+    lines = (line.strip() for line in _SPACES.sub(" ", text).split("\n"))
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip() + "\n"
 
 

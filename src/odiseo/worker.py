@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -70,6 +71,8 @@ class Worker:
         self.sign = sign
         self._stop = asyncio.Event()
         self.delivered = 0
+        self._held: set[int] = set()  # claimed, result not yet recorded: leases kept alive
+        self._recording: asyncio.Future[None] | None = None
 
     def stop(self) -> None:
         """Ask the worker to finish the message in hand, hand back the rest and return."""
@@ -80,39 +83,70 @@ class Worker:
         return self._stop.is_set()
 
     async def run(self) -> None:
+        """Deliver until stopped, overlapping the database work with the SMTP work.
+
+        While one batch is delivered the next is already claimed (when the last
+        one was full, so more is likely due), and finished attempts are written
+        back in the background; every held message keeps its lease alive until
+        its result is recorded.
+        """
         log.info("worker %s started (provider %s)", self.name, self.provider.name)
+        heartbeat = asyncio.ensure_future(self._keep_leases())
+        ahead: asyncio.Future[list[QueuedEmail] | None] | None = None
         try:
             while not self.stopping:
-                try:
-                    batch = await self.store.claim_due(
-                        limit=self.options.batch_size,
-                        worker=self.name,
-                        lease_seconds=self.options.lease_seconds,
-                        now=self.clock(),
-                    )
-                except StoreUnavailable as exc:
-                    log.warning("cannot claim: %s; retrying", exc)
+                batch = await ahead if ahead is not None else await self._claim()
+                ahead = None
+                if batch is None:  # the database is away
                     await self._pause(STORE_RETRY_SECONDS)
-                    continue
-                if batch:
-                    await self.process(batch)
-                else:
+                elif not batch:
                     await self._idle()
+                else:
+                    if len(batch) >= self.options.batch_size:
+                        ahead = asyncio.ensure_future(self._claim())
+                    await self.process(batch)
         finally:
+            if ahead is not None:  # claimed ahead, never attempted: hand it back
+                unsent = await ahead
+                if unsent:
+                    await self._release([m.id for m in unsent])
+            await self._drain_records()
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
             await self.provider.close()
             log.info("worker %s stopped after %d deliveries", self.name, self.delivered)
 
     async def run_until_idle(self) -> int:
         """Deliver until nothing is due; for tests and one-shot use. Returns deliveries made."""
         before = self.delivered
-        while batch := await self.store.claim_due(
-            limit=self.options.batch_size,
-            worker=self.name,
-            lease_seconds=self.options.lease_seconds,
-            now=self.clock(),
-        ):
-            await self.process(batch)
+        heartbeat = asyncio.ensure_future(self._keep_leases())
+        try:
+            while batch := await self._claim(raising=True):
+                await self.process(batch)
+            await self._drain_records()
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
         return self.delivered - before
+
+    async def _claim(self, *, raising: bool = False) -> list[QueuedEmail] | None:
+        """Claim a batch and hold its leases; None while the database is unavailable."""
+        try:
+            batch = await self.store.claim_due(
+                limit=self.options.batch_size,
+                worker=self.name,
+                lease_seconds=self.options.lease_seconds,
+                now=self.clock(),
+            )
+        except StoreUnavailable as exc:
+            if raising:
+                raise
+            log.warning("cannot claim: %s; retrying", exc)
+            return None
+        self._held.update(m.id for m in batch)
+        return batch
 
     async def _idle(self) -> None:
         waiting = asyncio.ensure_future(self.store.wait_for_work(self.options.poll_interval))
@@ -130,38 +164,36 @@ class Worker:
             await asyncio.wait_for(self._stop.wait(), seconds)
 
     async def process(self, batch: list[QueuedEmail]) -> None:
-        """Deliver a claimed batch, keeping its leases alive, recording as it goes."""
-        # Leases are kept alive for every message not yet recorded, attempted or not:
-        # a sent-but-unrecorded message whose lease ran out would be sent again.
-        held: set[int] = {m.id for m in batch}
+        """Deliver a claimed batch over `concurrency` lanes; results are recorded as they come.
+
+        Each lane takes the next message as soon as its previous one is done, so a
+        slow message holds up one lane, not the batch. On a stop, lanes finish the
+        message in hand (within shutdown_seconds) and the untried rest is handed back.
+        """
+        queue = collections.deque(batch)
         untried: dict[int, QueuedEmail] = {m.id: m for m in batch}
-        heartbeat = asyncio.ensure_future(self._keep_leases(held))
         finished: list[AttemptResult] = []
         last_flush = time.monotonic()
-        width = max(1, self.options.concurrency)
-        try:
-            for start in range(0, len(batch), width):
-                if self.stopping:
-                    break
-                wave = batch[start : start + width]
-                results = await asyncio.gather(*(self._attempt_within_shutdown(m) for m in wave))
-                for message, result in zip(wave, results, strict=True):
-                    if result is not None:  # None: cut short by a stop, handed back below
-                        finished.append(result)
-                        del untried[message.id]
-                if None in results:
-                    break
+
+        async def lane() -> None:
+            nonlocal finished, last_flush
+            while queue and not self.stopping:
+                message = queue.popleft()
+                result = await self._attempt_within_shutdown(message)
+                if result is None:  # cut short by a stop: handed back below
+                    return
+                finished.append(result)
+                del untried[message.id]
                 if time.monotonic() - last_flush >= FLUSH_SECONDS:
-                    await self._record(finished)
-                    held.difference_update(r.email_id for r in finished)
-                    finished, last_flush = [], time.monotonic()
+                    due, finished, last_flush = finished, [], time.monotonic()
+                    await self._record_in_background(due)
+
+        try:
+            await asyncio.gather(*(lane() for _ in range(max(1, self.options.concurrency))))
         finally:
-            await self._record(finished)
+            await self._record_in_background(finished)
             if untried:
                 await self._release(list(untried))
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
 
     async def _attempt_within_shutdown(self, message: QueuedEmail) -> AttemptResult | None:
         """Attempt a message; once a stop is asked, give it at most shutdown_seconds more."""
@@ -271,20 +303,34 @@ class Worker:
             response=reason,
         )
 
+    async def _record_in_background(self, results: list[AttemptResult]) -> None:
+        """Write results back while delivery goes on; at most one write is in flight."""
+        if not results:
+            return
+        await self._drain_records()
+        self._recording = asyncio.ensure_future(self._record(results))
+
+    async def _drain_records(self) -> None:
+        """Wait for the write in flight (its messages stay leased until it lands)."""
+        if self._recording is not None:
+            recording, self._recording = self._recording, None
+            await recording
+
     async def _record(self, results: list[AttemptResult]) -> None:
         """Write results back; while the database is away, keep them and try again."""
         tries = 0
         while results:
             try:
                 await self.store.record_results(results, worker=self.name, now=self.clock())
-                return
+                break
             except StoreUnavailable as exc:
                 tries += 1
                 if self.stopping and tries >= 3:
                     log.error("giving up on recording %d result(s): %s", len(results), exc)
-                    return
+                    break
                 log.warning("cannot record %d result(s): %s; retrying", len(results), exc)
                 await asyncio.sleep(STORE_RETRY_SECONDS)
+        self._held.difference_update(r.email_id for r in results)
 
     async def _release(self, ids: list[int]) -> None:
         try:
@@ -292,15 +338,22 @@ class Worker:
             log.info("released %d unsent message(s)", released)
         except StoreUnavailable as exc:
             log.warning("cannot release %d message(s), their lease will expire: %s", len(ids), exc)
+        self._held.difference_update(ids)
 
-    async def _keep_leases(self, held: set[int]) -> None:
-        """Extend the leases of held messages so a slow but healthy worker is not overtaken."""
+    async def _keep_leases(self) -> None:
+        """Extend the leases of held messages so a slow but healthy worker is not overtaken.
+
+        Held means claimed and not yet recorded or released, attempted or not: a
+        sent-but-unrecorded message whose lease ran out would be sent again.
+        """
         interval = max(self.options.lease_seconds / 3, 0.5)
         while True:
             await asyncio.sleep(interval)
+            if not self._held:
+                continue
             try:
                 await self.store.extend_leases(
-                    list(held),
+                    list(self._held),
                     worker=self.name,
                     lease_seconds=self.options.lease_seconds,
                     now=self.clock(),
