@@ -19,7 +19,7 @@ from odiseo.api.errors import describe_errors, error_list
 from odiseo.api.health import HealthCheck
 from odiseo.api.limits import RequestSizeLimit
 from odiseo.api.routes import emails, system, templates
-from odiseo.api.schemas import EmailIn
+from odiseo.api.schemas import BatchIn, EmailIn
 from odiseo.api.wiring import build_provider, build_service, build_store, build_worker
 from odiseo.config import Settings
 from odiseo.errors import (
@@ -78,7 +78,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
     app.include_router(templates.router)
     app.include_router(system.router)
     _install_error_handlers(app)
-    documented(app, EmailIn)
+    documented(app, EmailIn, BatchIn)
     return app
 
 

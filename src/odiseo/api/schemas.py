@@ -67,26 +67,66 @@ HeaderText = Annotated[str, AfterValidator(_single_line)]
 MAX_DEPTH = 32
 
 
-def _check_json(value: Any, path: str, depth: int = 0) -> None:
-    """Refuse what no field should hold: lone surrogates, NUL, NaN/Infinity, deep nesting."""
+def _check_json(value: Any, path: str) -> None:
+    """Refuse what no field should hold: lone surrogates, NUL, NaN/Infinity, deep nesting.
+
+    The walk is iterative and builds no paths; only a refused value is looked for
+    again, to name where it is.
+    """
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        kind = type(item)
+        if kind is str:
+            if "\0" in item or not _encodable(item):
+                break
+        elif kind is dict:
+            if depth >= MAX_DEPTH and item:
+                break
+            pending.extend((v, depth + 1) for v in item.values())
+            pending.extend((k, depth + 1) for k in item)
+        elif kind is list:
+            if depth >= MAX_DEPTH and item:
+                break
+            pending.extend((v, depth + 1) for v in item)
+        elif kind is float and not math.isfinite(item):
+            break
+        elif kind not in _PLAIN_JSON and isinstance(item, str | dict | list | float):
+            break  # a subclass: let the careful walk judge it
+    else:
+        return
+    _name_the_problem(value, path, 0)
+
+
+_PLAIN_JSON = frozenset({str, dict, list, float, int, bool, type(None)})
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _name_the_problem(value: Any, path: str, depth: int) -> None:
+    """Raise ValueError naming where `value` breaks a _check_json rule."""
     if depth > MAX_DEPTH:
         raise ValueError(f"{path or 'body'}: nested more than {MAX_DEPTH} levels")
     if isinstance(value, str):
         if "\0" in value:
             raise ValueError(f"{path or 'body'}: NUL characters are not allowed")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"{path or 'body'}: invalid unicode (lone surrogate)") from None
+        if not _encodable(value):
+            raise ValueError(f"{path or 'body'}: invalid unicode (lone surrogate)")
     elif isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{path or 'body'}: NaN and Infinity are not JSON numbers")
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_json(key, path, depth + 1)
-            _check_json(item, f"{path}.{key}" if path else str(key), depth + 1)
+            _name_the_problem(key, path, depth + 1)
+            _name_the_problem(item, f"{path}.{key}" if path else str(key), depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _check_json(item, f"{path}[{index}]", depth + 1)
+            _name_the_problem(item, f"{path}[{index}]", depth + 1)
 
 
 def utc(value: datetime) -> datetime:

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from odiseo.api.auth import AdminKey, ReadKey, SendKey
@@ -98,12 +97,15 @@ def _json(answer: BaseModel, code: int) -> Response:
         }
     },
     dependencies=[SendKey],
+    openapi_extra=request_body(BatchIn),
 )
-async def send_batch(batch: BatchIn, service: ServiceDep) -> BatchOut | JSONResponse:
+async def send_batch(request: Request) -> Response:
     """Store up to 500 emails in one transaction, each with its own result.
 
     Valid items are stored even when others are not, unless `atomic` is true.
     """
+    batch = await parse_json(request, BatchIn)
+    service: EmailService = request.app.state.service
     requests: list[EmailRequest | str] = []
     for item in batch.emails:
         try:
@@ -130,9 +132,7 @@ async def send_batch(batch: BatchIn, service: ServiceDep) -> BatchOut | JSONResp
         results=items,
         timestamp=now,
     )
-    if not stored:
-        return JSONResponse(out.model_dump(mode="json"), status_code=422)
-    return out
+    return _json(out, status.HTTP_202_ACCEPTED if stored else 422)
 
 
 @router.get(
