@@ -7,9 +7,10 @@ import asyncio
 import base64
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from odiseo import __version__
 from odiseo.config import ENVIRONMENT, Settings, load_settings
@@ -242,8 +243,18 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             await store.close()
 
-    asyncio.run(work())
+    _run_loop(work())
     return 0
+
+
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop when installed (as uvicorn does for the API), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""The SMTP provider (aiosmtplib): one reused connection, failures classified once, here.
+"""The SMTP provider: a pool of reused connections, failures classified once, here.
 
 Sorting rule (SPEC.md): connection refused or dropped, timeouts, TLS or login
 trouble and 4xx replies are transient — they may pass, so the message is
@@ -11,14 +11,21 @@ import asyncio
 import logging
 import re
 import ssl
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import aiosmtplib
-
 from odiseo.errors import DeliveryFailure, PermanentFailure, TransientFailure
 from odiseo.providers.base import Receipt
+from odiseo.providers.smtp_client import (
+    AuthError,
+    Disconnected,
+    ProtocolError,
+    RecipientsRefused,
+    ReplyError,
+    SmtpClient,
+    SmtpError,
+    TlsUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +55,7 @@ class _Slot:
     __slots__ = ("client",)
 
     def __init__(self) -> None:
-        self.client: aiosmtplib.SMTP | None = None
+        self.client: SmtpClient | None = None
 
 
 class SmtpProvider:
@@ -56,7 +63,7 @@ class SmtpProvider:
 
     Up to `pool_size` messages are in flight at once, each on its own connection;
     connections stay open between messages and batches and are reopened when the
-    server drops them.
+    server drops them. The client pipelines (RFC 2920) when the server allows it.
     """
 
     name = "smtp"
@@ -96,7 +103,7 @@ class SmtpProvider:
         return f"SmtpProvider({self.host}:{self.port}, tls={self.implicit_tls or self.start_tls})"
 
     @property
-    def _client(self) -> aiosmtplib.SMTP | None:
+    def _client(self) -> SmtpClient | None:
         """The first pooled connection (for inspection)."""
         return self._all[0].client
 
@@ -108,22 +115,23 @@ class SmtpProvider:
                 self._free.put_nowait(slot)
         return self._free
 
-    def _new_client(self) -> aiosmtplib.SMTP:
-        return aiosmtplib.SMTP(
-            hostname=self.host,
+    def _new_client(self) -> SmtpClient:
+        return SmtpClient(
+            host=self.host,
             port=self.port,
+            timeout=self.timeout,
+            tls_context=self._tls_context,
+            implicit_tls=self.implicit_tls,
+            start_tls=self.start_tls,
             username=self._username,
             password=self._password,
-            timeout=self.timeout,
-            use_tls=self.implicit_tls,
-            start_tls=self.start_tls,
-            tls_context=self._tls_context,
         )
 
-    async def _connected(self, slot: _Slot) -> aiosmtplib.SMTP:
+    async def _connected(self, slot: _Slot) -> SmtpClient:
         """The slot's open connection, or a new one."""
-        if slot.client is not None and slot.client.is_connected:
+        if slot.client is not None and slot.client.is_usable:
             return slot.client
+        self._drop(slot)
         client = self._new_client()
         await client.connect()
         slot.client = client
@@ -140,44 +148,37 @@ class SmtpProvider:
         pool = self._pool()
         slot = await pool.get()
         try:
-            reused = slot.client is not None and slot.client.is_connected
-            try:
-                return await self._send(slot, data, sender=sender, recipients=recipients)
-            except aiosmtplib.SMTPServerDisconnected as exc:
-                self._drop(slot)
-                if not reused:
-                    raise classify(exc) from exc
-                # A reused connection the server had closed: one fresh try is not a retry.
-                try:
-                    return await self._send(slot, data, sender=sender, recipients=recipients)
-                except Exception as again:
-                    self._drop_unless_usable(slot, again)
-                    raise classify(again) from again
-            except Exception as exc:
-                self._drop_unless_usable(slot, exc)
-                raise classify(exc) from exc
-        except BaseException:
-            if not isinstance(sys.exc_info()[1], DeliveryFailure):
-                self._drop(slot)  # cancelled mid-transaction: the session state is unknown
-            raise
+            return await self._deliver_on(slot, data, sender=sender, recipients=recipients)
         finally:
             pool.put_nowait(slot)
+
+    async def _deliver_on(
+        self, slot: _Slot, data: bytes, *, sender: str, recipients: Sequence[str]
+    ) -> Receipt:
+        reused = slot.client is not None and slot.client.is_usable
+        try:
+            try:
+                return await self._send(slot, data, sender=sender, recipients=recipients)
+            except Disconnected as exc:
+                if not reused or exc.data_written:
+                    raise  # the server may have the message: retrying now could send it twice
+                # A reused connection the server had closed: one fresh try is not a retry.
+                log.debug("SMTP connection to %s was closed by the server; reconnecting", self.host)
+                return await self._send(slot, data, sender=sender, recipients=recipients)
+        except Exception as exc:
+            if slot.client is not None and not slot.client.is_usable:
+                self._drop(slot)  # a refusal (RSET sent) keeps the session; anything else not
+            raise classify(exc) from exc
+        except BaseException:
+            self._drop(slot)  # cancelled mid-transaction: the session state is unknown
+            raise
 
     async def _send(
         self, slot: _Slot, data: bytes, *, sender: str, recipients: Sequence[str]
     ) -> Receipt:
         client = await self._connected(slot)
-        refused, response = await client.sendmail(sender, list(recipients), data)
-        return Receipt(
-            code=250,
-            response=response,
-            refused={addr: f"{r.code} {r.message}" for addr, r in refused.items()},
-        )
-
-    def _drop_unless_usable(self, slot: _Slot, exc: Exception) -> None:
-        # After a plain SMTP reply the session is still good (aiosmtplib sent RSET).
-        if not isinstance(exc, aiosmtplib.SMTPResponseException | aiosmtplib.SMTPRecipientsRefused):
-            self._drop(slot)
+        result = await client.send(data, sender=sender, recipients=recipients)
+        return Receipt(code=result.code, response=result.message, refused=result.refused)
 
     @staticmethod
     def _drop(slot: _Slot) -> None:
@@ -193,45 +194,35 @@ class SmtpProvider:
         except Exception as exc:
             raise classify(exc) from exc
         finally:
-            if client.is_connected:
-                try:
-                    await asyncio.wait_for(client.quit(), self.timeout)
-                except Exception:
-                    client.close()
+            await client.quit()
 
     async def close(self) -> None:
-        """Say QUIT on every open connection."""
+        """Say QUIT on every open connection, all at once, each within 5 s."""
+        clients = [slot.client for slot in self._all if slot.client is not None]
         for slot in self._all:
-            client, slot.client = slot.client, None
-            if client is not None and client.is_connected:
-                try:
-                    await asyncio.wait_for(client.quit(), 5)
-                except Exception:
-                    client.close()
+            slot.client = None
+        await asyncio.gather(*(client.quit() for client in clients))
 
 
 def classify(exc: BaseException) -> DeliveryFailure:
     """The one place an SMTP or network error becomes transient or permanent."""
     if isinstance(exc, DeliveryFailure):
         return exc
-    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        replies = [(r.code, f"{r.recipient}: {r.code} {r.message}") for r in exc.recipients]
+    if isinstance(exc, RecipientsRefused):
+        replies = [(r.code, f"{r.recipient}: {r.code} {r.message}") for r in exc.refusals]
         text = "all recipients refused: " + "; ".join(reply for _, reply in replies)
         lowest = min((code for code, _ in replies), default=None)
         if replies and all(code >= 500 for code, _ in replies):
             return PermanentFailure(text, code=lowest, reason="recipients_refused")
-        waits = [w for r in exc.recipients if (w := stated_wait(r.message)) is not None]
+        waits = [w for r in exc.refusals if (w := stated_wait(r.message)) is not None]
         return TransientFailure(
             text, code=lowest, reason="recipients_deferred", retry_after=max(waits, default=None)
         )
-    if isinstance(exc, aiosmtplib.SMTPAuthenticationError) or (
-        isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code == AUTH_REQUIRED
-    ):
+    if isinstance(exc, AuthError) or (isinstance(exc, ReplyError) and exc.code == AUTH_REQUIRED):
         # Our credentials, not the message: keep it for when the operator fixes them.
-        return TransientFailure(
-            f"SMTP login refused: {exc.code} {exc.message}", code=exc.code, reason="auth"
-        )
-    if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code > 0:
+        said = exc.message if exc.code is None else f"{exc.code} {exc.message}"
+        return TransientFailure(f"SMTP login refused: {said}", code=exc.code, reason="auth")
+    if isinstance(exc, ReplyError):
         text = f"{exc.code} {exc.message}"
         if 500 <= exc.code < 600:
             return PermanentFailure(text, code=exc.code, reason="smtp_5xx")
@@ -244,17 +235,13 @@ def classify(exc: BaseException) -> DeliveryFailure:
     return TransientFailure(f"unexpected delivery error: {type(exc).__name__}: {exc}")
 
 
-# Checked in order: the first match wins (SSLError is an OSError, timeouts are SMTP errors).
+# Checked in order: the first match wins (SSLError is an OSError, SmtpTimeout a TimeoutError).
 _TRANSIENT_ERRORS: tuple[
     tuple[type[BaseException] | tuple[type[BaseException], ...], str, str], ...
 ] = (
-    ((aiosmtplib.SMTPTimeoutError, TimeoutError), "SMTP timeout", "timeout"),
-    (aiosmtplib.SMTPServerDisconnected, "SMTP connection dropped", "connection"),
-    (ssl.SSLError, "TLS failure", "tls"),
-    (
-        (aiosmtplib.SMTPConnectError, ConnectionError, OSError),
-        "cannot reach SMTP server",
-        "connection",
-    ),
-    (aiosmtplib.SMTPException, "SMTP error", "other"),
+    (TimeoutError, "SMTP timeout", "timeout"),
+    (Disconnected, "SMTP connection dropped", "connection"),
+    ((ssl.SSLError, TlsUnavailable), "TLS failure", "tls"),
+    ((ConnectionError, OSError), "cannot reach SMTP server", "connection"),
+    ((ProtocolError, SmtpError), "SMTP error", "other"),
 )

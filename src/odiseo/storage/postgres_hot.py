@@ -150,8 +150,8 @@ _FINISHED_STATUS = {
 
 
 def json_text(value: Any) -> str:
-    """JSON for a json column, written as json.dumps writes it (non-ASCII as \\u escapes,
-    which search relies on), by pydantic-core's encoder, 7× faster, whenever that is the same."""
+    """JSON for a json column, as json.dumps writes it (non-ASCII as \\u escapes, which
+    search relies on); by pydantic-core's encoder, 7 times faster, when that is the same."""
     encoded = to_json(value).decode()
     return encoded if encoded.isascii() else json.dumps(value)
 
