@@ -174,6 +174,7 @@ def _serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool) -
         port=settings.api_port,
         log_config=None,
         log_level=settings.log_level.lower(),
+        access_log=settings.api_access_log,
         server_header=False,
     )
     server = uvicorn.Server(config)

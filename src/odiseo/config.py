@@ -23,6 +23,8 @@ ENVIRONMENT = {
     "SERVICE_VERSION": "version reported by /health (1.0.0)",
     "API_HOST": "address the API listens on (127.0.0.1)",
     "API_PORT": "port the API listens on (8001)",
+    "API_ACCESS_LOG": "one uvicorn log line per HTTP request (false: accepted and refused "
+    "requests are logged by Odiseo itself)",
     "API_KEYS": "comma-separated API keys, each optionally key:send+read+admin (never logged)",
     "API_KEYS_FILE": "a file of API keys, one per line, same key:scopes form",
     "ALLOW_UNAUTHENTICATED": "let a keyless API listen beyond loopback (false)",
@@ -78,6 +80,7 @@ class Settings(BaseSettings):
     service_version: str = "1.0.0"
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8001, ge=1, le=65535)
+    api_access_log: bool = False
 
     api_keys: SecretStr = SecretStr("")
     api_keys_file: Path | None = None

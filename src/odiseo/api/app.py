@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from odiseo import __version__
 from odiseo.api.auth import KeyRing
@@ -83,6 +84,8 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
 
 
 def _problem(code: int, detail: str, **extra: Any) -> JSONResponse:
+    if code < 500:  # with API_ACCESS_LOG off, this is where a refused request is seen
+        log.info("refused with %d: %s", code, detail)
     return JSONResponse({"detail": detail, **extra}, status_code=code)
 
 
@@ -92,6 +95,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         errors = exc.errors()
         summary = describe_errors(errors, skip_first=True)
         return _problem(422, summary, errors=error_list(errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        response = _problem(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(InvalidEmail)
     async def invalid_email(_: Request, exc: InvalidEmail) -> JSONResponse:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import mimetypes
 import re
@@ -23,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import to_json
 
 from odiseo.domain.models import Attachment
 from odiseo.mime import ascii_address
@@ -291,14 +291,14 @@ class EmailIn(RequestModel):
     @field_validator("metadata")
     @classmethod
     def _small_metadata(cls, metadata: dict[str, Any]) -> dict[str, Any]:
-        if len(json.dumps(metadata, allow_nan=False)) > 4096:
+        if len(to_json(metadata)) > 4096:  # NaN and Infinity were refused by _check_json
             raise ValueError("must be at most 4096 bytes as JSON")
         return metadata
 
     @field_validator("template_vars")
     @classmethod
     def _bounded_vars(cls, variables: dict[str, Any]) -> dict[str, Any]:
-        if len(json.dumps(variables, allow_nan=False)) > MAX_TEMPLATE_VARS_BYTES:
+        if len(to_json(variables)) > MAX_TEMPLATE_VARS_BYTES:
             raise ValueError(f"must be at most {MAX_TEMPLATE_VARS_BYTES} bytes as JSON")
         return variables
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.sql import Insert
 
 from odiseo.domain.models import AttemptResult, NewEmail, QueuedEmail
+from odiseo.errors import StoreUnavailable
 from odiseo.storage import postgres_hot as hot
-from odiseo.storage.failures import translate_errors
+from odiseo.storage.failures import is_unavailable, translate_errors
 from odiseo.storage.migrate import upgrade
 from odiseo.storage.rows import attachments_by_email
 from odiseo.storage.store import (
@@ -89,28 +90,24 @@ class PostgresStore(EmailStore):
 
     # -- the hot verbs, on plain asyncpg ---------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled asyncpg connection; driver errors become StoreUnavailable."""
-        with translate_errors():
+    def _acquire(self) -> _Pooled:
+        """`async with`: a pooled asyncpg connection; driver errors become StoreUnavailable."""
+        return _Pooled(self)
+
+    async def _open_pool(self) -> asyncpg.Pool:
+        async with self._pool_lock:
             if self._pool is None:
-                async with self._pool_lock:
-                    if self._pool is None:
-                        self._pool = await asyncpg.create_pool(
-                            self._dsn(),
-                            min_size=0,  # connect on demand: creating the pool never fails
-                            max_size=self.pool_size,
-                            init=hot.setup_connection,
-                            reset=hot.keep_session,
-                            timeout=CONNECT_TIMEOUT_SECONDS,
-                            command_timeout=STATEMENT_TIMEOUT_SECONDS,
-                            server_settings={
-                                "search_path": self.schema,
-                                "application_name": "odiseo",
-                            },
-                        )
-            async with self._pool.acquire(timeout=CONNECT_TIMEOUT_SECONDS) as conn:
-                yield conn
+                self._pool = await asyncpg.create_pool(
+                    self._dsn(),
+                    min_size=0,  # connect on demand: creating the pool never fails
+                    max_size=self.pool_size,
+                    init=hot.setup_connection,
+                    reset=hot.keep_session,
+                    timeout=CONNECT_TIMEOUT_SECONDS,
+                    command_timeout=STATEMENT_TIMEOUT_SECONDS,
+                    server_settings={"search_path": self.schema, "application_name": "odiseo"},
+                )
+            return self._pool
 
     def _dsn(self) -> str:
         return self.url.render_as_string(hide_password=False).replace("+asyncpg", "")
@@ -250,6 +247,31 @@ class PostgresStore(EmailStore):
             except Exception:
                 pool.terminate()
         await super().close()
+
+
+class _Pooled:
+    """A pool checkout as a plain class: asynccontextmanager and asyncpg's own acquire
+    timeout (a task per call) cost more than the INSERT they wrap."""
+
+    __slots__ = ("_conn", "_pool", "_store")
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        with translate_errors():
+            self._pool = self._store._pool or await self._store._open_pool()
+            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                self._conn: asyncpg.Connection = await self._pool.acquire()
+        return self._conn
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _: Any
+    ) -> None:
+        with translate_errors():
+            await self._pool.release(self._conn)
+        if exc is not None and not isinstance(exc, StoreUnavailable) and is_unavailable(exc):
+            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
 
 
 def _count(status: str) -> int:
