@@ -67,3 +67,35 @@ async def test_an_attempt_that_outlives_the_shutdown_budget_is_abandoned(
     worker.stop()
     await asyncio.wait_for(running, 5)  # bounded: 0.3 s budget, not the 5 s SMTP delay
     assert await statuses(store, [result.message_id]) == [Status.PENDING]
+
+
+async def test_stop_hands_back_the_batch_claimed_ahead(
+    store: EmailStore, smtp_server: SmtpServer
+) -> None:
+    # Full batches make the worker claim the next one while it sends: a stop must
+    # hand that one back too, untouched, and leave nothing processing.
+    smtp_server.handler.data_delay = 0.2
+    results = await store.enqueue([new_email() for _ in range(20)], now=datetime.now(UTC))
+    ids = [r.message_id for r in results]
+    provider = SmtpProvider(host="127.0.0.1", port=smtp_server.port, use_tls=False, timeout=10)
+    options = WorkerOptions(
+        batch_size=5, lease_seconds=60, poll_interval=0.1, backoff_seconds=60, shutdown_seconds=5
+    )
+    worker = Worker(store=store, provider=provider, options=options)
+    running = asyncio.create_task(worker.run())
+    held = 0
+    for _ in range(100):  # wait until the second batch is held too
+        held = max(held, (await statuses(store, ids)).count(Status.PROCESSING))
+        if held >= 9:  # 5 + 5 claimed, at most one already recorded
+            break
+        await asyncio.sleep(0.02)
+    assert held >= 9, f"the next batch was not claimed ahead ({held} held)"
+    worker.stop()
+    await asyncio.wait_for(running, 10)
+    final = await statuses(store, ids)
+    assert Status.PROCESSING not in final
+    sent = final.count(Status.SENT)
+    assert 1 <= sent < 20 and final.count(Status.PENDING) == 20 - sent
+    assert len(smtp_server.received) == sent
+    again = await store.claim_due(limit=50, worker="next", lease_seconds=60, now=datetime.now(UTC))
+    assert len(again) == 20 - sent and all(m.attempts == 1 for m in again)
