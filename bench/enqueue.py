@@ -344,7 +344,7 @@ async def main(args: argparse.Namespace) -> None:
     )  # fmt: skip
     report.line(
         f"### Store only, in-process: PostgresStore.enqueue_one, {args.duration} s "
-        "(no HTTP; the pool is odiseo's: 10 + 10 overflow)"
+        "(no HTTP; odiseo's asyncpg pool of 10)"
     )
     report.line()
     report.table(
