@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # How often finished attempts are written back during a long batch, at most.
 FLUSH_SECONDS = 1.0
 STORE_RETRY_SECONDS = 2.0
+RECORD_TRIES = 5  # for errors other than the database being away
 
 
 def utcnow() -> datetime:
@@ -106,25 +107,30 @@ class Worker:
                         ahead = asyncio.ensure_future(self._claim())
                     await self.process(batch)
         finally:
-            if ahead is not None:  # claimed ahead, never attempted: hand it back
-                unsent = await ahead
-                if unsent:
-                    await self._release([m.id for m in unsent])
-            await self._drain_records()
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-            await self.provider.close()
-            log.info("worker %s stopped after %d deliveries", self.name, self.delivered)
+            try:
+                if ahead is not None:  # claimed ahead, never attempted: hand it back
+                    unsent = await ahead
+                    if unsent:
+                        await self._release([m.id for m in unsent])
+                await self._drain_records()
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
+                await self.provider.close()
+                log.info("worker %s stopped after %d deliveries", self.name, self.delivered)
 
     async def run_until_idle(self) -> int:
         """Deliver until nothing is due; for tests and one-shot use. Returns deliveries made."""
         before = self.delivered
         heartbeat = asyncio.ensure_future(self._keep_leases())
         try:
-            while batch := await self._claim(raising=True):
+            while True:
+                await self._drain_records()  # a retry it writes may already be due
+                batch = await self._claim(raising=True)
+                if not batch:
+                    break
                 await self.process(batch)
-            await self._drain_records()
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -172,6 +178,7 @@ class Worker:
         """
         queue = collections.deque(batch)
         untried: dict[int, QueuedEmail] = {m.id: m for m in batch}
+        sending: set[int] = set()  # taken by a lane, no result yet
         finished: list[AttemptResult] = []
         last_flush = time.monotonic()
 
@@ -179,7 +186,9 @@ class Worker:
             nonlocal finished, last_flush
             while queue and not self.stopping:
                 message = queue.popleft()
+                sending.add(message.id)
                 result = await self._attempt_within_shutdown(message)
+                sending.discard(message.id)
                 if result is None:  # cut short by a stop: handed back below
                     return
                 finished.append(result)
@@ -188,12 +197,22 @@ class Worker:
                     due, finished, last_flush = finished, [], time.monotonic()
                     await self._record_in_background(due)
 
+        lanes = [lane() for _ in range(max(1, self.options.concurrency))]
         try:
-            await asyncio.gather(*(lane() for _ in range(max(1, self.options.concurrency))))
+            # Every lane runs to its end even if one fails: a sibling's message in
+            # the middle of its SMTP transaction must not be handed back meanwhile.
+            outcomes = await asyncio.gather(*lanes, return_exceptions=True)
         finally:
             await self._record_in_background(finished)
-            if untried:
-                await self._release(list(untried))
+            if sending:  # interrupted mid-transaction: maybe sent, so left to its lease
+                log.warning("%d message(s) in an unknown state, left to their lease", len(sending))
+                self._held.difference_update(sending)
+            unsent = [i for i in untried if i not in sending]
+            if unsent:
+                await self._release(unsent)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _attempt_within_shutdown(self, message: QueuedEmail) -> AttemptResult | None:
         """Attempt a message; once a stop is asked, give it at most shutdown_seconds more."""
@@ -311,25 +330,40 @@ class Worker:
         self._recording = asyncio.ensure_future(self._record(results))
 
     async def _drain_records(self) -> None:
-        """Wait for the write in flight (its messages stay leased until it lands)."""
-        if self._recording is not None:
-            recording, self._recording = self._recording, None
-            await recording
+        """Wait until no write is in flight (its messages stay leased until it lands)."""
+        while (recording := self._recording) is not None:
+            try:
+                await recording
+            finally:
+                if self._recording is recording:
+                    self._recording = None
 
     async def _record(self, results: list[AttemptResult]) -> None:
-        """Write results back; while the database is away, keep them and try again."""
-        tries = 0
-        while results:
+        """Write results back; never raises.
+
+        While the database is away the results are kept and tried again (three
+        more times once stopping). Any other error is tried again a few times;
+        if it persists the messages are let go of, so their leases run out and
+        they are attempted again rather than held forever.
+        """
+        unavailable = failed = 0
+        while True:
             try:
                 await self.store.record_results(results, worker=self.name, now=self.clock())
                 break
             except StoreUnavailable as exc:
-                tries += 1
-                if self.stopping and tries >= 3:
+                unavailable += 1
+                if self.stopping and unavailable >= 3:
                     log.error("giving up on recording %d result(s): %s", len(results), exc)
                     break
                 log.warning("cannot record %d result(s): %s; retrying", len(results), exc)
-                await asyncio.sleep(STORE_RETRY_SECONDS)
+            except Exception:
+                failed += 1
+                log.exception("recording %d result(s) failed (try %d)", len(results), failed)
+                if failed >= RECORD_TRIES or self.stopping:
+                    log.error("letting %d message(s) go: their leases will run out", len(results))
+                    break
+            await asyncio.sleep(STORE_RETRY_SECONDS)
         self._held.difference_update(r.email_id for r in results)
 
     async def _release(self, ids: list[int]) -> None:
@@ -360,6 +394,8 @@ class Worker:
                 )
             except StoreUnavailable as exc:
                 log.warning("cannot extend leases: %s", exc)
+            except Exception:  # e.g. a deadlock: the next beat tries again
+                log.exception("extending leases failed")
 
 
 def _receipt_text(receipt: Receipt) -> str:

@@ -10,6 +10,7 @@ protocol over it.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,11 @@ from typing import NamedTuple, cast
 
 MAX_LINE = 8192  # one reply line; RFC 5321 allows 512, real servers stay far below this
 MAX_REPLY = 65536  # one multi-line reply (an EHLO answer is a few hundred bytes)
+
+
+# A reply's text ends up in logs and the database (where PostgreSQL refuses NUL):
+# control characters other than tab become U+FFFD.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class Reply(NamedTuple):
@@ -160,7 +166,7 @@ class Wire(asyncio.Protocol):
             raise ProtocolError(
                 "malformed reply line" + ("" if self.redact else f": {line[:60]!r}")
             )
-        text = line[4:].strip(b" \t\r").decode("utf-8", "replace")
+        text = _CONTROL.sub("\ufffd", line[4:].strip(b" \t\r").decode("utf-8", "replace"))
         if line[3:4] == b"-":
             self._size += len(line)
             if self._size > MAX_REPLY:

@@ -141,7 +141,8 @@ class PostgresStore(EmailStore):
     ) -> list[QueuedEmail]:
         # One statement claims, and logs expired leases; it commits before any SMTP traffic.
         until = now + timedelta(seconds=lease_seconds)
-        async with self._acquire() as conn:
+        async with self._acquire() as conn, conn.transaction():
+            # One transaction with the attachments: a claim is never committed without them.
             rows = await conn.fetch(hot.CLAIM, now, limit, worker, until)
             carrying = [r["id"] for r in rows if r["attachment_count"]]
             files = await conn.fetch(hot.ATTACHMENTS, carrying) if carrying else []

@@ -108,18 +108,24 @@ SELECT * FROM claimed
 """
 
 # One statement for a whole batch of finished attempts: rows this worker still holds
-# take their new state; every attempt enters the history, held or not.
+# take their new state; every attempt enters the history, held or not. Rows are locked
+# in id order, as EXTEND and RELEASE lock them, so two of these never deadlock.
 RECORD = """
 WITH result AS (
     SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::timestamptz[],
                          $5::timestamptz[], $6::text[])
         AS r(id, attempt, status, next_at, sent_at, error)
+), locked AS (
+    SELECT e.id FROM emails AS e JOIN result ON e.id = result.id AND e.attempts = result.attempt
+    WHERE e.status = 'processing' AND e.locked_by = $8
+    ORDER BY e.id
+    FOR NO KEY UPDATE OF e
 ), updated AS (
     UPDATE emails AS e SET status = result.status, next_attempt_at = result.next_at,
         sent_at = result.sent_at, last_error = result.error,
         locked_until = NULL, locked_by = NULL, updated_at = $7
     FROM result
-    WHERE e.id = result.id AND e.attempts = result.attempt
+    WHERE e.id = result.id AND e.id IN (SELECT id FROM locked) AND e.attempts = result.attempt
         AND e.status = 'processing' AND e.locked_by = $8
     RETURNING e.id
 ), logged AS (
@@ -132,14 +138,20 @@ WITH result AS (
 SELECT count(*) FROM updated
 """
 
+# The rows of `ids` this worker still holds, locked in id order (see RECORD).
+_HELD_IN_ORDER = (
+    "SELECT id FROM emails WHERE id = ANY($2::int8[]) AND status = 'processing' "
+    "AND locked_by = $3 ORDER BY id FOR NO KEY UPDATE"
+)
 EXTEND = (
     "UPDATE emails SET locked_until = $1, next_attempt_at = $1 "
-    "WHERE id = ANY($2::int8[]) AND status = 'processing' AND locked_by = $3"
+    f"WHERE id IN ({_HELD_IN_ORDER}) AND status = 'processing' AND locked_by = $3"
 )
 RELEASE = (
     "UPDATE emails SET status = CASE WHEN attempts > 1 THEN 'scheduled' ELSE 'pending' END, "
     "attempts = attempts - 1, next_attempt_at = $1, locked_until = NULL, locked_by = NULL, "
-    "updated_at = $1 WHERE id = ANY($2::int8[]) AND status = 'processing' AND locked_by = $3"
+    f"updated_at = $1 WHERE id IN ({_HELD_IN_ORDER}) AND status = 'processing' "
+    "AND locked_by = $3"
 )
 
 _FINISHED_STATUS = {
@@ -153,7 +165,8 @@ def json_text(value: Any) -> str:
     """JSON for a json column, as json.dumps writes it (non-ASCII as \\u escapes, which
     search relies on); by pydantic-core's encoder, 7 times faster, when that is the same."""
     encoded = to_json(value).decode()
-    return encoded if encoded.isascii() else json.dumps(value)
+    # json.dumps also escapes DEL, the one ASCII character pydantic-core leaves raw.
+    return encoded if encoded.isascii() and "\x7f" not in encoded else json.dumps(value)
 
 
 async def setup_connection(conn: asyncpg.Connection) -> None:

@@ -1,0 +1,85 @@
+"""A scriptable provider and a store wrapper that can slow down or fail chosen verbs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import asyncpg
+
+from odiseo.errors import TransientFailure
+from odiseo.providers.base import Receipt
+
+
+def deadlock() -> asyncpg.exceptions.DeadlockDetectedError:
+    """The error PostgreSQL raises when two statements wait on each other's row locks
+    (test_hot_sql_review shows RECORD and EXTEND doing exactly that)."""
+    return asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+
+
+class FakeProvider:
+    """Delivers instantly unless told otherwise; remembers what it is sending right now."""
+
+    name = "fake"
+
+    def __init__(
+        self,
+        *,
+        delays: dict[str, float] | None = None,
+        fail_first: set[str] | None = None,
+    ) -> None:
+        self.delays = delays or {}  # recipient -> seconds the delivery takes
+        self.fail_first = set(fail_first or ())  # recipients whose first attempt is deferred
+        self.sending: set[str] = set()  # recipients being delivered right now
+        self.sent: list[str] = []  # recipients delivered, in order
+
+    async def deliver(
+        self, data: bytes, *, sender: str, recipients: Sequence[str], message_id: str
+    ) -> Receipt:
+        (rcpt,) = recipients
+        self.sending.add(rcpt)
+        try:
+            await asyncio.sleep(self.delays.get(rcpt, 0.01))
+        finally:
+            self.sending.discard(rcpt)
+        if rcpt in self.fail_first:
+            self.fail_first.discard(rcpt)
+            raise TransientFailure("451 4.3.0 try again", code=451, reason="smtp_4xx")
+        self.sent.append(rcpt)
+        return Receipt(code=250, response="2.0.0 ok")
+
+    async def check(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class StoreWrapper:
+    """Delegates to a real store; `record_hook` / `extend_hook` run before the real verb."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.record_hook: Callable[[Sequence[Any]], Any] | None = None
+        self.extend_hook: Callable[[], Any] | None = None
+        self.records_in_flight = 0
+        self.max_records_in_flight = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def record_results(self, results: Sequence[Any], **kwargs: Any) -> int:
+        self.records_in_flight += 1
+        self.max_records_in_flight = max(self.max_records_in_flight, self.records_in_flight)
+        try:
+            if self.record_hook is not None:
+                await self.record_hook(results)
+            return int(await self._inner.record_results(results, **kwargs))
+        finally:
+            self.records_in_flight -= 1
+
+    async def extend_leases(self, ids: Sequence[int], **kwargs: Any) -> int:
+        if self.extend_hook is not None:
+            await self.extend_hook()
+        return int(await self._inner.extend_leases(ids, **kwargs))
