@@ -105,3 +105,20 @@ async def test_every_new_field_and_path_is_in_the_openapi_document(features: Fea
     assert subjects == sorted(
         [single["subject"], *(e["subject"] for e in batch["emails"]), "Your order 7"]
     )
+
+
+async def test_the_document_says_which_operations_need_an_api_key(features: Features) -> None:
+    document = (await features.client.get("/openapi.json")).json()
+    scheme = document["components"]["securitySchemes"]["HTTPBearer"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    paths = document["paths"]
+    bearer = [{"HTTPBearer": []}]
+    for path, method in [
+        ("/emails", "post"),
+        ("/emails/batch", "post"),
+        ("/emails/{message_id}", "get"),
+        ("/templates/{template_id}", "put"),
+        ("/queue/status", "get"),
+    ]:
+        assert paths[path][method].get("security") == bearer, (path, method)
+    assert "security" not in paths["/health"]["get"]

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from odiseo import __version__
-from odiseo.api.auth import KeyRing
+from odiseo.api.auth import KeyRing, document_security
 from odiseo.api.body import documented
 from odiseo.api.errors import describe_errors, error_list
 from odiseo.api.health import HealthCheck
@@ -80,6 +80,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
     app.include_router(system.router)
     _install_error_handlers(app)
     documented(app, EmailIn, BatchIn)
+    document_security(app, emails.router, templates.router, system.router)
     return app
 
 

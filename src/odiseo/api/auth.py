@@ -16,10 +16,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Any
 
-from fastapi import Depends, HTTPException, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.routing import APIRoute, APIRouter
 
 from odiseo.errors import ConfigError
 
@@ -96,20 +96,25 @@ def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
-bearer = HTTPBearer(auto_error=False, description="an API key from API_KEYS")
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+SCHEME = "HTTPBearer"  # the OpenAPI security scheme the key-checking routes declare
 
 
 def requires(scope: Scope) -> Callable[..., Awaitable[ApiKey | None]]:
-    """A dependency admitting requests whose key has `scope` (everything when no keys exist)."""
+    """A dependency admitting requests whose key has `scope` (everything when no keys exist).
 
-    async def check(request: Request, credentials: Credentials) -> ApiKey | None:
+    The Authorization header is read here rather than through fastapi.security's
+    HTTPBearer, a nested dependency that cost 20 µs on every request;
+    `document_security` declares the scheme in the OpenAPI document instead.
+    """
+
+    async def check(request: Request) -> ApiKey | None:
         ring: KeyRing = request.app.state.keys
         if not ring.enabled:
             return None
-        if credentials is None:
+        token = _bearer_token(request)
+        if token is None:
             raise _unauthorized("missing API key: send Authorization: Bearer <key>")
-        key = ring.find(credentials.credentials)
+        key = ring.find(token)
         if key is None:
             raise _unauthorized("wrong API key")
         if scope not in key.scopes:
@@ -117,7 +122,44 @@ def requires(scope: Scope) -> Callable[..., Awaitable[ApiKey | None]]:
         await _rate_limit(request, key)
         return key
 
+    check.odiseo_scope = scope  # type: ignore[attr-defined]  # read by document_security
     return check
+
+
+def _bearer_token(request: Request) -> str | None:
+    """The credentials of an `Authorization: Bearer <key>` header (scheme in any case)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def document_security(app: FastAPI, *routers: APIRouter) -> None:
+    """Declare the bearer scheme, and which operations of `routers` (included without a
+    prefix) need it, in the OpenAPI document."""
+    generate = app.openapi
+    secured = {
+        (route.path_format, method.lower())
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        and any(hasattr(d.call, "odiseo_scope") for d in route.dependant.dependencies)
+        for method in route.methods or ()
+    }
+
+    def openapi() -> dict[str, Any]:
+        document = generate()
+        components = document.setdefault("components", {})
+        components.setdefault("securitySchemes", {})[SCHEME] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "an API key from API_KEYS",
+        }
+        for path, method in secured:
+            operation = document.get("paths", {}).get(path, {}).get(method)
+            if operation is not None:
+                operation["security"] = [{SCHEME: []}]
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _unauthorized(detail: str) -> HTTPException:

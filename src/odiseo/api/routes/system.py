@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from odiseo.api.auth import ReadKey, Scope, bearer, requires
+from odiseo.api.auth import ReadKey, Scope, requires
 from odiseo.api.deps import HealthDep, MetricsDep, ServiceDep, SettingsDep
 from odiseo.api.schemas import Health, Problem, QueueStatus
 from odiseo.domain.models import Status
@@ -49,7 +49,7 @@ async def metrics(request: Request, service: ServiceDep, registry: MetricsDep) -
     Open, unless METRICS_REQUIRE_KEY asks for a key with the read scope.
     """
     if request.app.state.settings.metrics_require_key:
-        await requires(Scope.READ)(request, await bearer(request))
+        await requires(Scope.READ)(request)
     now = datetime.now(UTC)
     counts = await service.store.counts()
     oldest = await service.store.oldest_due_seconds(now=now)
