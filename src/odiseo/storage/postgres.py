@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 STATEMENT_TIMEOUT_SECONDS = 30.0
+NUDGE_SECONDS = 0.002  # how long a NOTIFY waits to cover more inserts
 
 
 def asyncpg_url(url: str) -> URL:
@@ -72,6 +73,7 @@ class PostgresStore(EmailStore):
         self._pool_lock = asyncio.Lock()
         self._listener: Any = None
         self._wake_event = asyncio.Event()
+        self._nudging: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         safe_url = self.url.render_as_string(hide_password=True)
@@ -132,6 +134,8 @@ class PostgresStore(EmailStore):
             inserted = {r["message_id"] for r in stored}
             taken = [r["client_message_id"] for r in rows if r["message_id"] not in inserted]
             found = await conn.fetch(hot.EXISTING, taken) if taken else []
+        if inserted:
+            self._nudge()
         return inserted, {
             r["client_message_id"]: (r["message_id"], r["payload_hash"]) for r in found
         }
@@ -184,9 +188,26 @@ class PostgresStore(EmailStore):
     def _insert_skipping_duplicates(self) -> Insert:
         return pg_insert(emails).on_conflict_do_nothing(index_elements=["client_message_id"])
 
-    async def _after_enqueue(self, conn: AsyncConnection) -> None:
-        # New rows notify through the emails_notify_new_mail trigger (migration 0004).
-        return None
+    def _nudge(self) -> None:
+        """Wake the workers about rows this process has just committed.
+
+        One NOTIFY, sent NUDGE_SECONDS later in its own transaction, covers every
+        insert committed meanwhile. NOTIFY inside each insert (the trigger of
+        migration 0004) made PostgreSQL serialise their commits on a global lock.
+        If this process dies before sending it, workers find the rows at their
+        next poll (EMAIL_WORKER_POLL_INTERVAL).
+        """
+        if self._nudging is None or self._nudging.done():
+            self._nudging = asyncio.ensure_future(self._send_nudge())
+
+    async def _send_nudge(self) -> None:
+        await asyncio.sleep(NUDGE_SECONDS)
+        self._nudging = None  # inserts committed from here on schedule the next one
+        try:
+            async with self._acquire() as conn:
+                await conn.execute("SELECT pg_notify($1, '')", self.channel)
+        except Exception as exc:  # the next poll finds the rows
+            log.debug("cannot notify workers: %s", type(exc).__name__)
 
     async def _wake(self, conn: AsyncConnection) -> None:
         # Delivered at commit, so a woken worker always finds the rows.
@@ -237,6 +258,9 @@ class PostgresStore(EmailStore):
         self._wake_event.set()
 
     async def close(self) -> None:
+        if self._nudging is not None:  # let the last inserts wake the workers
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._nudging, 2)
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._listener.close(), 2)
