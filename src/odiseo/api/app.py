@@ -75,6 +75,8 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
         lifespan=lifespan,
     )
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
+    # POST /emails is served by a plain Starlette route ahead of its documented APIRoute.
+    app.router.routes[:0] = emails.direct_routes
     app.include_router(emails.router)
     app.include_router(templates.router)
     app.include_router(system.router)

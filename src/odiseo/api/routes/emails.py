@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from starlette.routing import Route
 
-from odiseo.api.auth import AdminKey, ReadKey, SendKey
+from odiseo.api.auth import AdminKey, ReadKey, Scope, SendKey, requires
 from odiseo.api.body import parse_json, request_body
 from odiseo.api.deps import ServiceDep
 from odiseo.api.errors import describe_errors
@@ -80,6 +82,30 @@ async def send_email(
         duplicate=True,
     )
     return _json(answer, status.HTTP_200_OK)
+
+
+async def _send_email_directly(request: Request) -> Response:
+    """POST /emails without FastAPI's per-request machinery (see `direct_routes`)."""
+    await requires(Scope.SEND)(request)
+    key = request.headers.get("idempotency-key")
+    if key is not None and len(key) > 255:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("header", "idempotency-key"),
+                    "msg": "at most 255 characters",
+                    "type": "string_too_long",
+                }
+            ]
+        )
+    return await send_email(request, idempotency_key=key)
+
+
+# Served ahead of the documented APIRoute of the same path (which stays for the OpenAPI
+# document): on the hottest endpoint FastAPI's routing through included routers,
+# dependency solving and header parsing were a quarter of the request's CPU
+# (in-process, 761-883 -> 573-612 µs). Auth and the header are checked as there.
+direct_routes = [Route("/emails", _send_email_directly, methods=["POST"])]
 
 
 def _json(answer: BaseModel, code: int) -> Response:
