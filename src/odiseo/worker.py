@@ -10,7 +10,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -92,50 +92,53 @@ class Worker:
         its result is recorded.
         """
         log.info("worker %s started (provider %s)", self.name, self.provider.name)
-        heartbeat = asyncio.ensure_future(self._keep_leases())
         ahead: asyncio.Future[list[QueuedEmail] | None] | None = None
         try:
-            while not self.stopping:
-                batch = await ahead if ahead is not None else await self._claim()
-                ahead = None
-                if batch is None:  # the database is away
-                    await self._pause(STORE_RETRY_SECONDS)
-                elif not batch:
-                    await self._idle()
-                else:
-                    if len(batch) >= self.options.batch_size:
-                        ahead = asyncio.ensure_future(self._claim())
-                    await self.process(batch)
+            async with self._leases_kept():
+                try:
+                    while not self.stopping:
+                        batch = await ahead if ahead is not None else await self._claim()
+                        ahead = None
+                        if batch is None:  # the database is away
+                            await self._pause(STORE_RETRY_SECONDS)
+                        elif not batch:
+                            await self._idle()
+                        else:
+                            if len(batch) >= self.options.batch_size:
+                                ahead = asyncio.ensure_future(self._claim())
+                            await self.process(batch)
+                finally:
+                    if ahead is not None:  # claimed ahead, never attempted: hand it back
+                        unsent = await ahead
+                        if unsent:
+                            await self._release([m.id for m in unsent])
+                    await self._drain_records()
         finally:
-            try:
-                if ahead is not None:  # claimed ahead, never attempted: hand it back
-                    unsent = await ahead
-                    if unsent:
-                        await self._release([m.id for m in unsent])
-                await self._drain_records()
-            finally:
-                heartbeat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await heartbeat
-                await self.provider.close()
-                log.info("worker %s stopped after %d deliveries", self.name, self.delivered)
+            await self.provider.close()
+            log.info("worker %s stopped after %d deliveries", self.name, self.delivered)
 
     async def run_until_idle(self) -> int:
         """Deliver until nothing is due; for tests and one-shot use. Returns deliveries made."""
         before = self.delivered
-        heartbeat = asyncio.ensure_future(self._keep_leases())
-        try:
+        async with self._leases_kept():
             while True:
                 await self._drain_records()  # a retry it writes may already be due
                 batch = await self._claim(raising=True)
                 if not batch:
                     break
                 await self.process(batch)
+        return self.delivered - before
+
+    @contextlib.asynccontextmanager
+    async def _leases_kept(self) -> AsyncIterator[None]:
+        """Run the lease heartbeat for as long as the block runs."""
+        heartbeat = asyncio.ensure_future(self._keep_leases())
+        try:
+            yield
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-        return self.delivered - before
 
     async def _claim(self, *, raising: bool = False) -> list[QueuedEmail] | None:
         """Claim a batch and hold its leases; None while the database is unavailable."""
