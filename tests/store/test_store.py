@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from odiseo.domain.models import AttemptResult, Outcome, Status
+from odiseo.domain.models import Attachment, AttemptResult, Outcome, Status
 from odiseo.storage.store import EmailStore
 from tests.support.factories import new_email
 
@@ -230,3 +230,49 @@ async def test_next_due_at_reports_the_earliest_waiting_message(store: EmailStor
     assert await store.next_due_at() is None
     await store.enqueue([new_email(send_at=later(90)), new_email(send_at=later(30))], now=T0)
     assert await store.next_due_at() == later(30)
+
+
+async def test_a_mixed_bulk_enqueue_stores_every_item_as_given(store: EmailStore) -> None:
+    """Plain, keyed, already-stored and attachment-carrying items in one call: on
+    PostgreSQL the plain ones are COPYed and the others INSERTed, in one transaction."""
+    (kept,) = await store.enqueue([new_email(client_message_id="kept", payload_hash="h")], now=T0)
+    (other,) = await store.enqueue([new_email(client_message_id="other", payload_hash="h")], now=T0)
+    files = (
+        Attachment(filename="a.txt", content_type="text/plain", data=b"\x00\xffbytes"),
+        Attachment(filename="i.png", content_type="image/png", data=b"png", content_id="logo"),
+    )
+    plain = [
+        new_email(
+            to=f"p{n}@example.com",
+            subject=f"Olá ✓ {n}",
+            cc=("c@example.com",) if n % 2 else (),
+            headers=(("X-Tag", f"v{n}"),),
+            text="plain \x7f text" if n % 3 else None,
+            send_at=later(600) if n == 4 else None,
+        )
+        for n in range(12)
+    ]
+    keyed = [new_email(client_message_id=f"k{n}", payload_hash="h") for n in range(3)]
+    carrying = [new_email(attachments=files) for _ in range(2)]
+    again = new_email(client_message_id="kept", payload_hash="h")
+    clash = new_email(client_message_id="other", payload_hash="different")
+    items = [*plain[:6], keyed[0], again, *carrying, *plain[6:], clash, *keyed[1:]]
+
+    results = await store.enqueue(items, now=T0)
+
+    assert [r.created for r in results] == [item not in (again, clash) for item in items]
+    assert results[items.index(again)].message_id == kept.message_id
+    assert results[items.index(again)].same_payload
+    assert results[items.index(clash)].message_id == other.message_id
+    assert not results[items.index(clash)].same_payload
+    for item, result in zip(items, results, strict=True):
+        if not result.created:
+            continue
+        assert result.message_id == item.email.message_id
+        stored = await store.get(result.message_id)
+        assert stored is not None and stored.email == item.email
+        assert stored.client_message_id == item.client_message_id
+        expected = Status.SCHEDULED if item.send_at else Status.PENDING
+        assert stored.status is expected
+    counts = await store.counts()
+    assert (counts[Status.PENDING], counts[Status.SCHEDULED]) == (2 + 11 + 3 + 2, 1)

@@ -117,22 +117,33 @@ class PostgresStore(EmailStore):
     async def _insert(
         self, rows: list[dict[str, Any]], items: Sequence[NewEmail]
     ) -> tuple[set[str], dict[str, tuple[str, str | None]]]:
-        statement, args = hot.insert_args(rows)
+        copied = hot.copyable(rows)
+        if copied:
+            copied_ids = {id(row) for row in copied}
+            rest = [row for row in rows if id(row) not in copied_ids]
+        else:
+            rest = rows
         carrying = [i.email for i in items if i.email.attachments]
+        inserted = {row["message_id"] for row in copied}
         async with self._acquire() as conn:
-            if carrying:  # the files must commit with their messages
-                async with conn.transaction():
+            # One statement commits on its own (one round trip); more need a transaction.
+            several = bool(copied and rest) or bool(carrying)
+            async with conn.transaction() if several else contextlib.nullcontext():
+                if copied:
+                    await conn.copy_records_to_table(
+                        "emails", records=hot.copy_records(copied), columns=hot.INSERT_NAMES
+                    )
+                if rest:
+                    statement, args = hot.insert_args(rest)
                     stored = await conn.fetch(statement, *args)
+                    inserted.update(r["message_id"] for r in stored)
                     ids = {r["message_id"]: r["id"] for r in stored}
                     placed = [
                         (ids[e.message_id], e.attachments) for e in carrying if e.message_id in ids
                     ]
-                    if placed:
+                    if placed:  # the files commit with their messages
                         await conn.execute(hot.INSERT_ATTACHMENTS, *hot.attachment_args(placed))
-            else:  # one statement commits on its own: one round trip
-                stored = await conn.fetch(statement, *args)
-            inserted = {r["message_id"] for r in stored}
-            taken = [r["client_message_id"] for r in rows if r["message_id"] not in inserted]
+            taken = [r["client_message_id"] for r in rest if r["message_id"] not in inserted]
             found = await conn.fetch(hot.EXISTING, taken) if taken else []
         if inserted:
             self._nudge()
