@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import math
 import mimetypes
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -73,32 +75,41 @@ def _check_json(value: Any, path: str) -> None:
     The walk is iterative and builds no paths; only a refused value is looked for
     again, to name where it is.
     """
-    pending: list[tuple[Any, int]] = [(value, 0)]
+    if not _plain_and_sane(value):
+        _name_the_problem(value, path, 0)
+
+
+def _plain_and_sane(value: Any) -> bool:
+    """Whether `value` passes _check_json, with every container of plain JSON types.
+
+    Scalars are judged where they are found and only containers are queued: a
+    request is mostly flat, so this walk touches each value once.
+    """
+    pending: list[tuple[Any, int]] = [([value], -1)]
     while pending:
-        item, depth = pending.pop()
-        kind = type(item)
-        if kind is str:
-            if "\0" in item or not _encodable(item):
-                break
-        elif kind is dict:
-            if depth >= MAX_DEPTH and item:
-                break
-            pending.extend((v, depth + 1) for v in item.values())
-            pending.extend((k, depth + 1) for k in item)
-        elif kind is list:
-            if depth >= MAX_DEPTH and item:
-                break
-            pending.extend((v, depth + 1) for v in item)
-        elif kind is float and not math.isfinite(item):
-            break
-        elif kind not in _PLAIN_JSON and isinstance(item, str | dict | list | float):
-            break  # a subclass: let the careful walk judge it
-    else:
-        return
-    _name_the_problem(value, path, 0)
+        container, depth = pending.pop()
+        if depth >= MAX_DEPTH and container:
+            return False
+        if type(container) is dict:
+            children: Iterable[Any] = itertools.chain(container, container.values())
+        else:
+            children = container
+        for item in children:
+            kind = type(item)
+            if kind is str:
+                if "\0" in item or (not item.isascii() and not _encodable(item)):
+                    return False
+            elif kind is dict or kind is list:
+                pending.append((item, depth + 1))
+            elif kind is float:
+                if not math.isfinite(item):
+                    return False
+            elif kind not in _PLAIN_SCALARS and isinstance(item, str | dict | list | float):
+                return False  # a subclass: let the careful walk judge it
+    return True
 
 
-_PLAIN_JSON = frozenset({str, dict, list, float, int, bool, type(None)})
+_PLAIN_SCALARS = frozenset({int, bool, type(None)})
 
 
 def _encodable(text: str) -> bool:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 from starlette.routing import Route
 
 from odiseo.api.auth import AdminKey, ReadKey, Scope, SendKey, requires
@@ -18,7 +19,6 @@ from odiseo.api.schemas import (
     Accepted,
     AttachmentOut,
     BatchIn,
-    BatchItemOut,
     BatchOut,
     EmailIn,
     EmailOut,
@@ -140,25 +140,29 @@ async def send_batch(request: Request) -> Response:
             requests.append(describe_errors(exc.errors()))
     now = datetime.now(UTC)
     results, stored = await service.submit_batch(requests, atomic=batch.atomic, now=now)
+    # BatchOut, written as plain values: 500 validated models cost more than the INSERT.
     items = [
-        BatchItemOut(
-            index=r.index,
-            status="error" if r.error else ("accepted" if r.created else "duplicate"),
-            message_id=r.message_id,
-            detail=r.error or (None if r.created else "already stored under client_message_id"),
-        )
+        {
+            "index": r.index,
+            "status": "error" if r.error else ("accepted" if r.created else "duplicate"),
+            "message_id": r.message_id,
+            "detail": r.error or (None if r.created else "already stored under client_message_id"),
+        }
         for r in results
     ]
-    rejected = sum(i.status == "error" for i in items)
-    verdict = "rejected" if not stored else ("partial" if rejected else "accepted")
-    out = BatchOut(
-        status=verdict,
-        accepted=0 if not stored else len(items) - rejected,
-        rejected=len(items) if not stored else rejected,
-        results=items,
-        timestamp=now,
+    rejected = sum(item["status"] == "error" for item in items)
+    answer = {
+        "status": "rejected" if not stored else ("partial" if rejected else "accepted"),
+        "accepted": 0 if not stored else len(items) - rejected,
+        "rejected": len(items) if not stored else rejected,
+        "results": items,
+        "timestamp": now,
+    }
+    return Response(
+        to_json(answer),
+        status_code=status.HTTP_202_ACCEPTED if stored else 422,
+        media_type="application/json",
     )
-    return _json(out, status.HTTP_202_ACCEPTED if stored else 422)
 
 
 @router.get(
