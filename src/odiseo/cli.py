@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
@@ -181,6 +182,7 @@ def _serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool) -
     # uvicorn re-raises a handled SIGTERM once it has shut down; with the default handler
     # that would turn a clean stop into exit code 143.
     signal.signal(signal.SIGTERM, lambda *_: None)
+    _tune_collector()
     server.run()
     return 0 if server.started else 1
 
@@ -244,8 +246,22 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             await store.close()
 
+    _tune_collector()
     _run_loop(work())
     return 0
+
+
+def _tune_collector() -> None:
+    """Keep Python's cycle collector off the objects the imports made, and run it less often.
+
+    A batch of 500 emails allocates tens of thousands of objects that live until it
+    is answered, so they reach the oldest generation, and every full collection
+    then walked all of FastAPI, pydantic and SQLAlchemy as well. Those modules live
+    as long as the process: frozen, they are never walked. POST /emails/batch went
+    from 11,400 to 13,900 emails/s (bench/batch.py, one client).
+    """
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 10)
 
 
 def _run_loop(main: Coroutine[Any, Any, None]) -> None:
