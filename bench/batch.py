@@ -7,7 +7,9 @@
 2. Baseline, same run, into the same table (a fresh schema each): the same rows with
    plain asyncpg, `executemany` of one INSERT and `COPY`, 500 per transaction.
 3. `POST /emails/batch` on `odiseo api`, if the running code has it (checked in
-   /openapi.json): 500 emails per request, one and two clients at a time.
+   /openapi.json): 500 emails per request, one and two clients at a time; then two
+   clients again with a client_message_id on every email (the idempotent path, which
+   cannot use COPY). The note gives the api process's CPU per email.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from common import (
     Processes,
     Report,
     bench_schema,
+    cpu_seconds,
     email_json,
     exit_cleanly_on_sigterm,
     free_port,
@@ -151,12 +154,11 @@ async def http_batch(procs: Processes, count: int, size: int, clients: list[int]
                 paths = (await client.get("/openapi.json")).json().get("paths", {})
                 if "/emails/batch" not in paths:
                     return []
-                bodies = [
-                    json.dumps({"emails": [email_json(n) for n in range(s, s + size)]}).encode()
-                    for s in range(0, count, size)
-                ]
                 for parallel in clients:
-                    results.append(await post_batches(client, bodies, parallel, size))
+                    bodies = batch_bodies(count, size, keyed=False)
+                    results.append(await post_batches(client, bodies, parallel, size, api.pid))
+                bodies = batch_bodies(count, size, keyed=True)
+                results.append(await post_batches(client, bodies, clients[-1], size, api.pid))
             peak = sampler.stop()
             conn = await asyncpg.connect(DATABASE_URL, timeout=10)
             try:
@@ -164,14 +166,30 @@ async def http_batch(procs: Processes, count: int, size: int, clients: list[int]
             finally:
                 await conn.close()
             accepted = sum(r.emails for r in results)
-            results[-1].note = f"rows {stored:,} / accepted {accepted:,}; api peak RSS {mib(peak)}"
+            results[
+                -1
+            ].note += f"; rows {stored:,} / accepted {accepted:,}; api peak RSS {mib(peak)}"
         finally:
             procs.stop(api)
     return results
 
 
+def batch_bodies(count: int, size: int, *, keyed: bool) -> list[bytes]:
+    """`count` emails as POST /emails/batch bodies of `size`; keyed: each with its own
+    client_message_id (fresh ones: nothing is a duplicate)."""
+    run = time.time_ns()
+    bodies = []
+    for start in range(0, count, size):
+        emails = [email_json(n) for n in range(start, start + size)]
+        if keyed:
+            for n, item in enumerate(emails, start=start):
+                item["client_message_id"] = f"bench-{run}-{n}"
+        bodies.append(json.dumps({"emails": emails}).encode())
+    return bodies
+
+
 async def post_batches(
-    client: httpx.AsyncClient, bodies: list[bytes], parallel: int, size: int
+    client: httpx.AsyncClient, bodies: list[bytes], parallel: int, size: int, pid: int
 ) -> Result:
     """Send every body, `parallel` requests at a time; counts the emails accepted."""
     queue = list(bodies)
@@ -191,11 +209,15 @@ async def post_batches(
                 raise RuntimeError(f"POST /emails/batch: {response.status_code} {response.text}")
             accepted += int(response.json()["accepted"])
 
-    began = time.perf_counter()
+    began, cpu_before = time.perf_counter(), cpu_seconds(pid)
     await asyncio.gather(*(one_client() for _ in range(parallel)))
-    elapsed = time.perf_counter() - began
+    elapsed, cpu = time.perf_counter() - began, cpu_seconds(pid) - cpu_before
+    keyed = b'"client_message_id"' in bodies[0]
     name = f"POST /emails/batch, {size} per request, {parallel} client(s)"
-    return Result(name, accepted, elapsed, spent, "HTTP + JSON + validation")
+    if keyed:
+        name += ", every email with a client_message_id"
+    note = f"api CPU {1e6 * cpu / max(accepted, 1):.0f} µs/email"
+    return Result(name, accepted, elapsed, spent, note)
 
 
 async def main(args: argparse.Namespace) -> None:
