@@ -276,3 +276,36 @@ async def test_a_mixed_bulk_enqueue_stores_every_item_as_given(store: EmailStore
         assert stored.status is expected
     counts = await store.counts()
     assert (counts[Status.PENDING], counts[Status.SCHEDULED]) == (2 + 11 + 3 + 2, 1)
+
+
+async def test_a_key_repeated_within_a_bulk_enqueue_stores_its_first_item(
+    store: EmailStore,
+) -> None:
+    files = (Attachment(filename="a.txt", content_type="text/plain", data=b"a"),)
+    items = [new_email() for _ in range(10)]
+    first = new_email(client_message_id="twice", payload_hash="h")
+    repeat = new_email(client_message_id="twice", payload_hash="h")
+    conflicting = new_email(client_message_id="twice", payload_hash="other")
+    carrying = new_email(client_message_id="files", payload_hash="f", attachments=files)
+    after_files = new_email(client_message_id="files", payload_hash="f")
+    items[2:2] = [first, carrying]
+    items += [repeat, after_files, conflicting]
+
+    outcomes = await store.enqueue(items, now=T0)
+    results = {item.email.message_id: r for item, r in zip(items, outcomes, strict=True)}
+
+    assert results[first.email.message_id].created
+    assert results[carrying.email.message_id].created
+    for later_item, original, same in (
+        (repeat, first, True),
+        (conflicting, first, False),
+        (after_files, carrying, True),
+    ):
+        outcome = results[later_item.email.message_id]
+        assert not outcome.created
+        assert outcome.message_id == original.email.message_id
+        assert outcome.same_payload is same
+    assert await store.get(repeat.email.message_id) is None
+    stored = await store.get(carrying.email.message_id)
+    assert stored is not None and stored.email.attachments == files
+    assert (await store.counts())[Status.PENDING] == 12

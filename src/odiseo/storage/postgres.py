@@ -117,39 +117,16 @@ class PostgresStore(EmailStore):
     async def _insert(
         self, rows: list[dict[str, Any]], items: Sequence[NewEmail]
     ) -> tuple[set[str], dict[str, tuple[str, str | None]]]:
-        copied = hot.copyable(rows)
-        if copied:
-            copied_ids = {id(row) for row in copied}
-            rest = [row for row in rows if id(row) not in copied_ids]
-        else:
-            rest = rows
-        carrying = [i.email for i in items if i.email.attachments]
-        inserted = {row["message_id"] for row in copied}
         async with self._acquire() as conn:
-            # One statement commits on its own (one round trip); more need a transaction.
-            several = bool(copied and rest) or bool(carrying)
-            async with conn.transaction() if several else contextlib.nullcontext():
-                if copied:
-                    await conn.copy_records_to_table(
-                        "emails", records=hot.copy_records(copied), columns=hot.INSERT_NAMES
-                    )
-                if rest:
-                    statement, args = hot.insert_args(rest)
-                    stored = await conn.fetch(statement, *args)
-                    inserted.update(r["message_id"] for r in stored)
-                    ids = {r["message_id"]: r["id"] for r in stored}
-                    placed = [
-                        (ids[e.message_id], e.attachments) for e in carrying if e.message_id in ids
-                    ]
-                    if placed:  # the files commit with their messages
-                        await conn.execute(hot.INSERT_ATTACHMENTS, *hot.attachment_args(placed))
-            taken = [r["client_message_id"] for r in rest if r["message_id"] not in inserted]
-            found = await conn.fetch(hot.EXISTING, taken) if taken else []
+            try:
+                inserted, found = await _write(conn, rows, items, copy=True)
+            except asyncpg.UniqueViolationError:
+                # Another request stored one of these client_message_ids after we looked
+                # (nothing of ours was committed): ON CONFLICT waits for it and skips it.
+                inserted, found = await _write(conn, rows, items, copy=False)
         if inserted:
             self._nudge()
-        return inserted, {
-            r["client_message_id"]: (r["message_id"], r["payload_hash"]) for r in found
-        }
+        return inserted, found
 
     async def claim_due(
         self, *, limit: int, worker: str, lease_seconds: float, now: datetime
@@ -283,6 +260,53 @@ class PostgresStore(EmailStore):
             except Exception:
                 pool.terminate()
         await super().close()
+
+
+async def _write(
+    conn: asyncpg.Connection,
+    rows: list[dict[str, Any]],
+    items: Sequence[NewEmail],
+    *,
+    copy: bool,
+) -> tuple[set[str], dict[str, tuple[str, str | None]]]:
+    """Store `rows` (with the attachments of `items`) in one transaction.
+
+    Returns the message ids inserted, and what is stored under each client_message_id
+    that was taken (message id, payload hash). With `copy`, the rows COPY can take
+    are looked up by key first and COPYed if new; a key stored meanwhile by another
+    request makes the COPY raise UniqueViolationError, having stored nothing.
+    """
+    found: dict[str, tuple[str, str | None]] = {}
+    copied = hot.copyable(rows) if copy else []
+    if keys := [r["client_message_id"] for r in copied if r["client_message_id"] is not None]:
+        found = _by_key(await conn.fetch(hot.EXISTING, keys))
+        copied = [r for r in copied if r["client_message_id"] not in found]
+    done = {id(row) for row in copied}
+    rest = [r for r in rows if id(r) not in done and r["client_message_id"] not in found]
+    carrying = [i.email for i in items if i.email.attachments]
+    inserted = {row["message_id"] for row in copied}
+    # One statement commits on its own (one round trip); more need a transaction.
+    several = (bool(copied) and bool(rest)) or bool(carrying)
+    async with conn.transaction() if several else contextlib.nullcontext():
+        if copied:
+            await conn.copy_records_to_table(
+                "emails", records=hot.copy_records(copied), columns=hot.INSERT_NAMES
+            )
+        if rest:
+            statement, args = hot.insert_args(rest)
+            stored = await conn.fetch(statement, *args)
+            inserted.update(r["message_id"] for r in stored)
+            ids = {r["message_id"]: r["id"] for r in stored}
+            placed = [(ids[e.message_id], e.attachments) for e in carrying if e.message_id in ids]
+            if placed:  # the files commit with their messages
+                await conn.execute(hot.INSERT_ATTACHMENTS, *hot.attachment_args(placed))
+    if taken := [r["client_message_id"] for r in rest if r["message_id"] not in inserted]:
+        found.update(_by_key(await conn.fetch(hot.EXISTING, taken)))
+    return inserted, found
+
+
+def _by_key(found: Sequence[asyncpg.Record]) -> dict[str, tuple[str, str | None]]:
+    return {r["client_message_id"]: (r["message_id"], r["payload_hash"]) for r in found}
 
 
 class _Pooled:
