@@ -169,7 +169,19 @@ def _serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool) -
     _setup_logging(settings)
     _check_exposure(settings)
     app = create_app(settings, with_worker=with_worker, migrate=not args.no_migrate)
-    config = uvicorn.Config(
+    server = uvicorn.Server(_uvicorn_config(settings, app))
+    # uvicorn re-raises a handled SIGTERM once it has shut down; with the default handler
+    # that would turn a clean stop into exit code 143.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    _tune_collector()
+    server.run()
+    return 0 if server.started else 1
+
+
+def _uvicorn_config(settings: Settings, app: Any, **extra: Any) -> Any:
+    import uvicorn
+
+    return uvicorn.Config(
         app,
         host=settings.api_host,
         port=settings.api_port,
@@ -177,14 +189,71 @@ def _serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool) -
         log_level=settings.log_level.lower(),
         access_log=settings.api_access_log,
         server_header=False,
+        **extra,
     )
-    server = uvicorn.Server(config)
-    # uvicorn re-raises a handled SIGTERM once it has shut down; with the default handler
-    # that would turn a clean stop into exit code 143.
-    signal.signal(signal.SIGTERM, lambda *_: None)
+
+
+def _serve_processes(settings: Settings, args: argparse.Namespace) -> int:
+    """API_WORKERS processes serving one listening socket, under uvicorn's supervisor.
+
+    The schema is migrated once, here, before they start; each opens its own pools.
+    The supervisor restarts a process that dies, and on SIGTERM stops them all, each
+    finishing its requests in flight. Exit status 1 if a process could not start.
+    """
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    scheme = (settings.database_url or "sqlite").split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme not in {"postgresql", "postgres"}:
+        raise OdiseoError(
+            "API_WORKERS > 1 needs PostgreSQL (DATABASE_URL=postgresql://…): "
+            "the SQLite store belongs to one process"
+        )
+    _setup_logging(settings)
+    _check_exposure(settings)
+    if not args.no_migrate:
+        _run_loop(_migrate(settings))
+    config = _uvicorn_config(
+        settings, "odiseo.cli:api_process", factory=True, workers=settings.api_workers
+    )
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    return 1 if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes) else 0
+
+
+def api_process() -> Any:
+    """The app of one of the API_WORKERS processes (uvicorn calls this in each)."""
+    from odiseo.api.app import create_app
+
+    _stop_with_supervisor()
+    settings = load_settings()
+    _setup_logging(settings)
     _tune_collector()
-    server.run()
-    return 0 if server.started else 1
+    return create_app(settings, with_worker=False, migrate=False)
+
+
+def _stop_with_supervisor() -> None:
+    """Linux: have the kernel SIGTERM this process if its supervisor dies, even killed
+    with SIGKILL, rather than leave it serving the port alone."""
+    import ctypes
+    import os
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the supervisor's SIGTERM still stops it
+        return
+    if os.getppid() == 1:  # the supervisor died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def _migrate(settings: Settings) -> None:
+    from odiseo.api.wiring import build_store
+
+    store = build_store(settings)
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
 
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -213,10 +282,17 @@ def _check_exposure(settings: Settings) -> None:
 
 
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.api_workers > 1:
+        return _serve_processes(settings, args)
     return _serve(settings, args, with_worker=False)
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.api_workers > 1:
+        raise OdiseoError(
+            "API_WORKERS is for `odiseo api`; `odiseo run` is one process "
+            "(for more, run `odiseo api` with API_WORKERS beside `odiseo worker`s)"
+        )
     return _serve(settings, args, with_worker=True)
 
 
@@ -275,18 +351,8 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from odiseo.api.wiring import build_store
-
     _setup_logging(settings)
-
-    async def migrate() -> None:
-        store = build_store(settings)
-        try:
-            await store.migrate()
-        finally:
-            await store.close()
-
-    asyncio.run(migrate())
+    asyncio.run(_migrate(settings))
     print("schema is up to date")
     return 0
 

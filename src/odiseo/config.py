@@ -23,6 +23,7 @@ ENVIRONMENT = {
     "SERVICE_VERSION": "version reported by /health (1.0.0)",
     "API_HOST": "address the API listens on (127.0.0.1)",
     "API_PORT": "port the API listens on (8001)",
+    "API_WORKERS": "odiseo api: processes serving the API on one port (1); more need PostgreSQL",
     "API_ACCESS_LOG": "one uvicorn log line per HTTP request (false: accepted and refused "
     "requests are logged by Odiseo itself)",
     "API_KEYS": "comma-separated API keys, each optionally key:send+read+admin (never logged)",
@@ -80,6 +81,7 @@ class Settings(BaseSettings):
     service_version: str = "1.0.0"
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8001, ge=1, le=65535)
+    api_workers: int = Field(default=1, ge=1, le=64)
     api_access_log: bool = False
 
     api_keys: SecretStr = SecretStr("")
