@@ -10,6 +10,8 @@
    /openapi.json): 500 emails per request, one and two clients at a time; then two
    clients again with a client_message_id on every email (the idempotent path, which
    cannot use COPY). The note gives the api process's CPU per email.
+4. The two-client run again on `odiseo api` with API_WORKERS=2 (--api-workers N; 1
+   skips it).
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from common import (
     Processes,
     Report,
     bench_schema,
-    cpu_seconds,
     email_json,
     exit_cleanly_on_sigterm,
     free_port,
@@ -42,6 +43,7 @@ from common import (
     odiseo_env,
     percentile,
     rate,
+    tree_cpu_seconds,
     wait_http_ok,
 )
 
@@ -140,12 +142,16 @@ async def asyncpg_path(items: list[NewEmail], size: int, *, copy: bool) -> Resul
             await conn.close()
 
 
-async def http_batch(procs: Processes, count: int, size: int, clients: list[int]) -> list[Result]:
-    """POST /emails/batch on a fresh `odiseo api`; [] when the endpoint does not exist."""
+async def http_batch(
+    procs: Processes, count: int, size: int, clients: list[int], *, workers: int = 1
+) -> list[Result]:
+    """POST /emails/batch on a fresh `odiseo api` with API_WORKERS=`workers`; [] when the
+    endpoint does not exist. With several workers, only the last client count is run."""
     results: list[Result] = []
     async with bench_schema() as schema:
         port = free_port()
-        api = procs.odiseo("api-batch", ["api"], odiseo_env(schema, API_PORT=str(port)))
+        env = odiseo_env(schema, API_PORT=str(port), API_WORKERS=str(workers))
+        api = procs.odiseo("api-batch", ["api"], env)
         base = f"http://127.0.0.1:{port}"
         try:
             wait_http_ok(f"{base}/health", process=api, timeout=60)
@@ -154,11 +160,14 @@ async def http_batch(procs: Processes, count: int, size: int, clients: list[int]
                 paths = (await client.get("/openapi.json")).json().get("paths", {})
                 if "/emails/batch" not in paths:
                     return []
-                for parallel in clients:
+                for parallel in clients if workers == 1 else clients[-1:]:
                     bodies = batch_bodies(count, size, keyed=False)
                     results.append(await post_batches(client, bodies, parallel, size, api.pid))
-                bodies = batch_bodies(count, size, keyed=True)
-                results.append(await post_batches(client, bodies, clients[-1], size, api.pid))
+                    if workers > 1:
+                        results[-1].name += f", API_WORKERS={workers}"
+                if workers == 1:
+                    bodies = batch_bodies(count, size, keyed=True)
+                    results.append(await post_batches(client, bodies, clients[-1], size, api.pid))
             peak = sampler.stop()
             conn = await asyncpg.connect(DATABASE_URL, timeout=10)
             try:
@@ -166,9 +175,9 @@ async def http_batch(procs: Processes, count: int, size: int, clients: list[int]
             finally:
                 await conn.close()
             accepted = sum(r.emails for r in results)
-            results[
-                -1
-            ].note += f"; rows {stored:,} / accepted {accepted:,}; api peak RSS {mib(peak)}"
+            results[-1].note += f"; rows {stored:,} / accepted {accepted:,}"
+            if workers == 1:  # with several, the sampled process is their supervisor
+                results[-1].note += f"; api peak RSS {mib(peak)}"
         finally:
             procs.stop(api)
     return results
@@ -209,9 +218,9 @@ async def post_batches(
                 raise RuntimeError(f"POST /emails/batch: {response.status_code} {response.text}")
             accepted += int(response.json()["accepted"])
 
-    began, cpu_before = time.perf_counter(), cpu_seconds(pid)
+    began, cpu_before = time.perf_counter(), tree_cpu_seconds(pid)
     await asyncio.gather(*(one_client() for _ in range(parallel)))
-    elapsed, cpu = time.perf_counter() - began, cpu_seconds(pid) - cpu_before
+    elapsed, cpu = time.perf_counter() - began, tree_cpu_seconds(pid) - cpu_before
     keyed = b'"client_message_id"' in bodies[0]
     name = f"POST /emails/batch, {size} per request, {parallel} client(s)"
     if keyed:
@@ -238,6 +247,8 @@ async def main(args: argparse.Namespace) -> None:
     ]
     with Processes() as procs:
         http = await http_batch(procs, args.count, args.chunk, [1, 2])
+        if http and args.api_workers > 1:
+            http += await http_batch(procs, args.count, args.chunk, [2], workers=args.api_workers)
     results += http
     report.table(
         ["path", "emails", "time", "emails/s", f"per {args.chunk} p50", "p99", "note"],
@@ -260,6 +271,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=20_000, help="emails per variant (20000)")
     parser.add_argument("--chunk", type=int, default=500, help="emails per transaction (500)")
+    parser.add_argument(
+        "--api-workers", type=int, default=2, help="also run odiseo api with API_WORKERS=N (2)"
+    )
     return parser.parse_args(argv)
 
 

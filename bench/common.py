@@ -405,6 +405,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of `pid` and its live children (the processes of API_WORKERS)."""
+    path = f"/proc/{pid}/task/{pid}/children"
+    try:
+        with open(path) as listing:
+            children = [int(child) for child in listing.read().split()]
+    except FileNotFoundError:
+        children = []
+    return cpu_seconds(pid) + sum(cpu_seconds(child) for child in children)
+
+
 @dataclass
 class MemorySampler:
     """Samples a process's RSS in a thread; keeps the largest RSS seen and the last VmHWM."""

@@ -11,6 +11,8 @@
    rate): p50/p99 of POST /emails and of the bare /insert at that same rate.
 4. The store's share, in-process without HTTP: PostgresStore.enqueue_one from 1, 10
    (the pool size) and 64 concurrent callers, with the new DB connections counted.
+5. The wrk peak again on `odiseo api` with API_WORKERS=2 (--api-workers N; 1 skips it):
+   several processes on one port, their CPU summed.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from common import (
     percentile,
     rate,
     require_tools,
+    tree_cpu_seconds,
     wait_http_ok,
 )
 from openloop import client_for, open_loop, summary
@@ -283,6 +286,25 @@ async def main(args: argparse.Namespace) -> None:
             )
             bare.peak_kib = sampler.stop()
             procs.stop(app)
+
+            if args.api_workers > 1:  # the same load on API_WORKERS processes
+                name = f"odiseo POST /emails, API_WORKERS={args.api_workers}"
+                port = free_port()
+                env = odiseo_env(schema, API_PORT=str(port), API_WORKERS=str(args.api_workers))
+                multi = procs.odiseo("api-workers", ["api"], env)
+                url = f"http://127.0.0.1:{port}/emails"
+                wait_http_ok(f"http://127.0.0.1:{port}/health", process=multi, timeout=60)
+                run_wrk(url, str(body_file), **{**wrk_args, "seconds": args.warmup})
+                await asyncio.sleep(1.0)
+                before = await count_rows(schema, "emails")
+                cpu = tree_cpu_seconds(multi.pid)
+                run = run_wrk(url, str(body_file), **wrk_args)
+                run.cpu_seconds = tree_cpu_seconds(multi.pid) - cpu
+                await asyncio.sleep(1.0)
+                odiseo.rows[name] = (run.ok, await count_rows(schema, "emails") - before)
+                run.endpoint = name
+                odiseo.wrk.append(run)
+                procs.stop(multi)
         store_runs = [
             await store_only(schema, concurrency, args.duration)
             for concurrency in (1, 10, args.connections)
@@ -401,6 +423,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per endpoint")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--api-workers", type=int, default=2, help="also load odiseo api with API_WORKERS=N (2)"
+    )
     parser.add_argument(
         "--profile", type=int, default=0, help="py-spy record odiseo api for this many s"
     )
