@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from odiseo.storage.postgres import PostgresStore
 from odiseo.storage.sqlite import SqliteStore
@@ -14,6 +15,11 @@ from odiseo.storage.store import EmailStore
 from tests.support.postgres import TEST_DATABASE_URL, drop_schema, new_schema_name, require_postgres
 from tests.support.processes import Launcher
 from tests.support.smtp import SmtpServer
+
+# Property tests: 150 examples each; `--hypothesis-profile=thorough` for a long search.
+settings.register_profile("default", max_examples=150)
+settings.register_profile("thorough", max_examples=5000)
+settings.load_profile("default")
 
 ENGINES = ["sqlite", "postgres"]
 

@@ -44,6 +44,8 @@ ENVIRONMENT = {
     "SMTP_FROM_NAME": "sender display name (Odiseo)",
     "SMTP_USE_TLS": "STARTTLS on a plain port (true)",
     "ALLOWED_SENDERS": "other From addresses a request may use: a@b.c or @domain, comma-separated",
+    "REFUSE_SPECIAL_USE_DOMAINS": "refuse addresses at special-use or reserved names such as "
+    ".local, .internal, .test (false: a relay for intranets and tests takes them)",
     "SMTP_TLS_VERIFY": "verify the SMTP server's certificate (true); false only by choice",
     "SMTP_TLS_CA_FILE": "extra CA bundle to verify the SMTP server with",
     "SMTP_POOL_SIZE": "SMTP connections a worker keeps open and sends over at once (4)",
@@ -105,6 +107,7 @@ class Settings(BaseSettings):
     smtp_from_name: str = "Odiseo"
     smtp_use_tls: bool = True
     allowed_senders: str = ""
+    refuse_special_use_domains: bool = False
     smtp_tls_ca_file: Path | None = None
     smtp_tls_verify: bool = True
     smtp_pool_size: int = Field(default=4, ge=1, le=64)

@@ -39,6 +39,10 @@ class Duplicate(OdiseoError):
         self.same_payload = same_payload
 
 
+class InvalidEmail(OdiseoError):
+    """The email cannot be sent as given."""
+
+
 class TooLarge(OdiseoError):
     """The message is larger than allowed."""
 

@@ -19,7 +19,8 @@ from odiseo.domain.models import (
     QueuedEmail,
     Status,
 )
-from odiseo.errors import Duplicate, NotFound, OdiseoError, TooLarge
+from odiseo.errors import Duplicate, InvalidEmail, NotFound, OdiseoError, TooLarge
+from odiseo.mime import check_email, is_special_use
 from odiseo.rendering import Renderer
 from odiseo.storage.store import EmailStore
 
@@ -40,10 +41,6 @@ def _utf8_length(text: str | None) -> int:
     if not text:
         return 0
     return len(text) if text.isascii() else len(text.encode())
-
-
-class InvalidEmail(OdiseoError):
-    """The email cannot be sent as given."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,6 +110,7 @@ class Sender:
     email: str
     name: str | None
     allowed: frozenset[str] = frozenset()
+    refuse_special_use: bool = False  # REFUSE_SPECIAL_USE_DOMAINS
 
     def permits(self, address: str) -> bool:
         address = address.lower()
@@ -148,8 +146,6 @@ class EmailService:
         subject, html, text, version = await self._content(request)
         if not subject:
             raise InvalidEmail("subject: required (give one, or a template that has a subject)")
-        if any(c in subject for c in "\r\n\0"):
-            raise InvalidEmail("subject: must not contain line breaks or NUL")
         if html is None and text is None:
             raise InvalidEmail("body: required (give body, text or template_id)")
         files = sum(len(a.data) for a in request.attachments)
@@ -178,6 +174,9 @@ class EmailService:
             headers=request.headers,
             attachments=request.attachments,
         )
+        check_email(email)  # the writer's own checks: what is stored can be sent
+        if self.sender.refuse_special_use:
+            _refuse_special_use(email)
         return NewEmail(
             email=email,
             priority=request.priority,
@@ -314,6 +313,23 @@ class EmailService:
         count = await self.store.requeue_failed(now=now, created_after=created_after)
         log.info("requeued %d failed message(s)", count)
         return count
+
+
+def _refuse_special_use(email: OutgoingEmail) -> None:
+    named = {
+        "from_email": (email.from_email,),
+        "to": email.to,
+        "cc": email.cc,
+        "bcc": email.bcc,
+        "reply_to": email.reply_to,
+    }
+    for name, addresses in named.items():
+        for address in addresses:
+            if is_special_use(address):
+                raise InvalidEmail(
+                    f"{name}: {address} is at a special-use or reserved domain name, "
+                    "which REFUSE_SPECIAL_USE_DOMAINS refuses"
+                )
 
 
 def _known_shape(message_id: str) -> str:

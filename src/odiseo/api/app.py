@@ -25,6 +25,7 @@ from odiseo.api.wiring import build_provider, build_service, build_store, build_
 from odiseo.config import Settings
 from odiseo.errors import (
     Duplicate,
+    InvalidEmail,
     InvalidTransition,
     NotFound,
     StoreUnavailable,
@@ -32,7 +33,6 @@ from odiseo.errors import (
     TooLarge,
 )
 from odiseo.metrics import Metrics
-from odiseo.service import InvalidEmail
 from odiseo.template_service import TemplateService
 
 log = logging.getLogger(__name__)
@@ -44,12 +44,16 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = build_store(settings)
-        if migrate:
-            await store.migrate()
+        try:
+            if migrate:
+                await store.migrate()
+            app.state.service = build_service(settings, store)
+        except BaseException:
+            await store.close()  # a start that fails leaves no connection behind
+            raise
         app.state.settings = settings
         app.state.keys = keys
         app.state.metrics = Metrics()
-        app.state.service = build_service(settings, store)
         app.state.templates = TemplateService(
             templates=store.templates, renderer=app.state.service.renderer
         )

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import email_validator
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -27,7 +26,14 @@ from pydantic import (
 from pydantic_core import to_json
 
 from odiseo.domain.models import Attachment
-from odiseo.mime import ascii_address
+from odiseo.errors import InvalidEmail
+from odiseo.mime import (
+    CONTENT_ID,
+    MEDIA_TYPE,
+    ascii_address,
+    check_header_name,
+    value_problem,
+)
 from odiseo.rendering import TEMPLATE_ID
 from odiseo.service import DEFAULT_PRIORITY, EmailRequest
 
@@ -36,36 +42,18 @@ MAX_ATTACHMENTS = 50
 MAX_BATCH = 500
 MAX_TEMPLATE_VARS_BYTES = 65536
 MAX_BODY_CHARS = 5_000_000
-_HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # printable ASCII, no colon (RFC 5322 ftext)
-_RESERVED_HEADERS = frozenset(
-    [
-        "from",
-        "to",
-        "cc",
-        "bcc",
-        "subject",
-        "message-id",
-        "date",
-        "sender",
-        "reply-to",
-        "mime-version",
-        "content-type",
-        "content-transfer-encoding",
-        "return-path",
-    ]
-)
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029]")
+def _header_text(value: str) -> str:
+    """A value bound for a header: the rule the message writer itself applies. Spaces and
+    TABs at either end are dropped, as mail readers do when they unfold a header."""
+    problem = value_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value.strip(" \t")
 
 
-def _single_line(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must not contain line breaks (CR, LF), NUL or other control characters")
-    return value
-
-
-HeaderText = Annotated[str, AfterValidator(_single_line)]
+HeaderText = Annotated[str, AfterValidator(_header_text)]
 MAX_DEPTH = 32
 
 
@@ -169,7 +157,6 @@ _PLAIN_ADDRESS = re.compile(
     r"@(?P<domain>(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z])?)",
     re.ASCII | re.IGNORECASE,
 )
-_SPECIAL_USE = tuple(f".{name}" for name in email_validator.SPECIAL_USE_DOMAIN_NAMES)
 
 
 def _address(value: Any, handler: ValidatorFunctionWrapHandler) -> str:
@@ -177,9 +164,7 @@ def _address(value: Any, handler: ValidatorFunctionWrapHandler) -> str:
     if isinstance(value, str) and len(value) <= 254:
         match = _PLAIN_ADDRESS.fullmatch(value)
         if match and len(match["local"]) <= 64 and "--" not in match["domain"]:
-            domain = match["domain"].lower()
-            if not f".{domain}".endswith(_SPECIAL_USE):
-                return f"{match['local']}@{domain}"
+            return f"{match['local']}@{match['domain'].lower()}"
     return ascii_address(handler(value))
 
 
@@ -203,12 +188,16 @@ class AttachmentIn(RequestModel):
         },
     )
 
-    filename: HeaderText = Field(min_length=1, max_length=255)
+    filename: HeaderText = Field(
+        min_length=1, max_length=255, description="spaces at either end are dropped"
+    )
     content: str = Field(description="the file, base64-encoded", max_length=MAX_BODY_CHARS * 3)
     content_type: str | None = Field(
-        default=None, pattern=r"^[\w.+-]+/[\w.+-]+$", description="guessed from filename if absent"
+        default=None,
+        max_length=255,
+        description="type/subtype in ASCII (RFC 6838 names); guessed from filename if absent",
     )
-    content_id: HeaderText | None = Field(default=None, min_length=1, max_length=255)
+    content_id: str | None = Field(default=None, min_length=1, max_length=257)
 
     @field_validator("content")
     @classmethod
@@ -219,17 +208,37 @@ class AttachmentIn(RequestModel):
             raise ValueError("is not valid base64") from None
         return value
 
+    @field_validator("filename")
+    @classmethod
+    def _trimmed(cls, value: str) -> str:
+        trimmed = value.strip()  # mail readers drop them (Python's get_filename() too)
+        if not trimmed:
+            raise ValueError("must not be blank")
+        return trimmed
+
     @field_validator("content_type")
     @classmethod
     def _leaf_type(cls, value: str | None) -> str | None:
-        if value is not None and value.split("/", 1)[0].lower() in {"multipart", "message"}:
+        if value is None:
+            return None
+        if not MEDIA_TYPE.fullmatch(value):
+            raise ValueError("must be type/subtype in ASCII letters, digits and !#$&^_.+-")
+        if value.split("/", 1)[0].lower() in {"multipart", "message"}:
             raise ValueError("multipart/* and message/* cannot be attached as files")
         return value
 
     @field_validator("content_id")
     @classmethod
     def _bare_id(cls, value: str | None) -> str | None:
-        return None if value is None else value.strip("<>")
+        if value is None:
+            return None
+        bare = value.removeprefix("<").removesuffix(">")
+        if len(bare) > 255 or not CONTENT_ID.fullmatch(bare):
+            raise ValueError(
+                "must be id-left[@id-right] (at most 255 characters) of ASCII letters, "
+                "digits and !#$%&'*+/=?^_`{|}~.-"
+            )
+        return bare
 
     def to_attachment(self) -> Attachment:
         guessed = mimetypes.guess_type(self.filename)[0]
@@ -291,10 +300,10 @@ class EmailIn(RequestModel):
     @classmethod
     def _header_names(cls, headers: dict[str, str]) -> dict[str, str]:
         for name, value in headers.items():
-            if not _HEADER_NAME.match(name):
-                raise ValueError(f"{name!r} is not a valid header name")
-            if name.lower() in _RESERVED_HEADERS:
-                raise ValueError(f"{name} is set by Odiseo and cannot be overridden")
+            try:
+                check_header_name(name)
+            except InvalidEmail as exc:
+                raise ValueError(exc.message.removeprefix("headers: ")) from None
             if len(value) > 998:
                 raise ValueError(f"{name}: value longer than 998 characters")
         return headers

@@ -9,9 +9,9 @@ import logging
 
 from odiseo.config import Settings
 from odiseo.dkim_signing import DkimSigner
-from odiseo.errors import ConfigError
+from odiseo.errors import ConfigError, InvalidEmail
 from odiseo.metrics import Metrics
-from odiseo.mime import ascii_address
+from odiseo.mime import ascii_address, check_address, check_value, is_special_use
 from odiseo.providers.base import Provider
 from odiseo.providers.outbox import OutboxProvider
 from odiseo.providers.smtp import SmtpProvider
@@ -52,9 +52,10 @@ def build_service(settings: Settings, store: EmailStore) -> EmailService:
         store=store,
         renderer=Renderer(settings.templates_dir),
         sender=Sender(
-            email=ascii_address(settings.smtp_from_email),
+            email=_sender_address(settings),
             name=settings.smtp_from_name or None,
             allowed=frozenset(_ascii_entry(entry) for entry in settings.sender_allow_list),
+            refuse_special_use=settings.refuse_special_use_domains,
         ),
         max_retries=settings.email_retry_max_attempts,
         max_message_bytes=settings.max_message_bytes,
@@ -71,6 +72,22 @@ def build_signer(settings: Settings) -> DkimSigner | None:
         selector=settings.dkim_selector,
         key=settings.dkim_private_key.get_secret_value(),
     )
+
+
+def _sender_address(settings: Settings) -> str:
+    """SMTP_FROM_EMAIL as messages carry it; a sender no message could use stops the start."""
+    try:
+        address = ascii_address(settings.smtp_from_email.strip())
+        check_address("SMTP_FROM_EMAIL", address)
+        check_value("SMTP_FROM_NAME", settings.smtp_from_name)
+    except (ValueError, InvalidEmail) as exc:
+        raise ConfigError(str(exc) if isinstance(exc, ValueError) else exc.message) from None
+    if settings.refuse_special_use_domains and is_special_use(address):
+        raise ConfigError(
+            f"SMTP_FROM_EMAIL: {address} is at a special-use or reserved domain name, "
+            "which REFUSE_SPECIAL_USE_DOMAINS refuses"
+        )
+    return address
 
 
 def _ascii_entry(entry: str) -> str:

@@ -1,0 +1,37 @@
+"""Addresses as SMTP without SMTPUTF8 takes them, and special-use domain names."""
+
+from __future__ import annotations
+
+import email_validator
+import idna
+
+# Special-use and reserved names (.local, .internal, .lan, .test…) are valid addresses
+# for a relay that serves intranets and test setups: its smarthost decides whether they
+# are deliverable. email-validator refuses them unless this global, which its API lets
+# users change, says otherwise; REFUSE_SPECIAL_USE_DOMAINS brings the refusal back.
+# "internal" was reserved for private use by ICANN in 2024, after email-validator's list.
+SPECIAL_USE_DOMAINS = (*email_validator.SPECIAL_USE_DOMAIN_NAMES, "internal")
+email_validator.SPECIAL_USE_DOMAIN_NAMES = []
+_SUFFIXES = tuple(f".{name}" for name in SPECIAL_USE_DOMAINS)
+
+
+def is_special_use(address: str) -> bool:
+    """Whether the domain of `address` (xn-- form) is special-use or reserved (RFC 6761)."""
+    return f".{address.rpartition('@')[2].lower()}".endswith(_SUFFIXES)
+
+
+def ascii_address(address: str) -> str:
+    """The address with its domain in IDNA (xn--) form, as SMTP without SMTPUTF8 needs.
+
+    Raises:
+        ValueError: a non-ASCII local part, which only SMTPUTF8 servers could take.
+    """
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise ValueError("non-ASCII before the @ needs SMTPUTF8, which Odiseo does not use")
+    if domain.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError as exc:
+        raise ValueError(f"invalid international domain: {exc}") from None
