@@ -27,7 +27,7 @@ ENVIRONMENT = {
     "API_ACCESS_LOG": "one uvicorn log line per HTTP request (false: accepted and refused "
     "requests are logged by Odiseo itself)",
     "API_ALLOWED_HOSTS": "more Host names the API answers to, comma-separated (* turns the check "
-    "off); loopback names and API_HOST always pass",
+    "off); loopback names, API_HOST, and any IP address on 0.0.0.0 or :: always pass",
     "API_KEEPALIVE_TIMEOUT_SECONDS": "an idle keep-alive connection is closed after this (5)",
     "API_HEADER_TIMEOUT_SECONDS": "a request's headers must arrive within this, or the "
     "connection is closed (10)",

@@ -168,3 +168,32 @@ def test_a_body_refused_before_it_was_read_is_still_bounded(
     wait_until_closed([owing, finished], timeout=BODY + MARGIN)
     assert check_closed(owing, BODY, answer=b"HTTP/1.1 401 ") is None, owing
     assert check_closed(finished, KEEPALIVE, answer=b"HTTP/1.1 401 ") is None, finished
+
+
+def test_a_request_the_application_takes_long_to_answer_is_not_cut_off(
+    launcher: Launcher, sqlite_database: dict[str, str]
+) -> None:
+    """No deadline runs while the application works: /health waits up to 3 s for an SMTP
+    server that accepts connections and never greets, far beyond the limits set here;
+    two requests pipelined in one packet are both answered."""
+    with socket.create_server(("127.0.0.1", 0)) as silent_smtp:
+        env = base_env(
+            **sqlite_database,
+            API_HEADER_TIMEOUT_SECONDS="0.5",
+            API_BODY_TIMEOUT_SECONDS="0.5",
+            API_KEEPALIVE_TIMEOUT_SECONDS="0.5",
+            EMAIL_PROVIDER="smtp",
+            SMTP_HOST="127.0.0.1",
+            SMTP_PORT=str(silent_smtp.getsockname()[1]),
+            SMTP_USE_TLS="false",
+            SMTP_TIMEOUT_SECONDS="30",
+        )
+        process = launcher.start(["api"], env)
+        process.wait_ready()
+        port = int(env["API_PORT"])
+        request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        client = connect(port, "two slow requests", request * 2)
+        wait_until_closed([client], timeout=20)
+    assert client.received.count(b"HTTP/1.1 200 ") == 2, client.received
+    assert client.closed_after is not None and client.closed_after > 2.5, client
+    assert b"408" not in client.received
