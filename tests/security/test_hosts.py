@@ -31,7 +31,8 @@ def policy(api_host: str = "127.0.0.1", allowed_hosts: str = "") -> HostPolicy:
         pytest.param(
             "127.0.0.1",
             "",
-            ["127.0.0.1:8001", "localhost:8001", "LOCALHOST", "[::1]:8001", "localhost.", "127.0.0.1"],
+            ["127.0.0.1:8001", "localhost:8001", "LOCALHOST", "[::1]:8001", "localhost.",
+             "127.0.0.1"],
             ["evil.example:8001", "evil.example", "127.0.0.2:8001", "localhost.evil.example",
              "127.0.0.1.nip.io", "[::2]:8001", "", "localhost:8001:1", "0x7f.1"],
             id="loopback",
