@@ -179,18 +179,9 @@ def _serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool) -
 
 
 def _uvicorn_config(settings: Settings, app: Any, **extra: Any) -> Any:
-    import uvicorn
+    from odiseo.api.server import server_config
 
-    return uvicorn.Config(
-        app,
-        host=settings.api_host,
-        port=settings.api_port,
-        log_config=None,
-        log_level=settings.log_level.lower(),
-        access_log=settings.api_access_log,
-        server_header=False,
-        **extra,
-    )
+    return server_config(settings, app, **extra)
 
 
 def _serve_processes(settings: Settings, args: argparse.Namespace) -> int:

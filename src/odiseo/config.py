@@ -26,6 +26,13 @@ ENVIRONMENT = {
     "API_WORKERS": "odiseo api: processes serving the API on one port (1); more need PostgreSQL",
     "API_ACCESS_LOG": "one uvicorn log line per HTTP request (false: accepted and refused "
     "requests are logged by Odiseo itself)",
+    "API_ALLOWED_HOSTS": "more Host names the API answers to, comma-separated (* turns the check "
+    "off); loopback names, API_HOST, and any IP address on 0.0.0.0 or :: always pass",
+    "API_KEEPALIVE_TIMEOUT_SECONDS": "an idle keep-alive connection is closed after this (5)",
+    "API_HEADER_TIMEOUT_SECONDS": "a request's headers must arrive within this, or the "
+    "connection is closed (10)",
+    "API_BODY_TIMEOUT_SECONDS": "a request's body must arrive within this after its headers, "
+    "or 408 and the connection is closed (60)",
     "API_KEYS": "comma-separated API keys, each optionally key:send+read+admin (never logged)",
     "API_KEYS_FILE": "a file of API keys, one per line, same key:scopes form",
     "ALLOW_UNAUTHENTICATED": "let a keyless API listen beyond loopback (false)",
@@ -85,6 +92,10 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8001, ge=1, le=65535)
     api_workers: int = Field(default=1, ge=1, le=64)
     api_access_log: bool = False
+    api_allowed_hosts: str = ""
+    api_keepalive_timeout_seconds: float = Field(default=5.0, gt=0, le=3600)
+    api_header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    api_body_timeout_seconds: float = Field(default=60.0, gt=0, le=86400)
 
     api_keys: SecretStr = SecretStr("")
     api_keys_file: Path | None = None

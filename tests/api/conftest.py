@@ -25,6 +25,7 @@ def settings(database_url: tuple[str, str], tmp_path: Path) -> Settings:
         templates_dir=templates,
         log_to_file=False,
         allowed_senders="billing@odiseo.io,@acme.example",
+        api_allowed_hosts="odiseo",  # the client's base_url; the Host check stays on
     )
 
 

@@ -63,6 +63,7 @@ async def test_unreachable_postgres_gives_503_naming_db(tmp_path: Path) -> None:
         email_provider="outbox",
         outbox_dir=tmp_path,
         log_to_file=False,
+        api_allowed_hosts="odiseo",  # the client's base_url
     )
     app = create_app(settings, migrate=False)
     async with app.router.lifespan_context(app):

@@ -116,3 +116,19 @@ def test_api_workers_refuse_what_they_cannot_serve(
     assert expected in done.stderr, done.output()
     assert "Traceback" not in done.stderr
     assert not os.path.exists(tmp_path / "odiseo.db") or command == "run"
+
+
+def test_every_process_closes_late_connections(
+    launcher: Launcher, postgres_env: dict[str, str]
+) -> None:
+    """The connection deadlines reach the processes uvicorn's supervisor starts."""
+    from tests.e2e.test_connections import HEADER, LIMITS, check_closed, connect, wait_until_closed
+
+    process = launcher.start(["api"], {**postgres_env, **LIMITS})
+    process.wait_ready()
+    port = int(postgres_env["API_PORT"])
+    half = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-"
+    clients = [connect(port, f"half a header {i}", half) for i in range(20)]
+    wait_until_closed(clients, timeout=HEADER + 8)
+    problems = [check_closed(c, HEADER, answer=b"HTTP/1.1 408 ") for c in clients]
+    assert [p for p in problems if p] == [], process.output()

@@ -140,6 +140,7 @@ def features_settings(
         "log_to_file": False,
         "allowed_senders": "billing@odiseo.io,@acme.example",
         "templates_dir": templates,
+        "api_allowed_hosts": "odiseo",  # the client's base_url; the Host check stays on
         **settings_overrides,
     }
     return Settings(_env_file=None, **fields)  # hermetic: no ./.env from the working directory

@@ -6,12 +6,17 @@ that once got a 500 or were accepted are listed apart, each with the bug it caug
 
 from __future__ import annotations
 
+import base64
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute, iter_route_contexts
 
+from odiseo.api.app import create_app
+from odiseo.api.routes import emails
 from tests.security.conftest import (
     ADMIN_KEY,
     ALL_KEY,
@@ -38,6 +43,7 @@ class Hostile:
     path: str = "/emails"
     key: str = SEND_KEY
     headers: dict[str, str] = field(default_factory=dict)
+    typed: bool = True  # a bytes body is sent as application/json unless headers say otherwise
 
 
 def raw(text: str) -> bytes:
@@ -51,6 +57,11 @@ def with_fields(extra: str) -> bytes:
 
 def nested(depth: int) -> str:
     return "[" * depth + "]" * depth
+
+
+def cursor(text: str) -> str:
+    """A cursor as GET /emails gives them out (unpadded URL-safe base64), holding `text`."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 HOSTILE = [
@@ -73,13 +84,55 @@ HOSTILE = [
     Hostile(
         "overlong utf-8", 400, b'{"to": ["user@example.com"], "subject": "\xc0\xaf", "body": "b"}'
     ),
+    # media types a web page may send cross-site without a CORS preflight
     Hostile(
         "form encoded",
-        422,
+        415,
         b"to=user%40example.com&subject=s&body=b",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     ),
-    Hostile("text/plain json", 422, raw(f"{BASE}}}"), headers={"Content-Type": "text/plain"}),
+    Hostile("text/plain json", 415, raw(f"{BASE}}}"), headers={"Content-Type": "text/plain"}),
+    Hostile(
+        "multipart json",
+        415,
+        raw(f"{BASE}}}"),
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+    ),
+    Hostile("json without a Content-Type", 415, raw(f"{BASE}}}"), typed=False),
+    Hostile(
+        "batch without a Content-Type",
+        415,
+        raw(f'{{"emails": [{BASE}}}]}}'),
+        path="/emails/batch",
+        typed=False,
+    ),
+    Hostile(
+        "template without a Content-Type",
+        415,
+        b'{"html": "x"}',
+        "PUT",
+        "/templates/t",
+        ADMIN_KEY,
+        typed=False,
+    ),
+    Hostile(
+        "render as text/plain",
+        415,
+        b'{"variables": {}}',
+        "POST",
+        "/templates/welcome/render",
+        READ_KEY,
+        headers={"Content-Type": "text/plain"},
+    ),
+    Hostile(
+        "reschedule without a Content-Type",
+        415,
+        b'{"send_at": "2030-01-01T00:00:00Z"}',
+        "PATCH",
+        f"/emails/{UNKNOWN_ID}",
+        ADMIN_KEY,
+        typed=False,
+    ),
     # wrong types
     Hostile("to is a string", 422, {**EMAIL, "to": "user@example.com"}),
     Hostile("to is a number", 422, {**EMAIL, "to": 5}),
@@ -207,7 +260,30 @@ HOSTILE = [
     Hostile("limit a word", 422, None, "GET", "/emails?limit=all", READ_KEY),
     Hostile("status unknown", 422, None, "GET", "/emails?status=deleted", READ_KEY),
     Hostile("created_after a word", 422, None, "GET", "/emails?created_after=yesterday", READ_KEY),
-    Hostile("cursor forged", 404, None, "GET", "/emails?cursor=%27%20OR%201%3D1--", READ_KEY),
+    Hostile("cursor forged", 422, None, "GET", "/emails?cursor=%27%20OR%201%3D1--", READ_KEY),
+    # out-of-range integers: the id column is a 64-bit BIGINT, a template version 32-bit
+    Hostile(
+        "cursor past 64 bits",
+        422,
+        None,
+        "GET",
+        f"/emails?cursor={cursor('9999999999999999999')}",
+        READ_KEY,
+    ),
+    Hostile("cursor at 2**63", 422, None, "GET", f"/emails?cursor={cursor(str(2**63))}", READ_KEY),
+    Hostile("cursor of zero", 422, None, "GET", f"/emails?cursor={cursor('0')}", READ_KEY),
+    Hostile("cursor negative", 422, None, "GET", f"/emails?cursor={cursor('-1')}", READ_KEY),
+    Hostile("cursor of arabic digits", 422, None, "GET", f"/emails?cursor={cursor('٣')}", READ_KEY),
+    Hostile("limit past 64 bits", 422, None, "GET", f"/emails?limit={2**64}", READ_KEY),
+    Hostile(
+        "template version 2**63",
+        422,
+        None,
+        "GET",
+        "/templates/welcome?version=9223372036854775808",
+        READ_KEY,
+    ),
+    Hostile("template version 2**31", 422, None, "GET", f"/templates/x?version={2**31}", READ_KEY),
     Hostile("cursor too long", 422, None, "GET", f"/emails?cursor={'A' * 33}", READ_KEY),
     Hostile("tag too long", 422, None, "GET", f"/emails?tag={'t' * 65}", READ_KEY),
     Hostile("message id SQL", 404, None, "GET", "/emails/%27%20OR%20%271%27%3D%271", READ_KEY),
@@ -269,9 +345,10 @@ async def hostile_client(
 
 
 async def send(client: httpx.AsyncClient, case: Hostile) -> httpx.Response:
-    headers = {**auth(case.key), **case.headers}
+    headers = {**(auth(case.key) if case.key else {}), **case.headers}
     if isinstance(case.body, bytes):
-        headers.setdefault("Content-Type", "application/json")
+        if case.typed:
+            headers.setdefault("Content-Type", "application/json")
         return await client.request(case.method, case.path, content=case.body, headers=headers)
     if case.body is None:
         return await client.request(case.method, case.path, headers=headers)
@@ -477,3 +554,54 @@ async def test_unicode_that_is_fine_is_kept_as_sent(hostile_client: httpx.AsyncC
         f"/emails/{response.json()['message_id']}", headers=auth(READ_KEY)
     )
     assert stored.json()["subject"] == subject
+
+
+# The two routes of POST /emails ---------------------------------------------------------------
+
+WRONG_KEYS = [
+    Hostile(f"key {name}", expected, EMAIL, key=key)
+    for name, expected, key in [
+        ("missing", 401, ""),
+        ("wrong", 401, "wrongkey-0123456789abcdef"),
+        ("without the send scope", 403, READ_KEY),
+    ]
+]
+
+
+@pytest.fixture
+async def documented_only_client(
+    make_settings: SettingsFactory,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with the fast POST /emails route taken out: its documented APIRoute answers."""
+    app = create_app(make_settings(max_request_bytes=1_000_000))
+    for route in emails.direct_routes:
+        app.router.routes.remove(route)
+    served = {
+        type(c.original_route) for c in iter_route_contexts(app.routes) if c.path == "/emails"
+    }
+    assert served == {APIRoute}, served
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://odiseo") as client:
+            yield client
+
+
+async def test_both_routes_of_post_emails_answer_alike(
+    hostile_client: httpx.AsyncClient, documented_only_client: httpx.AsyncClient
+) -> None:
+    cases = [c for c in [*HOSTILE, *(b.case for b in BUGS), *WRONG_KEYS] if c.path == "/emails"]
+    assert len(cases) > 80, len(cases)
+    different = []
+    for case in cases:
+        if case.method != "POST":
+            continue
+        fast = await send(hostile_client, case)
+        documented = await send(documented_only_client, case)
+        seen = [
+            (r.status_code, r.text, r.headers.get("www-authenticate"), r.headers["content-type"])
+            for r in (fast, documented)
+        ]
+        if seen[0] != seen[1]:
+            different.append(f"{case.name}:\n  fast       {seen[0]}\n  documented {seen[1]}")
+    assert not different, "\n".join(different)
+    assert (await queue_counts(hostile_client)) == ZERO

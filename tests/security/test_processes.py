@@ -103,12 +103,21 @@ def high_water_mark(pid: int) -> int:
     raise AssertionError(f"no VmHWM in /proc/{pid}/status")
 
 
-def post_huge_bodies(port: int, *, count: int, size: int, timeout: float = 30.0) -> list[bytes]:
-    """Open `count` connections, each declaring a `size`-byte POST /emails, and push zero bytes
-    on all of them at once while reading what comes back; return each connection's answer."""
+def post_huge_bodies(
+    port: int,
+    *,
+    count: int,
+    size: int,
+    timeout: float = 30.0,
+    request: str = "POST /emails",
+    key: str | None = ALL_KEY,
+) -> list[bytes]:
+    """Open `count` connections, each declaring a `size`-byte `request` (POST /emails), and push
+    zero bytes on all of them at once while reading what comes back; return each answer."""
+    authorization = f"Authorization: Bearer {key}\r\n" if key else ""
     head = (
-        "POST /emails HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Authorization: Bearer {ALL_KEY}\r\nContent-Length: {size}\r\n\r\n"
+        f"{request} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"{authorization}Content-Length: {size}\r\n\r\n"
     ).encode()
     chunk = bytes(256 * 1024)
     sockets = []
@@ -173,6 +182,66 @@ def test_four_30_mb_bodies_are_refused_without_being_read(
     assert grown < 40 * 1024 * 1024, f"VmHWM grew by {grown / 1e6:.1f} MB"
     with process.client() as http:  # and the server is still fine
         assert http.get("/queue/status", headers=auth(READ_KEY)).json()["pending"] == 3
+
+
+# Keyless bodies are not read -------------------------------------------------------------------
+
+BODY_REQUESTS = [
+    "POST /emails",
+    "POST /emails/batch",
+    "PUT /templates/t",
+    "POST /templates/t/render",
+    "PATCH /emails/00000000-0000-0000-0000-000000000000",
+]
+
+
+def answer_without_sending_the_body(port: int, request: str, *, size: int) -> bytes:
+    """Declare a `size`-byte body, send only its first bytes, and read the answer (one
+    read up to its Content-Length) while the rest is never sent."""
+    head = (
+        f"{request} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {size}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(head + b'{"to": [')
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536) or b"<closed>"
+        headers, _, body = answer.partition(b"\r\n\r\n")
+        length = int(headers.lower().partition(b"content-length: ")[2].split(b"\r\n")[0])
+        while len(body) < length:
+            body += sock.recv(65536)
+        return headers + b"\r\n\r\n" + body
+
+
+def test_keyless_bodies_are_refused_before_they_are_received(
+    launcher: Launcher, sqlite_database: dict[str, str]
+) -> None:
+    env = base_env(**sqlite_database, API_KEYS=API_KEYS)  # MAX_REQUEST_BYTES: the 16 MB default
+    process = launcher.start(["api"], env)
+    process.wait_ready()
+    port = int(env["API_PORT"])
+    for request in BODY_REQUESTS:
+        try:
+            answer = answer_without_sending_the_body(port, request, size=16 * 1024 * 1024)
+        except TimeoutError:
+            raise AssertionError(
+                f"{request}: no answer until the body came{process.output()}"
+            ) from None
+        assert answer.startswith(b"HTTP/1.1 401 "), f"{request}: {answer[:300]!r}"
+        assert b'"detail"' in answer, answer
+
+    with process.client() as http:  # warm up the refusal path before measuring
+        http.put("/templates/t", json={"html": "x"})
+    pid = process.popen.pid
+    baseline = high_water_mark(pid)
+    answers = post_huge_bodies(
+        port, count=16, size=16 * 1024 * 1024, request="PUT /templates/t", key=None
+    )
+    for answer in answers:
+        assert answer.startswith(b"HTTP/1.1 401 "), f"{answer[:200]!r}{process.output()}"
+    grown = high_water_mark(pid) - baseline
+    assert grown < 40 * 1024 * 1024, f"VmHWM grew by {grown / 1e6:.1f} MB"
 
 
 # API keys never reach the output --------------------------------------------------------------

@@ -96,3 +96,16 @@ def test_password_is_hidden_from_repr_and_errors(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(ConfigError) as caught:
         load_settings()
     assert "hunter2-secret" not in str(caught.value)
+
+
+def test_connection_limits_and_allowed_hosts_have_sane_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings()
+    assert settings.api_keepalive_timeout_seconds == 5
+    assert settings.api_header_timeout_seconds == 10
+    assert settings.api_body_timeout_seconds == 60
+    assert settings.api_allowed_hosts == ""
+    monkeypatch.setenv("API_HEADER_TIMEOUT_SECONDS", "0")
+    with pytest.raises(ConfigError, match="API_HEADER_TIMEOUT_SECONDS"):
+        load_settings()

@@ -10,17 +10,19 @@ from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from odiseo import __version__
 from odiseo.api.auth import KeyRing, document_security
-from odiseo.api.body import documented
+from odiseo.api.body import documented, refuse_declared_bodies
 from odiseo.api.errors import describe_errors, error_list
 from odiseo.api.health import HealthCheck
+from odiseo.api.hosts import HostCheck, HostPolicy
 from odiseo.api.limits import RequestSizeLimit
 from odiseo.api.routes import emails, system, templates
-from odiseo.api.schemas import BatchIn, EmailIn
+from odiseo.api.schemas import BatchIn, EmailIn, RenderIn, RescheduleIn, TemplateIn
 from odiseo.api.wiring import build_provider, build_service, build_store, build_worker
 from odiseo.config import Settings
 from odiseo.errors import (
@@ -79,13 +81,18 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
         lifespan=lifespan,
     )
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
+    hosts = HostPolicy.from_settings(
+        api_host=settings.api_host, allowed_hosts=settings.api_allowed_hosts
+    )
+    app.add_middleware(HostCheck, policy=hosts)  # the outermost: before anything else runs
     # POST /emails is served by a plain Starlette route ahead of its documented APIRoute.
     app.router.routes[:0] = emails.direct_routes
     app.include_router(emails.router)
     app.include_router(templates.router)
     app.include_router(system.router)
     _install_error_handlers(app)
-    documented(app, EmailIn, BatchIn)
+    refuse_declared_bodies(app)
+    documented(app, EmailIn, BatchIn, TemplateIn, RenderIn, RescheduleIn)
     document_security(app, emails.router, templates.router, system.router)
     return app
 
@@ -108,6 +115,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         response = _problem(exc.status_code, str(exc.detail))
         response.headers.update(exc.headers or {})
         return response
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(_: Request, exc: ClientDisconnect) -> Response:
+        # The client left (or api/server.py closed it for being late) before its body came.
+        log.info("client disconnected before its request body arrived")
+        return Response(status_code=400)  # goes nowhere: the connection is closed
 
     @app.exception_handler(InvalidEmail)
     async def invalid_email(_: Request, exc: InvalidEmail) -> JSONResponse:

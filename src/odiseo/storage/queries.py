@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -162,10 +163,18 @@ def encode_cursor(email_id: int) -> str:
     return base64.urlsafe_b64encode(str(email_id).encode()).decode().rstrip("=")
 
 
+# emails.id is a 64-bit BIGINT: a cursor naming a larger id is not one we gave out, and
+# neither engine could even compare with it.
+_ID_MAX = 2**63 - 1
+_DIGITS = re.compile(r"[1-9][0-9]{0,18}")
+
+
 def decode_cursor(cursor: str) -> int | None:
     """The id in a cursor, or None when it is not one of ours."""
     try:
-        value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        return int(value) if value.isdigit() and len(value) < 20 else None
+        value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
     except (ValueError, UnicodeDecodeError):
         return None
+    if not _DIGITS.fullmatch(value) or int(value) > _ID_MAX:
+        return None
+    return int(value)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from odiseo.api.auth import AdminKey, ReadKey
+from odiseo.api.body import parse_json, request_body
 from odiseo.api.deps import TemplatesDep
 from odiseo.api.schemas import Problem, RenderIn, RenderOut, TemplateIn, TemplateOut
 from odiseo.mime import html_to_text
@@ -19,6 +20,8 @@ TemplateId = Annotated[
     str, Path(pattern=TEMPLATE_ID.pattern, max_length=128, description="letters, digits, _-.")
 ]
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": Problem}, 422: {"model": Problem}}
+# templates.version is a 32-bit INTEGER column on PostgreSQL: a larger number is no version.
+VERSION_MAX = 2**31 - 1
 
 
 @router.get("", response_model=list[TemplateOut], dependencies=[ReadKey])
@@ -27,11 +30,18 @@ async def list_templates(templates: TemplatesDep) -> list[TemplateOut]:
     return [TemplateOut.model_validate(t) for t in await templates.list()]
 
 
-@router.put("/{template_id}", response_model=TemplateOut, responses=ERRORS, dependencies=[AdminKey])
+@router.put(
+    "/{template_id}",
+    response_model=TemplateOut,
+    responses=ERRORS,
+    dependencies=[AdminKey],
+    openapi_extra=request_body(TemplateIn),
+)
 async def put_template(
-    template_id: TemplateId, body: TemplateIn, templates: TemplatesDep, response: Response
+    template_id: TemplateId, request: Request, templates: TemplatesDep, response: Response
 ) -> TemplateOut:
     """Create the template (201) or save a new version of it (200)."""
+    body = await parse_json(request, TemplateIn)  # after the key: see api/body.py
     saved = await templates.save(
         template_id, subject=body.subject, html=body.html, text=body.text, now=datetime.now(UTC)
     )
@@ -44,7 +54,7 @@ async def put_template(
 async def get_template(
     template_id: TemplateId,
     templates: TemplatesDep,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=VERSION_MAX)] = None,
 ) -> TemplateOut:
     """The current version, or `?version=N` (kept even after a delete)."""
     return TemplateOut.model_validate(await templates.get(template_id, version))
@@ -63,12 +73,17 @@ async def delete_template(template_id: TemplateId, templates: TemplatesDep) -> R
 
 
 @router.post(
-    "/{template_id}/render", response_model=RenderOut, responses=ERRORS, dependencies=[ReadKey]
+    "/{template_id}/render",
+    response_model=RenderOut,
+    responses=ERRORS,
+    dependencies=[ReadKey],
+    openapi_extra=request_body(RenderIn),
 )
 async def render_template(
-    template_id: TemplateId, body: RenderIn, templates: TemplatesDep
+    template_id: TemplateId, request: Request, templates: TemplatesDep
 ) -> RenderOut:
     """Preview what a send with these variables would produce (stored template, else file)."""
+    body = await parse_json(request, RenderIn)  # after the key: see api/body.py
     rendered = await templates.preview(template_id, body.variables)
     return RenderOut(
         subject=rendered.subject,

@@ -1,0 +1,130 @@
+"""Refuse requests whose Host header names a host this API does not serve.
+
+A web page can point a name it controls at 127.0.0.1 (DNS rebinding) and then
+call the API as if it were its own origin: the browser sends the page's name in
+Host. So the API answers only to the names it is reached by: the loopback names,
+the API_HOST address, and API_ALLOWED_HOSTS (a reverse proxy that forwards the
+public name needs it listed). Listening on every interface (0.0.0.0, ::), any IP
+address passes as well: an address in Host cannot have been rebound. The port is
+not compared, so tunnels and published container ports keep working.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+WILDCARD_ADDRESSES = frozenset({"0.0.0.0", "::", ""})
+_REMEMBERED = 256  # distinct Host values whose verdict is cached
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    """Which Host header values the API answers to."""
+
+    names: frozenset[str]
+    any_address: bool = False
+    everything: bool = False
+
+    @classmethod
+    def from_settings(cls, *, api_host: str, allowed_hosts: str) -> HostPolicy:
+        listed = {_normal(name) for name in allowed_hosts.split(",") if name.strip()}
+        if "*" in listed:
+            return cls(names=frozenset(), everything=True)
+        bound = _normal(api_host)
+        wildcard = bound in WILDCARD_ADDRESSES
+        names = LOOPBACK_NAMES | listed | (set() if wildcard else {bound})
+        return cls(names=frozenset(names), any_address=wildcard)
+
+    def admits(self, host: str) -> bool:
+        """Whether a request with this Host header value (port included) is served."""
+        if self.everything:
+            return True
+        name = _normal(_without_port(host))
+        if name in self.names:
+            return True
+        return self.any_address and _is_address(name)
+
+
+def _without_port(host: str) -> str:
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    name, colon, port = host.rpartition(":")
+    return name if colon and port.isdigit() else host
+
+
+def _normal(name: str) -> str:
+    name = name.strip().lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    return name[:-1] if name.endswith(".") else name
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class HostCheck:
+    """ASGI middleware: a Host the policy does not admit is answered 421 with a `detail`.
+
+    A request without Host (HTTP/1.0) passes: browsers always send one.
+    """
+
+    def __init__(self, app: ASGIApp, *, policy: HostPolicy) -> None:
+        self.app = app
+        self.policy = policy
+        self.verdicts: dict[bytes, bool] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.policy.everything:
+            host = _host_header(scope)
+            if host is not None and not self._admits(host):
+                await _misdirected(host.decode("latin-1"), send)
+                return
+        await self.app(scope, receive, send)
+
+    def _admits(self, host: bytes) -> bool:
+        verdict = self.verdicts.get(host)
+        if verdict is None:
+            verdict = self.policy.admits(host.decode("latin-1"))
+            if len(self.verdicts) < _REMEMBERED:
+                self.verdicts[host] = verdict
+        return verdict
+
+
+def _host_header(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return bytes(value)
+    return None
+
+
+async def _misdirected(host: str, send: Send) -> None:
+    detail = (
+        f"Host {host[:100]!r} is not a name this API answers to; "
+        "if it should be, add it to API_ALLOWED_HOSTS"
+    )
+    log.info("refused with 421: %s", detail)
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 421,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
