@@ -27,7 +27,8 @@ READS = {
         "OUTBOX_DIR",
         "SMTP_",
         "EMAIL_RETRY_MAX_ATTEMPTS",
-        "TEMPLATES_DIR",
+        "TEMPLATE",
+        "MAX_RENDERED_BYTES",
         "LOG_",
     ],
     "worker": [
@@ -46,7 +47,8 @@ READS = {
         "SCHEMA_NAME",
         "SMTP_FROM_",
         "EMAIL_RETRY_MAX_ATTEMPTS",
-        "TEMPLATES_DIR",
+        "TEMPLATE",
+        "MAX_RENDERED_BYTES",
     ],
     "status": ["DATABASE_URL", "SCHEMA_NAME"],
 }
@@ -363,11 +365,13 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
 
     async def send() -> str:
         store = build_store(settings)
+        service = build_service(settings, store)
         try:
             await store.migrate()
-            submitted = await build_service(settings, store).submit(request, now=datetime.now(UTC))
+            submitted = await service.submit(request, now=datetime.now(UTC))
             return submitted.message_id
         finally:
+            await service.renderer.close()
             await store.close()
 
     print(asyncio.run(send()))

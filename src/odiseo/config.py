@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from odiseo.errors import ConfigError
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_MIN_RENDER_MEMORY = 64 * 1024 * 1024  # room for a render process to start and compile
 
 # Every variable a process reads, for `--help` and the README.
 ENVIRONMENT = {
@@ -68,6 +69,11 @@ ENVIRONMENT = {
     "DKIM_SELECTOR": "DKIM selector: the key is published at SELECTOR._domainkey.DOMAIN",
     "DKIM_PRIVATE_KEY": "the DKIM private key: PEM text, or the path of a PEM file (never logged)",
     "TEMPLATES_DIR": "directory of Jinja2 templates (./templates)",
+    "TEMPLATE_RENDER_TIMEOUT_SECONDS": "a render is stopped after this long, 422 (2); the renders "
+    "of one request share it",
+    "TEMPLATE_RENDER_MEMORY_BYTES": "address space of a render process (268435456; 0: no limit)",
+    "TEMPLATE_RENDER_PROCESSES": "render processes per API process, started on first use (2)",
+    "MAX_RENDERED_BYTES": "largest rendered subject, HTML or text part of a template (1048576)",
     "MAX_MESSAGE_BYTES": "largest message content, bodies + attachments (10485760); 413 beyond",
     "LOG_LEVEL": "DEBUG, INFO, WARNING, ERROR (INFO)",
     "LOG_TO_FILE": "also write LOG_DIR/email_service.log, rotated (true)",
@@ -137,6 +143,10 @@ class Settings(BaseSettings):
     dkim_private_key: SecretStr | None = None
 
     templates_dir: Path = Path("templates")
+    template_render_timeout_seconds: float = Field(default=2.0, gt=0, le=300)
+    template_render_memory_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    template_render_processes: int = Field(default=2, ge=1, le=64)
+    max_rendered_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -173,6 +183,13 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_password_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value else value
+
+    @field_validator("template_render_memory_bytes")
+    @classmethod
+    def _room_to_start(cls, value: int) -> int:
+        if 0 < value < _MIN_RENDER_MEMORY:
+            raise ValueError(f"must be 0 (no limit) or at least {_MIN_RENDER_MEMORY}")
+        return value
 
     @field_validator("schema_name")
     @classmethod

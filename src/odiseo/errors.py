@@ -59,6 +59,10 @@ class UnknownTemplate(TemplateError):
     """No such template."""
 
 
+class TemplateLimit(TemplateError):
+    """Rendering the template went over one of its limits (time, memory, size, work)."""
+
+
 class DeliveryFailure(OdiseoError):
     """The provider did not accept the message."""
 

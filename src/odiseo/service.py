@@ -21,7 +21,7 @@ from odiseo.domain.models import (
 )
 from odiseo.errors import Duplicate, InvalidEmail, NotFound, OdiseoError, TooLarge
 from odiseo.mime import check_email, is_special_use
-from odiseo.rendering import Renderer
+from odiseo.render_process import ProcessRenderer, RenderBudget
 from odiseo.storage.store import EmailStore
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class EmailService:
         self,
         *,
         store: EmailStore,
-        renderer: Renderer,
+        renderer: ProcessRenderer,
         sender: Sender,
         max_retries: int,
         max_message_bytes: int = 10 * 1024 * 1024,
@@ -136,14 +136,16 @@ class EmailService:
         self.max_retries = max_retries
         self.max_message_bytes = max_message_bytes
 
-    async def prepare(self, request: EmailRequest) -> NewEmail:
-        """Render and assemble the message to store.
+    async def prepare(
+        self, request: EmailRequest, *, budget: RenderBudget | None = None
+    ) -> NewEmail:
+        """Render and assemble the message to store (its render within `budget`, if given).
 
         Raises:
             InvalidEmail, TemplateError, UnknownTemplate: the request cannot make a message.
             TooLarge: its content exceeds MAX_MESSAGE_BYTES.
         """
-        subject, html, text, version = await self._content(request)
+        subject, html, text, version = await self._content(request, budget)
         if not subject:
             raise InvalidEmail("subject: required (give one, or a template that has a subject)")
         if html is None and text is None:
@@ -192,7 +194,7 @@ class EmailService:
         )
 
     async def _content(
-        self, request: EmailRequest
+        self, request: EmailRequest, budget: RenderBudget | None
     ) -> tuple[str | None, str | None, str | None, int | None]:
         """Subject, HTML, text and template version: from the request or its template.
 
@@ -202,16 +204,19 @@ class EmailService:
             return request.subject, request.html, request.text, None
         stored = await self.store.templates.get(request.template_id)
         if stored is not None:
-            rendered = self.renderer.render_source(
+            rendered = await self.renderer.render_source(
                 stored.id,
                 subject=stored.subject,
                 html=stored.html,
                 text=stored.text,
                 variables=request.template_vars,
+                budget=budget,
             )
             version: int | None = stored.version
         else:
-            rendered = self.renderer.render(request.template_id, request.template_vars)
+            rendered = await self.renderer.render(
+                request.template_id, request.template_vars, budget=budget
+            )
             version = None
         return (
             request.subject if request.subject is not None else rendered.subject,
@@ -248,12 +253,13 @@ class EmailService:
         """
         results: list[BatchItem] = []
         ready: list[tuple[int, NewEmail]] = []
+        budget = self.renderer.budget()  # one request, one render deadline
         for index, request in enumerate(requests):
             if isinstance(request, str):
                 results.append(BatchItem(index=index, error=request))
                 continue
             try:
-                ready.append((index, await self.prepare(request)))
+                ready.append((index, await self.prepare(request, budget=budget)))
             except OdiseoError as exc:
                 results.append(BatchItem(index=index, error=exc.message))
         if atomic and results:

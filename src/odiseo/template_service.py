@@ -8,7 +8,8 @@ from typing import Any
 
 from odiseo.domain.models import StoredTemplate
 from odiseo.errors import NotFound, UnknownTemplate
-from odiseo.rendering import Rendered, Renderer
+from odiseo.render_process import ProcessRenderer
+from odiseo.rendering import Rendered
 from odiseo.storage.templates import TemplateStore
 
 log = logging.getLogger(__name__)
@@ -17,17 +18,35 @@ log = logging.getLogger(__name__)
 class TemplateService:
     """Stored templates win over files of the same name in TEMPLATES_DIR."""
 
-    def __init__(self, *, templates: TemplateStore, renderer: Renderer) -> None:
+    def __init__(self, *, templates: TemplateStore, renderer: ProcessRenderer) -> None:
         self.templates = templates
         self.renderer = renderer
 
     async def save(
-        self, template_id: str, *, subject: str | None, html: str, text: str | None, now: datetime
+        self,
+        template_id: str,
+        *,
+        subject: str | None,
+        html: str,
+        text: str | None,
+        sample_variables: dict[str, Any] | None = None,
+        now: datetime,
     ) -> StoredTemplate:
-        """Check, then store a new version; raises TemplateError for a bad template."""
-        self.renderer.check_source(template_id, subject, html, text)
+        """Check (rendering it with its sample values), then store a new version.
+
+        Raises:
+            TemplateLimit: a render went over a limit; TemplateError: any other fault.
+        """
+        await self.renderer.check(
+            template_id, subject=subject, html=html, text=text, sample_variables=sample_variables
+        )
         saved = await self.templates.put(
-            template_id, subject=subject, html=html, text=text, now=now
+            template_id,
+            subject=subject,
+            html=html,
+            text=text,
+            sample_variables=sample_variables,
+            now=now,
         )
         log.info("template %s saved as version %d", template_id, saved.version)
         return saved
@@ -51,7 +70,7 @@ class TemplateService:
         """Render as a send would: the stored template, else the file; raises NotFound."""
         stored = await self.templates.get(template_id)
         if stored is not None:
-            return self.renderer.render_source(
+            return await self.renderer.render_source(
                 stored.id,
                 subject=stored.subject,
                 html=stored.html,
@@ -59,6 +78,6 @@ class TemplateService:
                 variables=variables,
             )
         try:
-            return self.renderer.render(template_id, variables)
+            return await self.renderer.render(template_id, variables)
         except UnknownTemplate:
             raise NotFound(f"no template {template_id!r}") from None

@@ -334,3 +334,52 @@ async def test_file_templates_still_work(features: Features) -> None:
     )
     assert preview.status_code == 200
     assert preview.json()["subject"] == "Your order 1"
+
+
+async def test_sample_variables_are_kept_with_each_version_and_rendered_at_save(
+    features: Features,
+) -> None:
+    first = await put(features, "samples", {**WELCOME_V1, "sample_variables": {"name": "Ana"}}, 201)
+    assert first["sample_variables"] == {"name": "Ana"}
+    v2_samples = {"name": "Bo", "plan": {"tier": "Pro", "seats": [1, 2]}}
+    second = await put(features, "samples", {**WELCOME_V2, "sample_variables": v2_samples}, 200)
+    assert second["sample_variables"] == v2_samples
+    current = (await features.client.get("/templates/samples")).json()
+    assert (current["version"], current["sample_variables"]) == (2, v2_samples)
+    old = await features.client.get("/templates/samples", params={"version": 1})
+    assert old.json()["sample_variables"] == {"name": "Ana"}
+    listed = (await features.client.get("/templates")).json()
+    assert [t["sample_variables"] for t in listed] == [v2_samples]
+    third = await put(features, "samples", WELCOME_V1, 200)  # samples are optional
+    assert third["sample_variables"] is None
+
+    # Sample values the template cannot render with refuse the save, and say so.
+    refused = await features.client.put(
+        "/templates/samples", json={**WELCOME_V2, "sample_variables": {"name": "Ana"}}
+    )
+    assert refused.status_code == 422, refused.text
+    assert "sample_variables" in refused.json()["detail"] and "plan" in refused.json()["detail"]
+    over = await features.client.put(
+        "/templates/samples", json={"html": "{{ 'x' * n }}", "sample_variables": {"n": 10**9}}
+    )
+    assert over.status_code == 422 and "MAX_RENDERED_BYTES" in over.json()["detail"]
+    assert (await features.client.get("/templates/samples")).json()["version"] == 3
+    await features.nothing_stored()
+
+
+async def test_sample_variables_are_bounded_like_template_vars(features: Features) -> None:
+    big = {"v": "x" * 70_000}
+    response = await features.client.put(
+        "/templates/big", json={"html": "<p>{{ v }}</p>", "sample_variables": big}
+    )
+    assert response.status_code == 422 and "65536 bytes" in response.json()["detail"]
+    nested: dict[str, object] = {}
+    cursor = nested
+    for _ in range(40):
+        cursor["a"] = {}
+        cursor = cursor["a"]  # type: ignore[assignment]
+    deep = await features.client.put(
+        "/templates/big", json={"html": "<p>x</p>", "sample_variables": nested}
+    )
+    assert deep.status_code == 422, deep.text
+    assert (await features.client.get("/templates/big")).status_code == 404

@@ -71,6 +71,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
                 await task
             await app.state.health.close()
             await app.state.health.provider.close()
+            await app.state.service.renderer.close()
             await store.close()
 
     keys = KeyRing.from_sources(settings.api_keys.get_secret_value(), settings.api_keys_file)

@@ -455,6 +455,7 @@ class TemplateIn(RequestModel):
                     "subject": "Your order {{ number }}",
                     "html": "<p>Hi {{ name }}, order {{ number }} is on its way.</p>",
                     "text": None,
+                    "sample_variables": {"name": "Ana", "number": 1042},
                 }
             ]
         },
@@ -463,6 +464,18 @@ class TemplateIn(RequestModel):
     subject: HeaderText | None = Field(default=None, max_length=998)
     html: str = Field(min_length=1, max_length=MAX_BODY_CHARS)
     text: str | None = Field(default=None, max_length=MAX_BODY_CHARS)
+    sample_variables: dict[str, Any] | None = Field(
+        default=None,
+        description="values the save renders the template with: a render that fails, or goes"
+        " over a limit, refuses the save (422); kept with the version for previews",
+    )
+
+    @field_validator("sample_variables")
+    @classmethod
+    def _bounded_samples(cls, variables: dict[str, Any] | None) -> dict[str, Any] | None:
+        if variables is not None and len(to_json(variables)) > MAX_TEMPLATE_VARS_BYTES:
+            raise ValueError(f"must be at most {MAX_TEMPLATE_VARS_BYTES} bytes as JSON")
+        return variables
 
 
 class TemplateOut(BaseModel):
@@ -473,6 +486,7 @@ class TemplateOut(BaseModel):
     subject: str | None
     html: str
     text: str | None
+    sample_variables: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
 

@@ -15,7 +15,7 @@ from odiseo.mime import ascii_address, check_address, check_value, is_special_us
 from odiseo.providers.base import Provider
 from odiseo.providers.outbox import OutboxProvider
 from odiseo.providers.smtp import SmtpProvider
-from odiseo.rendering import Renderer
+from odiseo.render_process import ProcessRenderer
 from odiseo.service import EmailService, Sender
 from odiseo.storage.engines import open_store
 from odiseo.storage.store import EmailStore
@@ -47,10 +47,20 @@ def build_provider(settings: Settings) -> Provider:
     )
 
 
+def build_renderer(settings: Settings) -> ProcessRenderer:
+    return ProcessRenderer(
+        settings.templates_dir,
+        timeout=settings.template_render_timeout_seconds,
+        memory_bytes=settings.template_render_memory_bytes,
+        max_rendered_bytes=settings.max_rendered_bytes,
+        processes=settings.template_render_processes,
+    )
+
+
 def build_service(settings: Settings, store: EmailStore) -> EmailService:
     return EmailService(
         store=store,
-        renderer=Renderer(settings.templates_dir),
+        renderer=build_renderer(settings),
         sender=Sender(
             email=_sender_address(settings),
             name=settings.smtp_from_name or None,

@@ -48,6 +48,8 @@ class StoredTemplate:
     text: str | None
     created_at: datetime
     updated_at: datetime
+    # Values a save renders the template with (limits checked), and a preview may use.
+    sample_variables: dict[str, Any] | None = None
     created: bool = False  # this save made the template exist (again)
 
 

@@ -153,6 +153,7 @@ templates = Table(
     Column("subject", Text, nullable=True),
     Column("html", Text, nullable=False),
     Column("text", Text, nullable=True),
+    Column("sample_variables", JSON(none_as_null=True), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
@@ -165,5 +166,6 @@ template_versions = Table(
     Column("subject", Text, nullable=True),
     Column("html", Text, nullable=False),
     Column("text", Text, nullable=True),
+    Column("sample_variables", JSON(none_as_null=True), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
 )

@@ -25,7 +25,14 @@ class TemplateStore:
         self._write = write
 
     async def put(
-        self, template_id: str, *, subject: str | None, html: str, text: str | None, now: datetime
+        self,
+        template_id: str,
+        *,
+        subject: str | None,
+        html: str,
+        text: str | None,
+        sample_variables: dict[str, Any] | None = None,
+        now: datetime,
     ) -> StoredTemplate:
         """Create the template, or save a new version of it."""
         async with self._write() as conn:
@@ -36,7 +43,12 @@ class TemplateStore:
                     .with_for_update()
                 )
             ).first()
-            parts: dict[str, Any] = {"subject": subject, "html": html, "text": text}
+            parts: dict[str, Any] = {
+                "subject": subject,
+                "html": html,
+                "text": text,
+                "sample_variables": sample_variables,
+            }
             if current is None:
                 # A deleted template keeps its history: carry on after its last version.
                 last = (
@@ -71,6 +83,7 @@ class TemplateStore:
             subject=subject,
             html=html,
             text=text,
+            sample_variables=sample_variables,
             created_at=created,
             updated_at=now,
         )
@@ -116,6 +129,7 @@ def _template(row: Any, template_id: str, *, updated_at: datetime | None = None)
         subject=row.subject,
         html=row.html,
         text=row.text,
+        sample_variables=row.sample_variables,
         created_at=row.created_at,
         updated_at=updated_at or row.updated_at,
     )

@@ -40,10 +40,19 @@ async def list_templates(templates: TemplatesDep) -> list[TemplateOut]:
 async def put_template(
     template_id: TemplateId, request: Request, templates: TemplatesDep, response: Response
 ) -> TemplateOut:
-    """Create the template (201) or save a new version of it (200)."""
+    """Create the template (201) or save a new version of it (200).
+
+    The template is rendered first, with `sample_variables` when given: a render that
+    goes over a limit (time, memory, size, work) refuses the save with a 422 naming it.
+    """
     body = await parse_json(request, TemplateIn)  # after the key: see api/body.py
     saved = await templates.save(
-        template_id, subject=body.subject, html=body.html, text=body.text, now=datetime.now(UTC)
+        template_id,
+        subject=body.subject,
+        html=body.html,
+        text=body.text,
+        sample_variables=body.sample_variables,
+        now=datetime.now(UTC),
     )
     if saved.created:
         response.status_code = status.HTTP_201_CREATED
