@@ -137,9 +137,10 @@ class EmailService:
         self.max_message_bytes = max_message_bytes
 
     async def prepare(
-        self, request: EmailRequest, *, budget: RenderBudget | None = None
+        self, request: EmailRequest, *, budget: RenderBudget | None = None, scope: str = ""
     ) -> NewEmail:
-        """Render and assemble the message to store (its render within `budget`, if given).
+        """Render and assemble the message to store (its render within `budget`, if given);
+        its client_message_id, if any, is looked up within `scope` (the caller's API key).
 
         Raises:
             InvalidEmail, TemplateError, UnknownTemplate: the request cannot make a message.
@@ -185,6 +186,7 @@ class EmailService:
             max_retries=self.max_retries,
             send_at=request.send_at,
             client_message_id=request.client_message_id,
+            idempotency_scope=scope,
             payload_hash=request.fingerprint() if request.client_message_id else None,
             template_id=request.template_id,
             template_version=version,
@@ -225,13 +227,14 @@ class EmailService:
             version,
         )
 
-    async def submit(self, request: EmailRequest, *, now: datetime) -> Submitted:
-        """Store one email durably; a resend of a known client_message_id creates nothing.
+    async def submit(self, request: EmailRequest, *, now: datetime, scope: str = "") -> Submitted:
+        """Store one email durably; a resend of a client_message_id already known in
+        `scope` (the caller's API key) creates nothing.
 
         Raises:
             Duplicate: the client_message_id is taken by a different email (same_payload False).
         """
-        item = await self.prepare(request)
+        item = await self.prepare(request, scope=scope)
         (result,) = await self.store.enqueue([item], now=now)
         if not result.created and not result.same_payload:
             raise Duplicate(result.message_id, same_payload=False)
@@ -244,7 +247,7 @@ class EmailService:
         return Submitted(message_id=result.message_id, created=result.created)
 
     async def submit_batch(
-        self, requests: list[EmailRequest | str], *, atomic: bool, now: datetime
+        self, requests: list[EmailRequest | str], *, atomic: bool, now: datetime, scope: str = ""
     ) -> tuple[list[BatchItem], bool]:
         """Store many emails in one transaction; a str in `requests` is that item's error.
 
@@ -259,7 +262,7 @@ class EmailService:
                 results.append(BatchItem(index=index, error=request))
                 continue
             try:
-                ready.append((index, await self.prepare(request, budget=budget)))
+                ready.append((index, await self.prepare(request, budget=budget, scope=scope)))
             except OdiseoError as exc:
                 results.append(BatchItem(index=index, error=exc.message))
         if atomic and results:

@@ -42,6 +42,18 @@ class ApiKey:
         """What logs and the rate limiter call this key: never the key itself."""
         return "key#" + self.digest.hex()[:8]
 
+    @property
+    def scope_id(self) -> str:
+        """The namespace of this key's client_message_ids: another key never sees it, and a
+        rotated key (a new secret) starts a new one. 96 bits of the digest, not the key."""
+        return self.digest.hex()[:24]
+
+
+def idempotency_scope(request: Request) -> str:
+    """The namespace of the calling key's client_message_ids ('' without keys)."""
+    key: ApiKey | None = getattr(request.state, "api_key", None)
+    return key.scope_id if key is not None else ""
+
 
 class KeyRing:
     """The configured keys; empty means the API is open (see ALLOW_UNAUTHENTICATED)."""
@@ -120,6 +132,7 @@ def requires(scope: Scope) -> Callable[..., Awaitable[ApiKey | None]]:
         if scope not in key.scopes:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key lacks the {scope} scope")
         await _rate_limit(request, key)
+        request.state.api_key = key
         return key
 
     check.odiseo_scope = scope  # type: ignore[attr-defined]  # read by document_security

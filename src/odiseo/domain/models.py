@@ -104,6 +104,7 @@ class NewEmail:
     max_retries: int
     send_at: datetime | None = None
     client_message_id: str | None = None
+    idempotency_scope: str = ""  # whose client_message_id it is: one namespace per API key
     payload_hash: str | None = None
     template_id: str | None = None
     template_version: int | None = None

@@ -21,14 +21,14 @@ from odiseo.errors import StoreUnavailable
 from odiseo.storage import postgres_hot as hot
 from odiseo.storage.failures import is_unavailable, translate_errors
 from odiseo.storage.migrate import upgrade
-from odiseo.storage.rows import attachments_by_email
+from odiseo.storage.rows import attachments_by_email, client_key
 from odiseo.storage.store import (
     EmailStore,
     claim_values,
     claimed_messages,
     sleep_until_woken,
 )
-from odiseo.storage.tables import CLAIMABLE_SQL, emails, rate_limits
+from odiseo.storage.tables import CLAIMABLE_SQL, CLIENT_KEY, emails, rate_limits
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class PostgresStore(EmailStore):
 
     async def _insert(
         self, rows: list[dict[str, Any]], items: Sequence[NewEmail]
-    ) -> tuple[set[str], dict[str, tuple[str, str | None]]]:
+    ) -> tuple[set[str], dict[tuple[str, str], tuple[str, str | None]]]:
         async with self._acquire() as conn:
             try:
                 inserted, found = await _write(conn, rows, items, copy=True)
@@ -174,7 +174,7 @@ class PostgresStore(EmailStore):
         return pg_insert(rate_limits)
 
     def _insert_skipping_duplicates(self) -> Insert:
-        return pg_insert(emails).on_conflict_do_nothing(index_elements=["client_message_id"])
+        return pg_insert(emails).on_conflict_do_nothing(index_elements=CLIENT_KEY)
 
     def _nudge(self) -> None:
         """Wake the workers about rows this process has just committed.
@@ -268,7 +268,7 @@ async def _write(
     items: Sequence[NewEmail],
     *,
     copy: bool,
-) -> tuple[set[str], dict[str, tuple[str, str | None]]]:
+) -> tuple[set[str], dict[tuple[str, str], tuple[str, str | None]]]:
     """Store `rows` (with the attachments of `items`) in one transaction.
 
     Returns the message ids inserted, and what is stored under each client_message_id
@@ -276,13 +276,17 @@ async def _write(
     are looked up by key first and COPYed if new; a key stored meanwhile by another
     request makes the COPY raise UniqueViolationError, having stored nothing.
     """
-    found: dict[str, tuple[str, str | None]] = {}
+    found: dict[tuple[str, str], tuple[str, str | None]] = {}
     copied = hot.copyable(rows) if copy else []
-    if keys := [r["client_message_id"] for r in copied if r["client_message_id"] is not None]:
-        found = _by_key(await conn.fetch(hot.EXISTING, keys))
-        copied = [r for r in copied if r["client_message_id"] not in found]
+    if keys := [client_key(r) for r in copied if r["client_message_id"] is not None]:
+        found = await _existing(conn, keys)
+        copied = [r for r in copied if r["client_message_id"] is None or client_key(r) not in found]
     done = {id(row) for row in copied}
-    rest = [r for r in rows if id(r) not in done and r["client_message_id"] not in found]
+    rest = [
+        r
+        for r in rows
+        if id(r) not in done and (r["client_message_id"] is None or client_key(r) not in found)
+    ]
     carrying = [i.email for i in items if i.email.attachments]
     inserted = {row["message_id"] for row in copied}
     # One statement commits on its own (one round trip); more need a transaction.
@@ -300,13 +304,18 @@ async def _write(
             placed = [(ids[e.message_id], e.attachments) for e in carrying if e.message_id in ids]
             if placed:  # the files commit with their messages
                 await conn.execute(hot.INSERT_ATTACHMENTS, *hot.attachment_args(placed))
-    if taken := [r["client_message_id"] for r in rest if r["message_id"] not in inserted]:
-        found.update(_by_key(await conn.fetch(hot.EXISTING, taken)))
+    if taken := [client_key(r) for r in rest if r["message_id"] not in inserted]:
+        found.update(await _existing(conn, taken))
     return inserted, found
 
 
-def _by_key(found: Sequence[asyncpg.Record]) -> dict[str, tuple[str, str | None]]:
-    return {r["client_message_id"]: (r["message_id"], r["payload_hash"]) for r in found}
+async def _existing(
+    conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[str, str | None]]:
+    """What is stored under each (scope, client_message_id): message id, payload hash."""
+    scopes, client_ids = [k[0] for k in keys], [k[1] for k in keys]
+    found = await conn.fetch(hot.EXISTING, scopes, client_ids)
+    return {client_key(r): (r["message_id"], r["payload_hash"]) for r in found}
 
 
 class _Pooled:

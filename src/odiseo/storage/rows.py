@@ -23,6 +23,7 @@ def to_row(item: NewEmail, *, now: datetime) -> dict[str, Any]:
         "message_id": email.message_id,
         "rfc_message_id": email.rfc_message_id,
         "client_message_id": item.client_message_id,
+        "idempotency_scope": item.idempotency_scope,
         "payload_hash": item.payload_hash,
         "status": Status.SCHEDULED if later else Status.PENDING,
         "priority": item.priority,
@@ -48,6 +49,11 @@ def to_row(item: NewEmail, *, now: datetime) -> dict[str, Any]:
         "created_at": now,
         "updated_at": now,
     }
+
+
+def client_key(row: Mapping[str, Any]) -> tuple[str, str]:
+    """Where a keyed row's client_message_id is unique: within its idempotency scope."""
+    return (row["idempotency_scope"], row["client_message_id"])
 
 
 def attachment_rows(email_id: int, attachments: tuple[Attachment, ...]) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from sqlalchemy.sql import Insert
 from odiseo.storage.failures import translate_errors
 from odiseo.storage.migrate import upgrade
 from odiseo.storage.store import EmailStore, claim_values, sleep_until_woken
-from odiseo.storage.tables import CLAIMABLE_SQL, emails, rate_limits
+from odiseo.storage.tables import CLAIMABLE_SQL, CLIENT_KEY, emails, rate_limits
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -60,7 +60,7 @@ class SqliteStore(EmailStore):
         return sqlite_insert(rate_limits)
 
     def _insert_skipping_duplicates(self) -> Insert:
-        return sqlite_insert(emails).on_conflict_do_nothing(index_elements=["client_message_id"])
+        return sqlite_insert(emails).on_conflict_do_nothing(index_elements=CLIENT_KEY)
 
     async def _wake(self, conn: AsyncConnection) -> None:
         self._wake_event.set()

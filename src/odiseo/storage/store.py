@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, case, delete, select, update
+from sqlalchemy import Row, bindparam, case, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Insert
 
@@ -31,7 +31,7 @@ from odiseo.domain.models import (
 from odiseo.errors import Duplicate, InvalidTransition, NotFound
 from odiseo.storage.failures import translate_errors
 from odiseo.storage.queries import Queries
-from odiseo.storage.rows import attachment_rows, from_row, to_row
+from odiseo.storage.rows import attachment_rows, client_key, from_row, to_row
 from odiseo.storage.tables import email_attachments, email_events, emails, rate_limits
 from odiseo.storage.templates import TemplateStore
 
@@ -121,7 +121,7 @@ class EmailStore(Queries, abc.ABC):
 
     async def _insert(
         self, rows: list[dict[str, Any]], items: Sequence[NewEmail]
-    ) -> tuple[set[str], dict[str, tuple[str, str | None]]]:
+    ) -> tuple[set[str], dict[tuple[str, str], tuple[str, str | None]]]:
         """Insert `rows` with their attachments; the message ids inserted, and the rows
         found instead under a taken client_message_id (message id, payload hash)."""
         async with self._write() as conn:
@@ -172,15 +172,19 @@ class EmailStore(Queries, abc.ABC):
 
     async def _existing(
         self, conn: AsyncConnection, rows: list[dict[str, Any]]
-    ) -> dict[str, tuple[str, str | None]]:
+    ) -> dict[tuple[str, str], tuple[str, str | None]]:
         if not rows:
             return {}
+        columns = tuple_(emails.c.idempotency_scope, emails.c.client_message_id)
         found = await conn.execute(
-            select(emails.c.client_message_id, emails.c.message_id, emails.c.payload_hash).where(
-                emails.c.client_message_id.in_([r["client_message_id"] for r in rows])
-            )
+            select(
+                emails.c.idempotency_scope,
+                emails.c.client_message_id,
+                emails.c.message_id,
+                emails.c.payload_hash,
+            ).where(columns.in_([client_key(r) for r in rows]))
         )
-        return {cid: (mid, digest) for cid, mid, digest in found}
+        return {(scope, cid): (mid, digest) for scope, cid, mid, digest in found}
 
     async def claim_due(
         self, *, limit: int, worker: str, lease_seconds: float, now: datetime
@@ -444,7 +448,7 @@ class EmailStore(Queries, abc.ABC):
 def enqueued(
     rows: list[dict[str, Any]],
     inserted: set[str],
-    existing: dict[str, tuple[str, str | None]],
+    existing: dict[tuple[str, str], tuple[str, str | None]],
 ) -> list[Enqueued]:
     """Each row's outcome: created now, or the message already stored under its client id."""
     results = []
@@ -452,7 +456,7 @@ def enqueued(
         if row["message_id"] in inserted:
             results.append(Enqueued(message_id=row["message_id"], created=True))
         else:
-            message_id, payload_hash = existing[row["client_message_id"]]
+            message_id, payload_hash = existing[client_key(row)]
             results.append(
                 Enqueued(
                     message_id=message_id,

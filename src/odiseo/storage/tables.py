@@ -60,13 +60,16 @@ class UTCDateTime(TypeDecorator[datetime]):
 # PostgreSQL can match the partial index.
 CLAIMABLE_SQL = "status IN ('pending', 'scheduled', 'processing')"
 
+CLIENT_KEY = ["idempotency_scope", "client_message_id"]  # the columns of ux_emails_client_key
+
 emails = Table(
     "emails",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("message_id", String(36), nullable=False, unique=True),
     Column("rfc_message_id", String(255), nullable=False),
-    Column("client_message_id", String(255), nullable=True, unique=True),
+    Column("client_message_id", String(255), nullable=True),
+    Column("idempotency_scope", String(64), nullable=False, server_default=text("''")),
     Column("payload_hash", String(64), nullable=True),
     Column("status", String(16), nullable=False),
     Column("priority", Integer, nullable=False),
@@ -105,6 +108,8 @@ emails = Table(
         sqlite_where=text(CLAIMABLE_SQL),
     ),
     Index("ix_emails_status", "status"),
+    # A client_message_id is unique per API key (its scope), never across keys.
+    Index("ux_emails_client_key", "idempotency_scope", "client_message_id", unique=True),
 )
 
 email_events = Table(

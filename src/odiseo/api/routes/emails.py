@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 from starlette.routing import Route
 
-from odiseo.api.auth import AdminKey, ReadKey, Scope, SendKey, requires
+from odiseo.api.auth import AdminKey, ReadKey, Scope, SendKey, idempotency_scope, requires
 from odiseo.api.body import parse_json, request_body
 from odiseo.api.deps import ServiceDep
 from odiseo.api.errors import describe_errors
@@ -96,7 +96,7 @@ async def send_email(request: Request) -> Response:
         email = email.model_copy(update={"client_message_id": idempotency_key})
     now = datetime.now(UTC)
     service: EmailService = request.app.state.service
-    submitted = await service.submit(email.to_request(), now=now)
+    submitted = await service.submit(email.to_request(), now=now, scope=idempotency_scope(request))
     if submitted.created:
         answer = Accepted(
             message_id=submitted.message_id, detail="Email stored in queue", timestamp=now
@@ -155,7 +155,9 @@ async def send_batch(request: Request) -> Response:
         except ValidationError as exc:
             requests.append(describe_errors(exc.errors()))
     now = datetime.now(UTC)
-    results, stored = await service.submit_batch(requests, atomic=batch.atomic, now=now)
+    results, stored = await service.submit_batch(
+        requests, atomic=batch.atomic, now=now, scope=idempotency_scope(request)
+    )
     # BatchOut, written as plain values: 500 validated models cost more than the INSERT.
     items = [
         {
