@@ -10,7 +10,6 @@ from fastapi import APIRouter, Path, Query, Response, status
 from odiseo.api.auth import AdminKey, ReadKey
 from odiseo.api.deps import TemplatesDep
 from odiseo.api.schemas import Problem, RenderIn, RenderOut, TemplateIn, TemplateOut
-from odiseo.mime import html_to_text
 from odiseo.rendering import TEMPLATE_ID
 
 router = APIRouter(prefix="/templates", tags=["templates"])
@@ -82,5 +81,5 @@ async def render_template(
     return RenderOut(
         subject=rendered.subject,
         html=rendered.html,
-        text=rendered.text if rendered.text is not None else html_to_text(rendered.html),
+        text=rendered.text or "",
     )
