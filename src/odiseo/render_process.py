@@ -176,7 +176,7 @@ class ProcessRenderer:
         if budget.seconds <= 0:
             raise TemplateLimit(self._late(name))
         async with self._slots:
-            child = self._idle.pop() if self._idle else await self._start()
+            child = await self._take()
             started = time.monotonic()
             try:
                 async with asyncio.timeout(budget.seconds):
@@ -204,6 +204,15 @@ class ProcessRenderer:
             f"template {name!r}: rendering took longer than TEMPLATE_RENDER_TIMEOUT_SECONDS"
             f" ({self.timeout:g} s, shared by the renders of one request)"
         )
+
+    async def _take(self) -> _Child:
+        """An idle child that is still alive (one may have been killed meanwhile), or a new one."""
+        while self._idle:
+            child = self._idle.pop()
+            if child.process.returncode is None:
+                return child
+            self._discard(child)
+        return await self._start()
 
     async def _start(self) -> _Child:
         process = await asyncio.create_subprocess_exec(

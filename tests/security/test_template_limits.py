@@ -258,6 +258,24 @@ async def test_a_render_process_that_cannot_answer_is_killed_at_the_deadline(
     assert render_children() == []
 
 
+async def test_an_idle_render_process_killed_from_outside_is_replaced(tmp_path: Path) -> None:
+    renderer = ProcessRenderer(
+        tmp_path, timeout=5.0, memory_bytes=0, max_rendered_bytes=65536, processes=1
+    )
+    try:
+        assert (await renderer.render("welcome", {"name": "Ana"})).subject
+        (child,) = render_children()
+        os.kill(child, signal.SIGKILL)  # as the kernel's OOM killer would
+        for _ in range(100):
+            if not process_exists(child):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # the event loop learns of the exit
+        assert "Bo" in (await renderer.render("welcome", {"name": "Bo"})).html
+    finally:
+        await renderer.close()
+
+
 async def test_render_processes_see_no_secrets_and_no_modules_from_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -275,6 +293,10 @@ async def test_render_processes_see_no_secrets_and_no_modules_from_the_working_d
         assert b"hunter2" not in environment_of(child)
     finally:
         await renderer.close()
+
+
+def process_exists(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
 
 
 def environment_of(pid: int) -> bytes:
