@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -39,6 +40,9 @@ START_SECONDS = 30.0  # a child's start (its imports), outside any render's dead
 STOP_SECONDS = 5.0
 _HEADER = 8
 _CHILD = "from odiseo.render_process import serve; serve()"
+# What a render process needs of the environment: templates never see secrets
+# (DATABASE_URL, SMTP_PASSWORD, API_KEYS…), even if they escaped the sandbox.
+_CHILD_ENVIRONMENT = frozenset({"PATH", "PYTHONPATH", "PYTHONHOME", "LANG", "LC_ALL", "LC_CTYPE"})
 _ERRORS: dict[str, type[TemplateError]] = {"unknown": UnknownTemplate, "limit": TemplateLimit}
 
 
@@ -64,7 +68,7 @@ class ProcessRenderer:
         self.timeout = timeout
         self._config = json.dumps(
             {
-                "templates_dir": None if templates_dir is None else str(templates_dir),
+                "templates_dir": None if templates_dir is None else str(templates_dir.resolve()),
                 "max_rendered_bytes": max_rendered_bytes,
                 "memory_bytes": memory_bytes,
                 "cpu_seconds": math.ceil(timeout) + 1,
@@ -82,12 +86,26 @@ class ProcessRenderer:
         return RenderBudget(self.timeout)
 
     async def render(
-        self, template_id: str, variables: dict[str, Any], *, budget: RenderBudget | None = None
+        self,
+        template_id: str,
+        variables: dict[str, Any],
+        *,
+        budget: RenderBudget | None = None,
+        derive_text: bool = False,
     ) -> Rendered:
-        """A file template's parts (see Renderer.render for what it raises)."""
+        """A file template's parts (see Renderer.render for what it raises).
+
+        With `derive_text`, a template without a text part gets the one derived from
+        its HTML, worked out within the same deadline (a preview shows it).
+        """
         if not TEMPLATE_ID.match(template_id) or ".." in template_id:
             raise UnknownTemplate(f"unknown template: {template_id!r}")
-        job = {"op": "render", "template_id": template_id, "variables": variables}
+        job = {
+            "op": "render",
+            "template_id": template_id,
+            "variables": variables,
+            "derive_text": derive_text,
+        }
         return _rendered(await self._ask(job, name=template_id, budget=budget))
 
     async def render_source(
@@ -99,8 +117,9 @@ class ProcessRenderer:
         text: str | None,
         variables: dict[str, Any],
         budget: RenderBudget | None = None,
+        derive_text: bool = False,
     ) -> Rendered:
-        """A stored template's parts (see Renderer.render_source)."""
+        """A stored template's parts (see Renderer.render_source, and render for derive_text)."""
         job = {
             "op": "render_source",
             "template_id": template_id,
@@ -108,6 +127,7 @@ class ProcessRenderer:
             "html": html,
             "text": text,
             "variables": variables,
+            "derive_text": derive_text,
         }
         return _rendered(await self._ask(job, name=template_id, budget=budget))
 
@@ -156,7 +176,7 @@ class ProcessRenderer:
         if budget.seconds <= 0:
             raise TemplateLimit(self._late(name))
         async with self._slots:
-            child = self._idle.pop() if self._idle else await self._start()
+            child = await self._take()
             started = time.monotonic()
             try:
                 async with asyncio.timeout(budget.seconds):
@@ -185,14 +205,25 @@ class ProcessRenderer:
             f" ({self.timeout:g} s, shared by the renders of one request)"
         )
 
+    async def _take(self) -> _Child:
+        """An idle child that is still alive (one may have been killed meanwhile), or a new one."""
+        while self._idle:
+            child = self._idle.pop()
+            if child.process.returncode is None:
+                return child
+            self._discard(child)
+        return await self._start()
+
     async def _start(self) -> _Child:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
+            "-P",  # not the working directory on sys.path: a stray jinja2.py there is not imported
             "-c",
             _CHILD,
             self._config,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            env={name: value for name, value in os.environ.items() if name in _CHILD_ENVIRONMENT},
         )
         child = _Child(process)
         self._children.add(child)
@@ -289,7 +320,7 @@ def serve() -> None:
 def _answer(renderer: Renderer, job: dict[str, Any]) -> dict[str, Any]:
     name = job.get("template_id")
     try:
-        op = job.pop("op")
+        op, derive_text = job.pop("op"), job.pop("derive_text", False)
         if op == "check":
             renderer.check(job.pop("template_id"), **job)
             return {}
@@ -297,6 +328,10 @@ def _answer(renderer: Renderer, job: dict[str, Any]) -> dict[str, Any]:
             result = renderer.render(job["template_id"], job["variables"])
         else:
             result = renderer.render_source(job.pop("template_id"), **job)
+        if derive_text and result.text is None:
+            from odiseo.mime import html_to_text  # only previews need it: imported on first use
+
+            result = dataclasses.replace(result, text=html_to_text(result.html))
     except UnknownTemplate as exc:
         return {"error": exc.message, "kind": "unknown"}
     except TemplateLimit as exc:

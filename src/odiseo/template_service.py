@@ -67,7 +67,11 @@ class TemplateService:
         log.info("template %s deleted", template_id)
 
     async def preview(self, template_id: str, variables: dict[str, Any]) -> Rendered:
-        """Render as a send would: the stored template, else the file; raises NotFound."""
+        """Render as a send would: the stored template, else the file; raises NotFound.
+
+        The text part is always there: derived from the HTML (in the render process,
+        within its deadline) when the template has none.
+        """
         stored = await self.templates.get(template_id)
         if stored is not None:
             return await self.renderer.render_source(
@@ -76,8 +80,9 @@ class TemplateService:
                 html=stored.html,
                 text=stored.text,
                 variables=variables,
+                derive_text=True,
             )
         try:
-            return await self.renderer.render(template_id, variables)
+            return await self.renderer.render(template_id, variables, derive_text=True)
         except UnknownTemplate:
             raise NotFound(f"no template {template_id!r}") from None

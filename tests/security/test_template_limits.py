@@ -190,6 +190,26 @@ async def test_a_render_past_its_deadline_is_stopped_and_the_next_one_works(
     assert (await queue_counts(client))["pending"] == 0
 
 
+async def test_a_preview_derives_its_text_part_within_the_deadline(
+    make_settings: SettingsFactory, start_client: ClientFactory
+) -> None:
+    """Deriving text from a million '<' is slow (html_to_text): it runs in the render process."""
+    settings = make_settings(template_render_timeout_seconds=1.0)
+    client = await start_client(settings, raise_app_exceptions=False)
+    body = {"subject": "Hi", "html": "{{ ('<' * n)|safe }}", "sample_variables": {"n": 1}}
+    assert (await client.put("/templates/angles", json=body, headers=KEY)).status_code == 201
+    started = time.monotonic()
+    preview = await client.post(
+        "/templates/angles/render", json={"variables": {"n": 1_000_000}}, headers=KEY
+    )
+    assert time.monotonic() - started < 30
+    if preview.status_code != 200:  # 200 too, the day html_to_text is fast enough
+        assert refusal(preview, "TEMPLATE_RENDER_TIMEOUT_SECONDS") is None, preview.text
+    small = await client.post("/templates/angles/render", json={"variables": {"n": 3}}, headers=KEY)
+    assert small.status_code == 200 and small.json()["html"] == "<<<", small.text
+    assert small.json()["text"] == "<<<\n"
+
+
 async def test_the_renders_of_a_batch_share_one_deadline(
     make_settings: SettingsFactory, start_client: ClientFactory
 ) -> None:
@@ -238,6 +258,51 @@ async def test_a_render_process_that_cannot_answer_is_killed_at_the_deadline(
     assert render_children() == []
 
 
+async def test_an_idle_render_process_killed_from_outside_is_replaced(tmp_path: Path) -> None:
+    renderer = ProcessRenderer(
+        tmp_path, timeout=5.0, memory_bytes=0, max_rendered_bytes=65536, processes=1
+    )
+    try:
+        assert (await renderer.render("welcome", {"name": "Ana"})).subject
+        (child,) = render_children()
+        os.kill(child, signal.SIGKILL)  # as the kernel's OOM killer would
+        for _ in range(100):
+            if not process_exists(child):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # the event loop learns of the exit
+        assert "Bo" in (await renderer.render("welcome", {"name": "Bo"})).html
+    finally:
+        await renderer.close()
+
+
+async def test_render_processes_see_no_secrets_and_no_modules_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMTP_PASSWORD", "hunter2-secret")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:hunter2-secret@db/x")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "json.py").write_text("raise SystemExit('a stray json.py was imported')\n")
+    renderer = ProcessRenderer(
+        None, timeout=5.0, memory_bytes=0, max_rendered_bytes=65536, processes=1
+    )
+    try:
+        rendered = await renderer.render("welcome", {"name": "Ana"})
+        assert "Ana" in rendered.html
+        (child,) = render_children()
+        assert b"hunter2" not in environment_of(child)
+    finally:
+        await renderer.close()
+
+
+def process_exists(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def environment_of(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/environ").read_bytes()
+
+
 def render_children() -> list[int]:
     """Live render processes started by this process (zombies are not counted)."""
     found = []
@@ -262,9 +327,8 @@ def test_health_answers_while_hostile_templates_render(
     env = base_env(**sqlite_database, TEMPLATE_RENDER_TIMEOUT_SECONDS="6")
     api = launcher.start(["api"], env)
     api.wait_ready()
-    with api.client() as http:
-        body = {"subject": "Hi", "html": SLOW, "sample_variables": {"n": 1}}
-        assert http.put("/templates/slow", json=body).status_code == 201
+    with api.client() as http:  # no sample values: `n` undefined stops the check, not the save
+        assert http.put("/templates/slow", json={"subject": "Hi", "html": SLOW}).status_code == 201
     answers: list[httpx.Response] = []
 
     def hostile_render() -> None:

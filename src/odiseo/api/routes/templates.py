@@ -11,7 +11,6 @@ from odiseo.api.auth import AdminKey, ReadKey
 from odiseo.api.body import parse_json, request_body
 from odiseo.api.deps import TemplatesDep
 from odiseo.api.schemas import Problem, RenderIn, RenderOut, TemplateIn, TemplateOut
-from odiseo.mime import html_to_text
 from odiseo.rendering import TEMPLATE_ID
 
 router = APIRouter(prefix="/templates", tags=["templates"])
@@ -97,5 +96,5 @@ async def render_template(
     return RenderOut(
         subject=rendered.subject,
         html=rendered.html,
-        text=rendered.text if rendered.text is not None else html_to_text(rendered.html),
+        text=rendered.text or "",
     )
