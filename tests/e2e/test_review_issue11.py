@@ -41,3 +41,39 @@ def test_a_client_that_never_reads_its_answers_cannot_keep_its_socket_review(
         for sock in readers:
             sock.close()
     assert held <= 2, f"{held} connections still held after {HEADER + BODY + KEEPALIVE + MARGIN} s"
+
+
+def _peak_rss_mb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status.read().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_request_header_cannot_grow_without_bound_review(
+    launcher: Launcher, sqlite_database: dict[str, str]
+) -> None:
+    """README, Bounded input: bodies stop at MAX_REQUEST_BYTES (16 MB) before they are read,
+    and headers must arrive within API_HEADER_TIMEOUT_SECONDS. Their size has no bound:
+    uvicorn's httptools protocol (h11 has a 16 KB limit, httptools none) buffers one header
+    value whole, so a client without a key streams 32 MB of `X-Big:` and the process keeps
+    reading it (81 MB raised its peak RSS from 97 to 258 MB here); ten such clients in
+    their 10 s each reach gigabytes."""
+    process = launcher.start(["api"], base_env(**sqlite_database, API_KEYS=API_KEYS))
+    process.wait_ready()
+    port = int(process.env["API_PORT"])
+    before = _peak_rss_mb(process.popen.pid)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
+    chunk, sent = b"a" * (1 << 20), 0
+    try:
+        while sent < 32 * len(chunk):
+            sock.sendall(chunk)
+            sent += len(chunk)
+    except OSError:
+        pass  # refused or closed by the server: what a bound looks like
+    finally:
+        sock.close()
+    grown = _peak_rss_mb(process.popen.pid) - before
+    assert sent < 16 * len(chunk), f"{sent >> 20} MB of one header read; peak RSS +{grown} MB"
