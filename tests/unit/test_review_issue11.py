@@ -69,6 +69,19 @@ def test_an_address_that_looks_like_an_encoded_word_decodes_back_review(address:
     strict(raw)
 
 
+def test_a_content_id_that_looks_like_an_encoded_word_decodes_back_review() -> None:
+    """The same class for Content-ID: `=?utf-8?q?logo?=` is a dot-atom (API and writer admit
+    it), written raw; the reference parser reads the field back as `<logo>`, so a reader
+    that decodes it no longer matches the HTML's `cid:=?utf-8?q?logo?=`."""
+    content_id = "=?utf-8?q?logo?="
+    image = Attachment(filename="a.png", content_type="image/png", data=b"x", content_id=content_id)
+    email = _email(html=f'<img src="cid:{content_id}">', text=None, attachments=(image,))
+    check_email(email)
+    parsed = strict(build_message(email, date=DATE))
+    found = [str(part["Content-ID"]) for part in parsed.walk() if part["Content-ID"]]
+    assert found == [f"<{content_id}>"]
+
+
 @pytest.mark.parametrize("content_type", ["Multipart/mixed", "Message/rfc822", "MULTIPART/related"])
 def test_an_attachment_the_writer_admits_is_well_formed_review(content_type: str) -> None:
     """headers.MEDIA_TYPE admits multipart/* and message/* in any case; the API refuses
