@@ -46,6 +46,8 @@ from jinja2.utils import generate_lorem_ipsum
 from odiseo.errors import TemplateError, TemplateLimit, UnknownTemplate
 
 TEMPLATE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# The template's own line breaks, with the spaces around them (its other spaces stay).
+_LINE_BREAKS = re.compile(r"[ \t]*(?:\r\n|[\r\n])[ \t]*")
 
 DEFAULT_MAX_RENDERED_BYTES = 1024 * 1024
 MAX_RANGE = 100_000  # numbers in one range(), as Jinja's own sandbox allows
@@ -166,8 +168,15 @@ def _collect(chunks: Iterable[str], *, limit: int, part: str) -> str:
             raise _OverLimit(f"the {part} is over {limit} bytes (MAX_RENDERED_BYTES)")
         pieces.append(chunk)
     text = "".join(pieces)
-    if not text.isascii() and len(text.encode("utf-8", "surrogatepass")) > limit:
-        raise _OverLimit(f"the {part} is over {limit} bytes (MAX_RENDERED_BYTES)")
+    if "\0" in text:
+        raise ValueError(f"the {part} holds a NUL character")
+    if not text.isascii():
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValueError(f"the {part} holds invalid unicode (a lone surrogate)") from None
+        if size > limit:
+            raise _OverLimit(f"the {part} is over {limit} bytes (MAX_RENDERED_BYTES)")
     return text
 
 
@@ -242,7 +251,7 @@ class Renderer:
         so a line break left afterwards came from a variable, and is refused."""
         if source is None:
             return None
-        folded = " ".join(source.split())
+        folded = _LINE_BREAKS.sub(" ", source).strip(" \t")
         rendered = self._from_string(self._plain, folded, name, variables, part="subject") or ""
         if any(c in rendered for c in "\r\n\0"):
             raise TemplateError(

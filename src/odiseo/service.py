@@ -27,6 +27,7 @@ from odiseo.storage.store import EmailStore
 log = logging.getLogger(__name__)
 
 DEFAULT_PRIORITY = 5
+MAX_SUBJECT_CHARS = 998  # as a request's subject
 
 
 def new_message_id() -> str:
@@ -37,10 +38,18 @@ def new_message_id() -> str:
     return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
 
 
-def _utf8_length(text: str | None) -> int:
+def _utf8_length(field: str, text: str | None) -> int:
+    """The size of a body part; InvalidEmail for what a template made that JSON refuses."""
     if not text:
         return 0
-    return len(text) if text.isascii() else len(text.encode())
+    if "\0" in text:
+        raise InvalidEmail(f"{field}: NUL characters are not allowed")
+    if text.isascii():
+        return len(text)
+    try:
+        return len(text.encode())
+    except UnicodeEncodeError:
+        raise InvalidEmail(f"{field}: invalid unicode (lone surrogate)") from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,8 +160,10 @@ class EmailService:
             raise InvalidEmail("subject: required (give one, or a template that has a subject)")
         if html is None and text is None:
             raise InvalidEmail("body: required (give body, text or template_id)")
+        if len(subject) > MAX_SUBJECT_CHARS:  # a template can make it longer than a request
+            raise InvalidEmail(f"subject: at most {MAX_SUBJECT_CHARS} characters once rendered")
         files = sum(len(a.data) for a in request.attachments)
-        size = _utf8_length(html) + _utf8_length(text) + files
+        size = _utf8_length("body", html) + _utf8_length("text", text) + files
         if size > self.max_message_bytes:
             raise TooLarge(
                 f"message content is {size} bytes; the limit is {self.max_message_bytes}"

@@ -154,6 +154,7 @@ async def test_values_the_writer_cannot_encode_are_refused_at_the_api(
         ("content_id", "lögo"),
         ("content_id", "<a b>"),
         ("content_id", "a@b@c"),
+        ("content_id", "=?utf-8?q?logo?="),  # a reader would decode it: cid: no longer matches
         ("filename", "   "),
     ]:
         payload = {**EMAIL, "attachments": [{**ATTACHMENT, field: value}]}
@@ -164,6 +165,17 @@ async def test_values_the_writer_cannot_encode_are_refused_at_the_api(
     assert sum((await queue_counts(client)).values()) == 0
     fine = {**EMAIL, "attachments": [{**ATTACHMENT, "content_id": "<logo@x>"}]}
     assert (await client.post("/emails", json=fine, headers=KEY)).status_code == 202
+
+
+async def test_an_address_a_reader_could_decode_is_refused(client: httpx.AsyncClient) -> None:
+    """`=?utf-8?b?QUJD?=@example.com` is a valid dot-atom, which Python's parser (and some
+    readers) decode into an address the sender did not write."""
+    for field in ("to", "cc", "bcc", "reply_to"):
+        address = "=?utf-8?b?QUJD?=@example.com"
+        value = address if field == "reply_to" else [address]
+        response = await client.post("/emails", json={**EMAIL, field: value}, headers=KEY)
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"].startswith(field), response.text
 
 
 SPECIAL_USE = {

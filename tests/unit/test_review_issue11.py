@@ -61,7 +61,10 @@ def test_an_address_that_looks_like_an_encoded_word_decodes_back_review(address:
     encoded-word" and reads `ABC@example.com` (or `ceo@bank.example@example.com`): readers
     that decode it show an address the sender did not write."""
     email = _email(to=(address,), reply_to=(address,))
-    check_email(email)  # the writer admits it
+    try:
+        check_email(email)
+    except InvalidEmail:
+        return  # refused (with a 422 at the API): what the claim allows
     raw = build_message(email, date=DATE)
     parsed = message_from_bytes(raw, policy=policy.default)
     assert [a.addr_spec for a in parsed["To"].addresses] == [address]
@@ -76,7 +79,10 @@ def test_a_content_id_that_looks_like_an_encoded_word_decodes_back_review() -> N
     content_id = "=?utf-8?q?logo?="
     image = Attachment(filename="a.png", content_type="image/png", data=b"x", content_id=content_id)
     email = _email(html=f'<img src="cid:{content_id}">', text=None, attachments=(image,))
-    check_email(email)
+    try:
+        check_email(email)
+    except InvalidEmail:
+        return  # refused (with a 422 at the API): what the claim allows
     parsed = strict(build_message(email, date=DATE))
     found = [str(part["Content-ID"]) for part in parsed.walk() if part["Content-ID"]]
     assert found == [f"<{content_id}>"]

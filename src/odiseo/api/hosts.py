@@ -7,6 +7,12 @@ the API_HOST address, and API_ALLOWED_HOSTS (a reverse proxy that forwards the
 public name needs it listed). Listening on every interface (0.0.0.0, ::), any IP
 address passes as well: an address in Host cannot have been rebound. The port is
 not compared, so tunnels and published container ports keep working.
+
+A request that changes something (any method but GET, HEAD and OPTIONS) and that a
+browser sent from another origin is refused too (403): a page can send a bodiless
+POST such as /emails/retry to a keyless API on loopback without a preflight, but the
+browser names the page's origin in `Origin`. Programs other than browsers send no
+Origin, and pass.
 """
 
 from __future__ import annotations
@@ -23,6 +29,11 @@ log = logging.getLogger(__name__)
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_ADDRESSES = frozenset({"0.0.0.0", "::", ""})
 _REMEMBERED = 256  # distinct Host values whose verdict is cached
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_CROSS_SITE = (
+    "cross-site request refused: a page at {origin!r} may not change anything here "
+    "(its name is not this API's; see API_ALLOWED_HOSTS)"
+)
 
 
 @dataclass(frozen=True)
@@ -88,9 +99,14 @@ class HostCheck:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not self.policy.everything:
-            host = _host_header(scope)
+            host = _header(scope, b"host")
             if host is not None and not self._admits(host):
                 await _misdirected(host.decode("latin-1"), send)
+                return
+        if scope["type"] == "http" and scope["method"] not in _SAFE_METHODS:
+            origin = _header(scope, b"origin")
+            if origin is not None and not self._admits(_origin_host(origin)):
+                await _refuse(403, _CROSS_SITE.format(origin=origin.decode("latin-1")[:100]), send)
                 return
         await self.app(scope, receive, send)
 
@@ -103,11 +119,17 @@ class HostCheck:
         return verdict
 
 
-def _host_header(scope: Scope) -> bytes | None:
+def _header(scope: Scope, wanted: bytes) -> bytes | None:
     for name, value in scope["headers"]:
-        if name == b"host":
+        if name == wanted:
             return bytes(value)
     return None
+
+
+def _origin_host(origin: bytes) -> bytes:
+    """The host[:port] of an Origin header (`null` and anything odd stay as they are)."""
+    _, separator, rest = origin.partition(b"://")
+    return rest.partition(b"/")[0] if separator else origin
 
 
 async def _misdirected(host: str, send: Send) -> None:
@@ -115,12 +137,16 @@ async def _misdirected(host: str, send: Send) -> None:
         f"Host {host[:100]!r} is not a name this API answers to; "
         "if it should be, add it to API_ALLOWED_HOSTS"
     )
-    log.info("refused with 421: %s", detail)
+    await _refuse(421, detail, send)
+
+
+async def _refuse(status: int, detail: str, send: Send) -> None:
+    log.info("refused with %d: %s", status, detail)
     body = json.dumps({"detail": detail}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 421,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),

@@ -15,6 +15,11 @@ bytes), and closes the connection when it passes:
 
 While the application works on a request, no deadline runs. A request cut off
 before anything was answered gets a 408 with a JSON `detail` first.
+
+Two more bounds: a request's headers may take at most MAX_HEADER_BYTES (else 431,
+and the connection is closed), and a client that stops reading what it is sent (its
+socket buffer full, our writes paused) has API_BODY_TIMEOUT_SECONDS to start again
+before the connection is dropped.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from odiseo.config import Settings
+
+MAX_HEADER_BYTES = 65536  # a request line and its headers; nginx's default is 32 KB
 
 
 class ServerConfig(uvicorn.Config):
@@ -85,6 +92,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self.body_timeout = config.body_timeout
         self.phase = Phase.CONNECTED
         self.deadline: asyncio.TimerHandle | None = None
+        self.stalled: asyncio.TimerHandle | None = None  # while our writes are paused
+        self.header_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -92,6 +101,9 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self.stalled is not None:
+            self.stalled.cancel()
+            self.stalled = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -100,12 +112,38 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if self.phase in {Phase.CONNECTED, Phase.IDLE}:
             self.phase = Phase.HEADERS
         super().data_received(data)
+        if self.phase is Phase.HEADERS and not self.transport.is_closing():
+            self.header_bytes += len(data)  # the headers are not complete yet
+            if self.header_bytes > MAX_HEADER_BYTES:
+                self._disarm()
+                self._answer(431, "Request Header Fields Too Large", _HEADERS_TOO_LARGE)
+                self.transport.close()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.stalled is None:
+            self.stalled = self.loop.call_later(self.body_timeout, self._not_reading)
+
+    def resume_writing(self) -> None:
+        if self.stalled is not None:
+            self.stalled.cancel()
+            self.stalled = None
+        super().resume_writing()
+
+    def _not_reading(self) -> None:
+        """The client has not taken what we sent for the body deadline: let it go."""
+        self.stalled = None
+        if self.cycle is not None:
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        self.transport.abort()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if self.phase is Phase.APP:  # the next request of a pipeline
             self._arm(self.header_timeout)
         self.phase = Phase.HEADERS
+        self.header_bytes = 0
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
@@ -142,24 +180,31 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             return
         cycle = self.cycle
         if self.phase is Phase.HEADERS and (cycle is None or cycle.response_complete):
-            self._answer_408(
+            self._answer(
+                408,
+                "Request Timeout",
                 f"request headers not received within {self.header_timeout:g} s "
-                "(API_HEADER_TIMEOUT_SECONDS)"
+                "(API_HEADER_TIMEOUT_SECONDS)",
             )
         elif self.phase is Phase.BODY and cycle is not None and not cycle.response_started:
-            self._answer_408(
+            self._answer(
+                408,
+                "Request Timeout",
                 f"request body not received within {self.body_timeout:g} s "
-                "(API_BODY_TIMEOUT_SECONDS)"
+                "(API_BODY_TIMEOUT_SECONDS)",
             )
             cycle.disconnected = True  # the application's answer, if any, goes nowhere
             cycle.message_event.set()  # and its receive() learns the client is gone
         self.transport.close()
 
-    def _answer_408(self, detail: str) -> None:
+    def _answer(self, status: int, reason: str, detail: str) -> None:
         body = json.dumps({"detail": detail}).encode()
         self.transport.write(
-            b"HTTP/1.1 408 Request Timeout\r\n"
+            b"HTTP/1.1 %d %s\r\n"
             b"content-type: application/json\r\n"
             b"content-length: %d\r\n"
-            b"connection: close\r\n\r\n%s" % (len(body), body)
+            b"connection: close\r\n\r\n%s" % (status, reason.encode(), len(body), body)
         )
+
+
+_HEADERS_TOO_LARGE = f"request line and headers larger than {MAX_HEADER_BYTES} bytes"

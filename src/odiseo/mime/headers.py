@@ -34,6 +34,7 @@ MAX_LINE = 78  # RFC 5322 §2.1.1: SHOULD
 HARD_LINE = 998  # RFC 5322 §2.1.1: MUST
 _MAX_WORD = 75  # RFC 2047 §2
 _WORD_OVERHEAD = len("=?utf-8?q?") + len("?=")
+_ONE_CHARACTER = _WORD_OVERHEAD + 12  # the longest encoded-word of one character
 
 # C0 but TAB, DEL, C1, and the Unicode line and paragraph separators.
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
@@ -97,8 +98,9 @@ def display_name(name: str) -> str:
 
 
 def check_address(field: str, address: str) -> None:
-    """Raise InvalidEmail unless `address` is an ASCII addr-spec that needs no quoting."""
-    if len(address) > 254 or not _ADDR_SPEC.fullmatch(address):
+    """Raise InvalidEmail unless `address` is an ASCII addr-spec that needs no quoting and
+    that no reader could take for an encoded-word (`=?…?=`), which some decode."""
+    if len(address) > 254 or not _ADDR_SPEC.fullmatch(address) or "=?" in address:
         raise InvalidEmail(f"{field}: {address!r} is not an address Odiseo can write")
 
 
@@ -121,10 +123,10 @@ def unstructured(name: str, value: str, *, field: str | None = None) -> bytes:
     return _lines(_encoded_lines(f"{name}:", value, tail=""))
 
 
-def mailbox(name: str, address: str, phrase: str | None) -> bytes:
+def mailbox(name: str, address: str, phrase: str | None, *, field: str | None = None) -> bytes:
     """`Name: Display <address>` and CRLF; the display name (`phrase`) normalised as
     `display_name` says, then quoted or encoded as needed."""
-    check_address(name, address)
+    check_address(field or name, address)
     if phrase:
         check_value(f"{name.lower()}_name", phrase)
         phrase = display_name(phrase)
@@ -141,11 +143,11 @@ def mailbox(name: str, address: str, phrase: str | None) -> bytes:
     return _lines(_encoded_lines(f"{name}:", phrase, tail=f" <{address}>"))
 
 
-def address_list(name: str, addresses: Iterable[str]) -> bytes:
+def address_list(name: str, addresses: Iterable[str], *, field: str | None = None) -> bytes:
     """`Name: a, b, …` and CRLF, folded after the commas."""
     items = list(addresses)
     for address in items:
-        check_address(name, address)
+        check_address(field or name, address)
     words = [f" {a}," for a in items]
     words[-1] = words[-1].rstrip(",")
     words[0] = words[0].lstrip()
@@ -230,8 +232,11 @@ def _encoded_lines(first: str, text: str, *, tail: str) -> list[str]:
     quoted = sum(1 if byte in _Q_LITERAL or byte == 0x20 else 3 for byte in data)
     scheme = "q" if quoted <= 4 * ((len(data) + 2) // 3) else "b"
     room = MAX_LINE - len(first) - 1
-    words = _encoded_words(text, scheme=scheme, first=room if room > 24 else _MAX_WORD)
-    lines = [f"{first} {words[0]}", *(f" {word}" for word in words[1:])]
+    if room >= _ONE_CHARACTER:
+        words = _encoded_words(text, scheme=scheme, first=room)
+        lines = [f"{first} {words[0]}", *(f" {word}" for word in words[1:])]
+    else:  # a long name: the words start on the next line, as a fold allows
+        lines = [first, *(f" {word}" for word in _encoded_words(text, scheme=scheme, first=75))]
     if tail and len(lines[-1]) + len(tail) > MAX_LINE:
         lines.append(tail)
     else:

@@ -22,6 +22,7 @@ from odiseo.mime.headers import (
     CONTENT_ID,
     MEDIA_TYPE,
     address_list,
+    check_address,
     check_block,
     check_name,
     mailbox,
@@ -36,10 +37,11 @@ _MAX_LINE = 998
 RESERVED_HEADERS = frozenset(
     {
         "from", "to", "cc", "bcc", "subject", "message-id", "date", "sender", "reply-to",
-        "mime-version", "return-path", "dkim-signature",
+        "mime-version", "return-path", "dkim-signature", "orig-date",
     }
 )  # fmt: skip
-_RESERVED_PREFIXES = ("content-",)
+# Content-* would change the MIME structure; Resent-* are dates and address lists.
+_RESERVED_PREFIXES = ("content-", "resent-")
 _CHECK_DATE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -89,11 +91,16 @@ def build_message(email: OutgoingEmail, *, date: datetime) -> bytes:
 
 def _head(email: OutgoingEmail, *, date: datetime) -> bytes:
     """The message's own header fields, each written once and the block checked."""
-    fields = [mailbox("From", email.from_email, email.from_name), address_list("To", email.to)]
+    fields = [
+        mailbox("From", email.from_email, email.from_name, field="from_email"),
+        address_list("To", email.to, field="to"),
+    ]
     if email.cc:
-        fields.append(address_list("Cc", email.cc))
+        fields.append(address_list("Cc", email.cc, field="cc"))
     if email.reply_to:
-        fields.append(address_list("Reply-To", email.reply_to))
+        fields.append(address_list("Reply-To", email.reply_to, field="reply_to"))
+    for address in email.bcc:  # never written, but sent to: held to the same rule
+        check_address("bcc", address)
     fields += [
         unstructured("Subject", email.subject, field="subject"),
         f"Date: {format_datetime(date)}\r\n".encode("ascii"),
@@ -145,6 +152,8 @@ def _attachment_head(item: Attachment, *, inline: bool) -> bytes:
             f"attachments: content_type {item.content_type!r} is not a type/subtype of "
             "ASCII letters, digits and !#$&^_.+-"
         )
+    if item.content_type.lower().startswith(("multipart/", "message/")):
+        raise InvalidEmail("attachments: multipart/* and message/* cannot be attached as files")
     params = [("name", item.filename)]
     if item.content_type.lower().startswith("text/"):
         charset = _charset(item.data)
@@ -159,12 +168,13 @@ def _attachment_head(item: Attachment, *, inline: bool) -> bytes:
         ),
     ]
     if item.content_id is not None:
-        if not CONTENT_ID.fullmatch(item.content_id) or len(item.content_id) > 255:
+        cid = item.content_id
+        if not CONTENT_ID.fullmatch(cid) or len(cid) > 255 or "=?" in cid:
             raise InvalidEmail(
-                f"attachments: content_id {item.content_id!r} is not an id-left[@id-right] "
-                "of ASCII letters, digits and !#$%&'*+/=?^_`{|}~.-"
+                f"attachments: content_id {cid!r} is not an id-left[@id-right] "
+                "of ASCII letters, digits and !#$%&'*+/=?^_`{|}~.- (and no '=?')"
             )
-        fields.append(f"Content-ID: <{item.content_id}>\r\n".encode("ascii"))
+        fields.append(f"Content-ID: <{cid}>\r\n".encode("ascii"))
     head = b"".join(fields)
     check_block(head)
     return head

@@ -14,9 +14,10 @@ from __future__ import annotations
 import html as htmllib
 import re
 
-# A tag, a comment's start, or a declaration (<!DOCTYPE …>, <?xml …?>). `[^<>]*` stops at
-# the next '<', so no attempt scans past it: the search is linear in the input.
-_TOKEN = re.compile(r"<(?:(!--)|(/?)([A-Za-z][A-Za-z0-9-]*)([^<>]*)>|[!?][^<>]*>)")
+# A tag, a comment's start, or a declaration (<!DOCTYPE …>, <?xml …?>). Possessive
+# quantifiers that stop at the next '<': no attempt backtracks or scans past it, so the
+# search is linear in the input.
+_TOKEN = re.compile(r"<(?:(!--)|(/?)([A-Za-z][A-Za-z0-9-]*+)([^<>]*+)>|[!?][^<>]*+>)")
 _HREF = re.compile(r"""\bhref\s*=\s*["']?((?:https?://|mailto:)[^"'\s>]+)""", re.I)
 _HIDDEN = {  # dropped with their content, up to their end tag
     name: re.compile(rf"</{name}\s*>", re.I) for name in ("script", "style", "head", "title")
@@ -74,6 +75,8 @@ def _separator(tag: str, closing: bool) -> str:
         return "\n"
     if tag == "li" and not closing:
         return "\n- "
+    if tag in ("td", "th") and closing:
+        return " "  # cells of a row stay apart
     return "\n\n" if tag in _BLOCKS else ""
 
 
