@@ -8,12 +8,13 @@ they were most of the cost of a signature: the signature itself is made by the
 body canonicalisation is a linear rewrite of dkimpy's, checked equal to it by a
 property test. RSA keys sign with PKCS#1 v1.5 over SHA-256 (rsa-sha256, RFC 6376);
 Ed25519 keys sign the SHA-256 digest of the same header data (ed25519-sha256, RFC
-8463). OpenSSL releases the GIL while it signs, so signing in a thread lets the
-worker's event loop go on with other messages meanwhile.
+8463). OpenSSL releases the GIL while it signs, so the worker has the signature
+made in a thread (`sign_off_loop`) and its event loop goes on with other messages.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import re
@@ -41,6 +42,7 @@ _TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
 _WSP_TO_SQUEEZE = re.compile(rb"[\t ][\t ]+|\t")
 
 PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+Field = tuple[bytes, bytes]  # one tag=value of the DKIM-Signature
 
 
 class DkimSigner:
@@ -77,6 +79,22 @@ class DkimSigner:
         Args:
             timestamp: the t= tag, in seconds since the epoch; now when not given.
         """
+        fields, digest = self._prepare(data, timestamp=timestamp)
+        return _signed(data, fields=fields, signature=self._signature(digest))
+
+    async def sign_off_loop(self, data: bytes, *, timestamp: int | None = None) -> bytes:
+        """`sign`, with the signature itself made in a thread.
+
+        Parsing and hashing stay on the event loop (they hold the GIL anyway); the
+        signature does not hold it, so the loop serves other messages meanwhile.
+        """
+        fields, digest = self._prepare(data, timestamp=timestamp)
+        loop = asyncio.get_running_loop()
+        signature = await loop.run_in_executor(None, self._signature, digest)
+        return _signed(data, fields=fields, signature=signature)
+
+    def _prepare(self, data: bytes, *, timestamp: int | None) -> tuple[list[Field], bytes]:
+        """The tags with a placeholder b=, and the digest that b= signs."""
         try:
             headers, body = split_message(data)
         except dkim.MessageFormatError as exc:
@@ -98,10 +116,7 @@ class DkimSigner:
             (b"bh", base64.b64encode(body_hash)),
             (b"b", b"0" * 60),  # folds b= onto its own line, as dkimpy does
         ]
-        digest = _headers_digest(headers=headers, include=include, fields=fields)
-        fields[-1] = (b"b", base64.b64encode(self._signature(digest)))
-        value: bytes = dkim.fold(_tag_list(fields) + b"\r\n", namelen=len(HEADER_NAME))
-        return HEADER_NAME + b": " + value + data
+        return fields, _headers_digest(headers=headers, include=include, fields=fields)
 
     def _signature(self, digest: bytes) -> bytes:
         if isinstance(self._key, rsa.RSAPrivateKey):
@@ -163,12 +178,19 @@ def relaxed_body(body: bytes) -> bytes:
     return body[:end] + b"\r\n" if end else b""
 
 
-def _tag_list(fields: list[tuple[bytes, bytes]]) -> bytes:
+def _tag_list(fields: list[Field]) -> bytes:
     return b"; ".join(b"=".join(field) for field in fields)
 
 
+def _signed(data: bytes, *, fields: list[Field], signature: bytes) -> bytes:
+    """`data` under its DKIM-Signature: the tags with b= filled in, folded as dkimpy folds."""
+    tags = [*fields[:-1], (b"b", base64.b64encode(signature))]
+    value: bytes = dkim.fold(_tag_list(tags) + b"\r\n", namelen=len(HEADER_NAME))
+    return HEADER_NAME + b": " + value + data
+
+
 def _headers_digest(
-    *, headers: list[list[bytes]], include: tuple[bytes, ...], fields: list[tuple[bytes, bytes]]
+    *, headers: list[list[bytes]], include: tuple[bytes, ...], fields: list[Field]
 ) -> bytes:
     """SHA-256 of the signed headers and the DKIM-Signature with an empty b=, as dkimpy hashes."""
     value = dkim.fold(_tag_list(fields), namelen=len(HEADER_NAME), linesep=b"\r\n")

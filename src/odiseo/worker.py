@@ -10,7 +10,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -61,7 +61,7 @@ class Worker:
         name: str | None = None,
         clock: Callable[[], datetime] = utcnow,
         metrics: Metrics | None = None,
-        sign: Callable[[bytes], bytes] | None = None,
+        sign: Callable[[bytes], Awaitable[bytes]] | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -251,7 +251,7 @@ class Worker:
         try:
             data = build_message(message.email, date=started)
             if self.sign is not None:
-                data = self.sign(data)
+                data = await self.sign(data)
             with self.metrics.provider_call.time():
                 receipt = await self.provider.deliver(
                     data,

@@ -245,6 +245,13 @@ def test_the_signature_is_the_one_dkimpy_writes(
     assert ours == dkimpy_sign(MESSAGES[name], key, monkeypatch)
 
 
+async def test_signing_off_the_event_loop_gives_the_same_signature(key: Key) -> None:
+    signer = signer_for(key)
+    for message in MESSAGES.values():
+        off_loop = await signer.sign_off_loop(message, timestamp=NOW)
+        assert off_loop == signer.sign(message, timestamp=NOW)
+
+
 def test_the_signed_headers_are_those_present_of_the_fixed_list(rsa_key: Key) -> None:
     signed = signer_for(rsa_key).sign(MESSAGES["multipart with an attachment and an inline image"])
     name, value = dkim.rfc822_parse(signed)[0][0]
