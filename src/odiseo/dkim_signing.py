@@ -8,15 +8,15 @@ they were most of the cost of a signature: the signature itself is made by the
 body canonicalisation is a linear rewrite of dkimpy's, checked equal to it by a
 property test. RSA keys sign with PKCS#1 v1.5 over SHA-256 (rsa-sha256, RFC 6376);
 Ed25519 keys sign the SHA-256 digest of the same header data (ed25519-sha256, RFC
-8463). OpenSSL releases the GIL while it signs, so the worker has the signature
-made in a thread (`sign_off_loop`) and its event loop goes on with other messages.
+8463). The worker has the signature itself made by a child process
+(`sign_off_loop`, see dkim_process.py), so its event loop goes on meanwhile.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
+import logging
 import re
 import time
 from pathlib import Path
@@ -26,7 +26,10 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
 
+from odiseo.dkim_process import SignerGone, SigningProcess
 from odiseo.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 SIGNED_HEADERS = (
     b"from", b"to", b"cc", b"reply-to", b"subject", b"date", b"message-id",
@@ -52,8 +55,11 @@ class DkimSigner:
         self.domain = domain.encode("idna")
         self.selector = selector.encode("ascii")
         self._key = load_private_key(private_key)
-        rsa_key = isinstance(self._key, rsa.RSAPrivateKey)
-        self.algorithm = b"rsa-sha256" if rsa_key else b"ed25519-sha256"
+        if isinstance(self._key, rsa.RSAPrivateKey):
+            self.algorithm, size = b"rsa-sha256", (self._key.key_size + 7) // 8
+        else:
+            self.algorithm, size = b"ed25519-sha256", 64
+        self._process = SigningProcess(pem=private_key, signature_size=size)
 
     def __repr__(self) -> str:
         return f"DkimSigner(domain={self.domain.decode()!r}, selector={self.selector.decode()!r})"
@@ -80,18 +86,25 @@ class DkimSigner:
             timestamp: the t= tag, in seconds since the epoch; now when not given.
         """
         fields, digest = self._prepare(data, timestamp=timestamp)
-        return _signed(data, fields=fields, signature=self._signature(digest))
+        return _signed(data, fields=fields, signature=make_signature(self._key, digest))
 
     async def sign_off_loop(self, data: bytes, *, timestamp: int | None = None) -> bytes:
-        """`sign`, with the signature itself made in a thread.
+        """`sign`, with the signature itself made by the signing process.
 
-        Parsing and hashing stay on the event loop (they hold the GIL anyway); the
-        signature does not hold it, so the loop serves other messages meanwhile.
+        Parsing and hashing stay here; the event loop serves other messages while
+        the child signs. Without the child, the signature is made here.
         """
         fields, digest = self._prepare(data, timestamp=timestamp)
-        loop = asyncio.get_running_loop()
-        signature = await loop.run_in_executor(None, self._signature, digest)
+        try:
+            signature = await self._process.sign(digest)
+        except SignerGone:
+            log.warning("DKIM: the signing process is gone; this signature is made in-process")
+            signature = make_signature(self._key, digest)
         return _signed(data, fields=fields, signature=signature)
+
+    def close(self) -> None:
+        """Stop the signing process (a later signature starts it again)."""
+        self._process.stop()
 
     def _prepare(self, data: bytes, *, timestamp: int | None) -> tuple[list[Field], bytes]:
         """The tags with a placeholder b=, and the digest that b= signs."""
@@ -118,10 +131,12 @@ class DkimSigner:
         ]
         return fields, _headers_digest(headers=headers, include=include, fields=fields)
 
-    def _signature(self, digest: bytes) -> bytes:
-        if isinstance(self._key, rsa.RSAPrivateKey):
-            return self._key.sign(digest, padding.PKCS1v15(), _PREHASHED)
-        return self._key.sign(digest)  # RFC 8463 §3: Ed25519 over the SHA-256 digest
+
+def make_signature(key: PrivateKey, digest: bytes) -> bytes:
+    """The b= signature of a header digest: rsa-sha256 or ed25519-sha256."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(digest, padding.PKCS1v15(), _PREHASHED)
+    return key.sign(digest)  # RFC 8463 §3: Ed25519 signs the SHA-256 digest itself
 
 
 def load_private_key(pem: bytes) -> PrivateKey:

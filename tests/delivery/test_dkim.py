@@ -8,13 +8,16 @@ Debian version), and byte for byte against the header dkimpy's own signer writes
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import dataclasses
 import os
 import re
+import signal
 import subprocess
 import types
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dkim
@@ -28,7 +31,7 @@ from hypothesis import strategies as st
 from odiseo.api.wiring import build_signer, build_worker
 from odiseo.config import Settings
 from odiseo.dkim_signing import SIGNED_HEADERS, DkimSigner, relaxed_body, split_message
-from odiseo.domain.models import Attachment
+from odiseo.domain.models import Attachment, Status
 from odiseo.errors import ConfigError
 from odiseo.mime import build_message
 from odiseo.storage.store import EmailStore
@@ -252,6 +255,72 @@ async def test_signing_off_the_event_loop_gives_the_same_signature(key: Key) -> 
         assert off_loop == signer.sign(message, timestamp=NOW)
 
 
+def signing_pid(signer: DkimSigner) -> int:
+    popen = signer._process._popen
+    assert popen is not None and popen.poll() is None
+    return popen.pid
+
+
+def proc_file(pid: int, name: str) -> bytes:
+    return Path(f"/proc/{pid}/{name}").read_bytes()
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+async def test_the_signing_process_never_sees_the_key_in_its_arguments(rsa_key: Key) -> None:
+    signer = signer_for(rsa_key)
+    await signer.sign_off_loop(MESSAGES["an empty body"])
+    pid = signing_pid(signer)
+    key_line = rsa_key.pem.splitlines()[1]
+    assert key_line not in proc_file(pid, "cmdline")
+    assert key_line not in proc_file(pid, "environ")
+    signer.close()
+    assert gone(pid)
+
+
+async def test_a_lost_signing_process_costs_no_signature(
+    key: Key, caplog: pytest.LogCaptureFixture
+) -> None:
+    signer = signer_for(key)
+    messages = list(MESSAGES.values())
+    await signer.sign_off_loop(messages[0])
+    pid = signing_pid(signer)
+    os.kill(pid, signal.SIGSTOP)  # the digests wait in the pipe, unanswered
+    waiting = [asyncio.ensure_future(signer.sign_off_loop(m, timestamp=NOW)) for m in messages]
+    await asyncio.sleep(0.05)
+    assert not any(task.done() for task in waiting)
+    os.kill(pid, signal.SIGKILL)
+    signed = await asyncio.gather(*waiting)  # made in-process instead
+    assert signed == [signer.sign(m, timestamp=NOW) for m in messages]
+    assert "signing process is gone" in caplog.text
+    again = await signer.sign_off_loop(messages[1], timestamp=NOW)  # a new process
+    assert again == signer.sign(messages[1], timestamp=NOW)
+    assert signing_pid(signer) != pid
+    signer.close()
+
+
+async def test_a_cancelled_signature_does_not_shift_the_next_ones(key: Key) -> None:
+    signer = signer_for(key)
+    messages = list(MESSAGES.values())
+    await signer.sign_off_loop(messages[0])
+    pid = signing_pid(signer)
+    os.kill(pid, signal.SIGSTOP)
+    first, *rest = [asyncio.ensure_future(signer.sign_off_loop(m, timestamp=NOW)) for m in messages]
+    await asyncio.sleep(0.05)
+    first.cancel()
+    os.kill(pid, signal.SIGCONT)
+    assert await asyncio.gather(*rest) == [signer.sign(m, timestamp=NOW) for m in messages[1:]]
+    assert first.cancelled()
+    assert signing_pid(signer) == pid  # answered by the same process throughout
+    signer.close()
+
+
 def test_the_signed_headers_are_those_present_of_the_fixed_list(rsa_key: Key) -> None:
     signed = signer_for(rsa_key).sign(MESSAGES["multipart with an attachment and an inline image"])
     name, value = dkim.rfc822_parse(signed)[0][0]
@@ -343,6 +412,39 @@ async def test_delivered_message_carries_a_valid_signature(
     assert not dkim.verify(tampered, dnsfunc=key.lookup)
     if key.kind == "rsa":
         assert mail_dkim(received.data, key) == "pass"
+
+
+async def test_a_batch_is_signed_ahead_of_its_lanes(
+    store: EmailStore, smtp_server: SmtpServer, rsa_key: Key
+) -> None:
+    settings = Settings(
+        email_provider="smtp",
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_server.port,
+        smtp_use_tls=False,
+        smtp_pool_size=3,
+        dkim_domain=DOMAIN,
+        dkim_selector=SELECTOR,
+        dkim_private_key=rsa_key.pem.decode(),
+        log_to_file=False,
+    )
+    now = datetime.now(UTC)
+    emails = [new_email(subject=f"Signed {n}", text=f"message {n}\n") for n in range(10)]
+    emails[4] = dataclasses.replace(
+        new_email(subject="too late"), expires_at=now - timedelta(minutes=1)
+    )
+    await store.enqueue(emails, now=now)
+    worker = build_worker(settings, store)
+    assert await worker.run_until_idle() == 9
+    await worker.provider.close()
+    received = smtp_server.wait_for(9)
+    assert sorted(r.message["Subject"] for r in received) == [
+        f"Signed {n}" for n in range(10) if n != 4
+    ]
+    for message in received:
+        assert dkim.verify(message.data, dnsfunc=rsa_key.lookup)
+        assert f"message {message.message['Subject'][7:]}".encode() in message.data
+    assert (await store.counts())[Status.FAILED] == 1
 
 
 def test_partial_or_bad_dkim_settings_stop_the_start(tmp_path: Path) -> None:
