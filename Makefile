@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run install install-test lint test bench clean
+.PHONY: run install install-test system-deps lint test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,12 @@ lint: install-test
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+## system-deps: the Debian packages the suite drives (chromium, Perl Mail::DKIM), if missing
+system-deps:
+	bash scripts/system-deps
+
 ## test: install, lint, then the whole suite on SQLite and PostgreSQL (TEST_DATABASE_URL)
-test: lint
+test: system-deps lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 clean:

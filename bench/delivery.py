@@ -1,11 +1,15 @@
 """Delivery throughput: `odiseo worker` processes draining a queue into Postfix's smtp-sink.
 
-    .venv/bin/python bench/delivery.py [--count 20000] [--workers 1,2] [--profile 10]
+    .venv/bin/python bench/delivery.py [--count 20000] [--workers 1,2] [--dkim-workers 1]
+                                       [--profile 10]
 
 For each worker count: a fresh schema, COUNT messages stored straight through
 PostgresStore.enqueue (500 per transaction), then the workers are started and
-timed until SQL counts show every message sent. Baseline in the same run:
-smtp-source into the same sink, and aiosmtplib sending the same bytes with no queue.
+timed until SQL counts show every message sent; for the counts in --dkim-workers,
+the same again right after with DKIM signing on (an RSA-2048 key made for the run).
+Baseline in the same run: smtp-source into the same sink, aiosmtplib sending the
+same bytes with no queue, and the CPU of one DKIM signature (odiseo's signer, plain
+dkimpy, and the bare RSA signature by `cryptography`).
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiosmtplib
 import asyncpg
+import dkim
 from common import (
     DATABASE_URL,
     SMTP_SINK,
@@ -29,7 +36,6 @@ from common import (
     Report,
     SmtpSink,
     bench_schema,
-    cpu_seconds,
     enqueue_many,
     exit_cleanly_on_sigterm,
     message_bytes,
@@ -42,10 +48,17 @@ from common import (
     smtp_env,
     smtp_source,
     status_counts,
+    tree_cpu_seconds,
 )
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from profiling import PySpy, find_py_spy
 
+from odiseo.dkim_signing import DkimSigner
+
 POLL_SECONDS = 0.1
+DKIM_DOMAIN = "odiseo.io"
+DKIM_SELECTOR = "bench"
 
 
 @dataclass
@@ -53,11 +66,12 @@ class Run:
     workers: int
     count: int
     enqueue_seconds: float
+    dkim: bool = False
     spawn_to_done: float = 0.0
     first_to_done: float = 0.0
     sent_at_first: int = 0
     sink_messages: int = 0
-    cpu_seconds: float = 0.0  # the workers' CPU from the first sent to the last
+    cpu_seconds: float = 0.0  # the workers' CPU (and their signing process's), first to last sent
     peaks_kib: list[int] = field(default_factory=list)
     exit_codes: list[int | None] = field(default_factory=list)
     other_statuses: dict[str, int] = field(default_factory=dict)
@@ -80,16 +94,27 @@ async def drain(
     count: int,
     args: argparse.Namespace,
     py_spy: str | None,
+    dkim_key: Path | None = None,
 ) -> Run:
-    """Enqueue `count` messages in a fresh schema, then time `workers` workers draining them."""
+    """Enqueue `count` messages in a fresh schema, then time `workers` workers draining them.
+
+    With `dkim_key` (a PEM file) the workers sign every message with it.
+    """
     async with bench_schema() as schema:
         async with migrated_store(schema) as store:
             run = Run(
-                workers=workers, count=count, enqueue_seconds=await enqueue_many(store, count)
+                workers=workers,
+                count=count,
+                enqueue_seconds=await enqueue_many(store, count),
+                dkim=dkim_key is not None,
             )
         extra = {"EMAIL_WORKER_POLL_INTERVAL": str(args.poll_interval)}
         if args.batch_size:
             extra["EMAIL_WORKER_BATCH_SIZE"] = str(args.batch_size)
+        if dkim_key is not None:
+            extra.update(
+                DKIM_DOMAIN=DKIM_DOMAIN, DKIM_SELECTOR=DKIM_SELECTOR, DKIM_PRIVATE_KEY=str(dkim_key)
+            )
         env = odiseo_env(schema, **smtp_env(sink.port), **extra)
         conn = await asyncpg.connect(DATABASE_URL, timeout=10)
         sink_before = sink.messages()
@@ -108,14 +133,14 @@ async def drain(
                 sent = counts.get("sent", 0)
                 if sent and first is None:
                     first, run.sent_at_first = now, sent
-                    cpu_at_first = sum(cpu_seconds(p.pid) for p in popens)
+                    cpu_at_first = sum(tree_cpu_seconds(p.pid) for p in popens)
                     if py_spy and args.profile:
                         run.profile = PySpy(
                             procs,
                             py_spy,
                             pid=popens[0].pid,
                             seconds=args.profile,
-                            name=f"delivery-worker-{schema}",
+                            name=f"delivery-worker-{'dkim-' if run.dkim else ''}{schema}",
                         )
                 if sent >= count:
                     break
@@ -127,7 +152,7 @@ async def drain(
                 if now - began > args.timeout:
                     raise TimeoutError(f"not all sent after {args.timeout} s: {counts}")
                 await asyncio.sleep(POLL_SECONDS)
-            run.cpu_seconds = sum(cpu_seconds(p.pid) for p in popens) - cpu_at_first
+            run.cpu_seconds = sum(tree_cpu_seconds(p.pid) for p in popens) - cpu_at_first
             run.spawn_to_done = now - began
             run.first_to_done = now - (first or began)
             run.other_statuses = {k: v for k, v in counts.items() if k != "sent"}
@@ -159,6 +184,49 @@ async def aiosmtplib_baseline(port: int, count: int) -> tuple[float, int]:
             await client.quit()
 
 
+def rsa_pem(bits: int = 2048) -> bytes:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+
+
+def signing_baseline(pem: bytes, count: int) -> list[tuple[str, float]]:
+    """CPU ms per signature of the bench message: odiseo's signer, plain dkimpy, bare RSA."""
+    data = message_bytes(new_email(1).email, date=dt.datetime.now(dt.UTC))
+    signer = DkimSigner(domain=DKIM_DOMAIN, selector=DKIM_SELECTOR, private_key=pem)
+    key = serialization.load_pem_private_key(pem, password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    cases = [
+        ("odiseo.dkim_signing.DkimSigner.sign (the worker's signer)", lambda: signer.sign(data)),
+        (
+            "dkimpy dkim.sign, pure-Python RSA (the signer before 2026-12-01)",
+            lambda: dkim.sign(
+                data,
+                DKIM_SELECTOR.encode(),
+                DKIM_DOMAIN.encode(),
+                pem,
+                include_headers=[b"from", b"to", b"subject", b"date", b"message-id"],
+                canonicalize=(b"relaxed", b"relaxed"),
+            ),
+        ),
+        (
+            "cryptography RSA-2048 PKCS#1 v1.5 signature of a SHA-256 digest alone",
+            lambda: key.sign(data[:32], padding.PKCS1v15(), hashes.SHA256()),
+        ),
+    ]
+    results = []
+    for name, sign in cases:
+        runs = count if "dkimpy" not in name else max(1, count // 10)
+        began = time.process_time()
+        for _ in range(runs):
+            sign()
+        results.append((name, 1000 * (time.process_time() - began) / runs))
+    return results
+
+
 def build_baseline(count: int) -> float:
     """Seconds to build `count` messages as the worker does (build_message to bytes), no I/O."""
     emails = [new_email(n).email for n in range(count)]
@@ -169,9 +237,30 @@ def build_baseline(count: int) -> float:
     return time.perf_counter() - began
 
 
+async def all_runs(
+    procs: Processes, sink: SmtpSink, *, args: argparse.Namespace, py_spy: str | None, pem: bytes
+) -> list[Run]:
+    """One DKIM-off run per worker count, each followed by its DKIM-on run when asked."""
+    workers = [int(n) for n in args.workers.split(",")]
+    signed = {int(n) for n in args.dkim_workers.split(",") if n.strip()}
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="odiseo-bench-") as tmp:
+        key_file = Path(tmp) / "dkim.pem"
+        key_file.write_bytes(pem)
+        for n in workers:
+            for key in (None, key_file) if n in signed else (None,):
+                spy = py_spy if n == workers[0] else None
+                runs.append(
+                    await drain(
+                        procs, sink, workers=n, count=args.count, args=args, py_spy=spy,
+                        dkim_key=key,
+                    )
+                )  # fmt: skip
+    return runs
+
+
 async def main(args: argparse.Namespace) -> None:
     require_tools(SMTP_SINK, SMTP_SOURCE)
-    workers = [int(n) for n in args.workers.split(",")]
     py_spy = find_py_spy(args.py_spy) if args.profile else None
     report = Report("delivery")
     report.header(
@@ -181,24 +270,16 @@ async def main(args: argparse.Namespace) -> None:
             "workers": args.workers,
             "EMAIL_WORKER_POLL_INTERVAL": args.poll_interval,
             "EMAIL_WORKER_BATCH_SIZE": args.batch_size or "default (50)",
+            "DKIM-on runs (RSA-2048) for workers": args.dkim_workers or "none",
             "profile": f"py-spy {args.profile} s on the 1-worker run" if py_spy else "off",
         },
     )
     if args.profile and not py_spy:
         report.line("(py-spy not found: pass --py-spy PATH; profiling skipped)\n")
+    pem = rsa_pem()
     with Processes() as procs:
         sink = SmtpSink(procs)
-        runs = [
-            await drain(
-                procs,
-                sink,
-                workers=n,
-                count=args.count,
-                args=args,
-                py_spy=py_spy if n == workers[0] else None,
-            )
-            for n in workers
-        ]
+        runs = await all_runs(procs, sink, args=args, py_spy=py_spy, pem=pem)
         baseline_count = args.count
         source_16, _ = smtp_source(sink.port, count=baseline_count, sessions=16)
         source_1, _ = smtp_source(sink.port, count=baseline_count, sessions=1, reuse=True)
@@ -206,6 +287,7 @@ async def main(args: argparse.Namespace) -> None:
         py_seconds, message_bytes = await aiosmtplib_baseline(sink.port, py_count)
         build_count = min(args.count, 2000)
         build_seconds = build_baseline(build_count)
+        signatures = signing_baseline(pem, min(args.count, 2000))
         sink.stop()
 
     report.line("### odiseo worker")
@@ -213,18 +295,20 @@ async def main(args: argparse.Namespace) -> None:
     report.table(
         [
             "workers",
+            "DKIM",
             "emails",
             "spawn -> all sent",
             "emails/s (from spawn)",
             "emails/s (first -> last sent)",
             "smtp-sink got",
-            "worker CPU per email",
+            "worker CPU per email (+ its DKIM signing process)",
             "peak RSS per worker (VmHWM)",
             "exit codes",
         ],
         [
             [
                 r.workers,
+                "RSA-2048" if r.dkim else "off",
                 f"{r.count:,}",
                 f"{r.spawn_to_done:.1f} s",
                 rate(r.rate_from_spawn),
@@ -242,6 +326,7 @@ async def main(args: argparse.Namespace) -> None:
         " emails/s through PostgresStore.enqueue, 500 per transaction."
     )
     report.line()
+    dkim_ratios(report, runs)
     report.line("### Baseline, same run, same smtp-sink")
     report.line()
     best = max(r.steady_rate for r in runs)
@@ -278,16 +363,43 @@ async def main(args: argparse.Namespace) -> None:
         "aiosmtplib without a queue."
     )
     report.line()
+    report.table(
+        ["one DKIM signature of the bench message, in this process", "CPU per signature"],
+        [[name, f"{cpu_ms:.3f} ms"] for name, cpu_ms in signatures],
+    )
     for r in runs:
         if r.profile is not None:
             r.profile.report(report, f"the {r.workers}-worker run, while delivering")
     report.save()
 
 
+def dkim_ratios(report: Report, runs: list[Run]) -> None:
+    """DKIM-on steady rate as a share of the DKIM-off run with the same worker count."""
+    off = {r.workers: r for r in runs if not r.dkim}
+    for r in runs:
+        if r.dkim and r.workers in off:
+            base = off[r.workers]
+            extra_cpu = r.cpu_seconds / max(1, r.count - r.sent_at_first) - (
+                base.cpu_seconds / max(1, base.count - base.sent_at_first)
+            )
+            report.line(
+                f"DKIM on, {r.workers} worker(s): {100 * r.steady_rate / base.steady_rate:.1f} % "
+                f"of the DKIM-off rate ({rate(r.steady_rate)} vs {rate(base.steady_rate)} "
+                f"emails/s), {1000 * extra_cpu:+.2f} ms of worker CPU per email (its signing "
+                "process included)."
+            )
+            report.line()
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=20_000, help="emails per run (20000)")
     parser.add_argument("--workers", default="1,2", help="worker counts to run, e.g. 1,2")
+    parser.add_argument(
+        "--dkim-workers",
+        default="1",
+        help="worker counts that also get a DKIM-on run (RSA-2048), e.g. 1,2; '' for none",
+    )
     parser.add_argument("--poll-interval", type=float, default=0.2)
     parser.add_argument("--batch-size", type=int, default=None, help="EMAIL_WORKER_BATCH_SIZE")
     parser.add_argument("--timeout", type=float, default=600, help="give up on a run after (s)")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -61,7 +62,7 @@ class Worker:
         name: str | None = None,
         clock: Callable[[], datetime] = utcnow,
         metrics: Metrics | None = None,
-        sign: Callable[[bytes], bytes] | None = None,
+        sign: Callable[[bytes], Awaitable[bytes]] | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -184,13 +185,15 @@ class Worker:
         sending: set[int] = set()  # taken by a lane, no result yet
         finished: list[AttemptResult] = []
         last_flush = time.monotonic()
+        ahead = _SignedAhead(self, queue) if self.sign is not None else None
 
         async def lane() -> None:
             nonlocal finished, last_flush
             while queue and not self.stopping:
                 message = queue.popleft()
                 sending.add(message.id)
-                result = await self._attempt_within_shutdown(message)
+                prepared = ahead.take(message) if ahead is not None else None
+                result = await self._attempt_within_shutdown(message, prepared)
                 sending.discard(message.id)
                 if result is None:  # cut short by a stop: handed back below
                     return
@@ -206,6 +209,8 @@ class Worker:
             # the middle of its SMTP transaction must not be handed back meanwhile.
             outcomes = await asyncio.gather(*lanes, return_exceptions=True)
         finally:
+            if ahead is not None:
+                ahead.discard()
             await self._record_in_background(finished)
             if sending:  # interrupted mid-transaction: maybe sent, so left to its lease
                 log.warning("%d message(s) in an unknown state, left to their lease", len(sending))
@@ -217,9 +222,11 @@ class Worker:
             if isinstance(outcome, BaseException):
                 raise outcome
 
-    async def _attempt_within_shutdown(self, message: QueuedEmail) -> AttemptResult | None:
+    async def _attempt_within_shutdown(
+        self, message: QueuedEmail, prepared: asyncio.Future[bytes] | None = None
+    ) -> AttemptResult | None:
         """Attempt a message; once a stop is asked, give it at most shutdown_seconds more."""
-        attempt = asyncio.ensure_future(self.attempt(message))
+        attempt = asyncio.ensure_future(self.attempt(message, prepared=prepared))
         stopping = asyncio.ensure_future(self._stop.wait())
         try:
             await asyncio.wait({attempt, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -239,19 +246,25 @@ class Worker:
         finally:
             stopping.cancel()
 
-    async def attempt(self, message: QueuedEmail) -> AttemptResult:
-        """One delivery attempt of a claimed message, classified into an outcome."""
+    async def attempt(
+        self, message: QueuedEmail, *, prepared: asyncio.Future[bytes] | None = None
+    ) -> AttemptResult:
+        """One delivery attempt of a claimed message, classified into an outcome.
+
+        Args:
+            prepared: the message's bytes, already being built and signed; else built here.
+        """
         started = self.clock()
         extra = {"message_id": message.message_id, "attempt": message.attempts}
         if message.expires_at is not None and message.expires_at <= started:
+            if prepared is not None:
+                _discard(prepared)
             expired = PermanentFailure(
                 f"expired: not sent by {message.expires_at.isoformat()}", reason="expired"
             )
             return self._failed(message, expired, started=started)
         try:
-            data = build_message(message.email, date=started)
-            if self.sign is not None:
-                data = self.sign(data)
+            data = await (prepared if prepared is not None else self.prepare(message, date=started))
             with self.metrics.provider_call.time():
                 receipt = await self.provider.deliver(
                     data,
@@ -279,6 +292,13 @@ class Worker:
             smtp_code=receipt.code,
             response=_receipt_text(receipt),
         )
+
+    async def prepare(self, message: QueuedEmail, *, date: datetime) -> bytes:
+        """The bytes to send: the message built, and signed when DKIM is on."""
+        data = build_message(message.email, date=date)
+        if self.sign is not None:
+            data = await self.sign(data)
+        return data
 
     def _failed(
         self, message: QueuedEmail, failure: DeliveryFailure, *, started: datetime
@@ -407,3 +427,49 @@ def _receipt_text(receipt: Receipt) -> str:
         refused = "; ".join(f"{addr}: {reply}" for addr, reply in receipt.refused.items())
         text += f" (refused: {refused})"
     return text
+
+
+class _SignedAhead:
+    """The next messages of a batch, built and signed before a lane takes them.
+
+    The signature is made in a thread: preparing a few messages ahead while the
+    lanes talk SMTP keeps a lane from waiting for it. At most `concurrency` are
+    prepared ahead, so large messages cannot pile up in memory.
+    """
+
+    def __init__(self, worker: Worker, queue: collections.deque[QueuedEmail]) -> None:
+        self._worker = worker
+        self._queue = queue
+        self._depth = max(1, worker.options.concurrency)
+        self._tasks: dict[int, asyncio.Future[bytes]] = {}
+        self._fill()
+
+    def take(self, message: QueuedEmail) -> asyncio.Future[bytes]:
+        """The preparation of `message`, just taken off the queue; the next ones start."""
+        task = self._tasks.pop(message.id, None)
+        if task is None:
+            task = self._start(message)
+        self._fill()
+        return task
+
+    def discard(self) -> None:
+        """Drop the preparations of messages no lane took (handed back on a stop)."""
+        for task in self._tasks.values():
+            _discard(task)
+        self._tasks.clear()
+
+    def _fill(self) -> None:
+        for message in itertools.islice(self._queue, self._depth):
+            if message.id not in self._tasks:
+                self._tasks[message.id] = self._start(message)
+
+    def _start(self, message: QueuedEmail) -> asyncio.Future[bytes]:
+        return asyncio.ensure_future(self._worker.prepare(message, date=self._worker.clock()))
+
+
+def _discard(task: asyncio.Future[bytes]) -> None:
+    """Cancel a preparation no one will await, or take its error so none is logged."""
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()

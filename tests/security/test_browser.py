@@ -82,7 +82,7 @@ def browse(url: str, profile: Path, *, resolve: str) -> str:
     """The page's DOM after headless Chromium ran its scripts."""
     chromium = shutil.which("chromium")
     if chromium is None:
-        pytest.fail("chromium is needed: apt-get install chromium")
+        pytest.fail("chromium is needed: `make system-deps` installs it")
     done = subprocess.run(
         [
             chromium,

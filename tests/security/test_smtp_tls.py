@@ -13,7 +13,7 @@ import trustme
 from odiseo.api.wiring import build_provider
 from odiseo.config import Settings
 from odiseo.errors import TransientFailure
-from odiseo.providers.smtp import SmtpProvider
+from odiseo.providers.smtp import SmtpProvider, client_tls_context
 from tests.security.conftest import Tls
 from tests.support.smtp import SmtpServer
 
@@ -85,6 +85,47 @@ async def test_a_trusted_ca_delivers(starttls_server: SmtpServer, tls: Tls) -> N
     assert isinstance(provider, SmtpProvider)
     await deliver(provider)
     assert len(starttls_server.wait_for(1)) == 1
+
+
+@pytest.fixture
+def system_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> trustme.CA:
+    """A CA that the system trust store holds: OpenSSL reads it from SSL_CERT_FILE."""
+    ca = trustme.CA()
+    bundle = tmp_path / "system-bundle.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    (tmp_path / "no-certs").mkdir()
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "no-certs"))
+    return ca
+
+
+def der(ca: trustme.CA) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(ca.cert_pem.bytes().decode())
+
+
+async def test_the_ca_file_adds_to_the_system_trust_store(
+    system_ca: trustme.CA, starttls_server: SmtpServer, tls: Tls
+) -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    system_ca.issue_cert("127.0.0.1").configure_cert(context)
+    with SmtpServer(tls_context=context) as public_server:
+        # A server whose certificate chains to the system store, and one whose
+        # certificate chains to the private CA of SMTP_TLS_CA_FILE: both are trusted.
+        for server in (public_server, starttls_server):
+            provider = build_provider(smtp_settings(server.port, smtp_tls_ca_file=tls.ca_file))
+            assert isinstance(provider, SmtpProvider)
+            await deliver(provider)
+            assert len(server.wait_for(1)) == 1
+    trusted = client_tls_context(ca_file=tls.ca_file, verify=True).get_ca_certs(binary_form=True)
+    private = ssl.PEM_cert_to_DER_cert(tls.ca_file.read_text())
+    assert sorted(trusted) == sorted([der(system_ca), private])
+
+
+def test_the_ca_file_keeps_every_ca_of_the_real_system_store(tls: Tls) -> None:
+    system = ssl.create_default_context().get_ca_certs(binary_form=True)
+    trusted = client_tls_context(ca_file=tls.ca_file, verify=True).get_ca_certs(binary_form=True)
+    assert set(system) <= set(trusted)
+    assert len(trusted) == len(system) + 1
 
 
 async def test_a_certificate_for_another_host_is_refused(tmp_path: Path) -> None:

@@ -114,7 +114,7 @@ def build_worker(settings: Settings, store: EmailStore, metrics: Metrics | None 
     signer = build_signer(settings)
     return Worker(
         metrics=metrics,
-        sign=signer.sign if signer is not None else None,
+        sign=signer.sign_off_loop if signer is not None else None,
         store=store,
         provider=build_provider(settings),
         options=WorkerOptions(

@@ -49,6 +49,21 @@ def stated_wait(reply: str) -> float | None:
     return float(min(seconds, MAX_STATED_WAIT_SECONDS))
 
 
+def client_tls_context(*, ca_file: Path | None, verify: bool) -> ssl.SSLContext:
+    """The system's trust store, plus the CAs of SMTP_TLS_CA_FILE when it is set.
+
+    `create_default_context(cafile=…)` would trust the file's CAs instead of the
+    system's, not as well: a private relay CA must not cost the public ones.
+    """
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        context.load_verify_locations(cafile=str(ca_file))
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class _Slot:
     """One place in the connection pool; holds a connection once one was opened."""
 
@@ -91,11 +106,8 @@ class SmtpProvider:
         self.timeout = timeout
         self.pool_size = pool_size
         self._tls_context: ssl.SSLContext | None = None
-        if self.implicit_tls or self.start_tls:  # loading the CA bundle costs ~0.1 s
-            self._tls_context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-            if not verify:
-                self._tls_context.check_hostname = False
-                self._tls_context.verify_mode = ssl.CERT_NONE
+        if self.implicit_tls or self.start_tls:  # loading the CA bundle takes a while
+            self._tls_context = client_tls_context(ca_file=ca_file, verify=verify)
         self._all = [_Slot() for _ in range(pool_size)]
         self._free: asyncio.Queue[_Slot] | None = None
 
