@@ -7,7 +7,6 @@ writer could not encode are refused before anything is stored.
 
 from __future__ import annotations
 
-import base64
 import email
 import email.policy
 from typing import Any
@@ -25,9 +24,10 @@ from tests.security.conftest import (
     eventually,
     queue_counts,
 )
+from tests.security.test_input import ATTACHMENT, injected
 
 KEY = auth(ALL_KEY)
-ATTACHMENT = {"filename": "a.txt", "content": base64.b64encode(b"hello").decode()}
+
 # Every character `str.splitlines()` or a mail program could take for a line break,
 # and the other controls: C0 but TAB, DEL, C1, U+2028, U+2029.
 CONTROLS = [chr(c) for c in (*range(0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0))]
@@ -40,14 +40,6 @@ INJECTIONS = [
 ]
 
 
-def _with(field: str, value: str) -> dict[str, Any]:
-    if field == "headers":
-        return {**EMAIL, "headers": {"X-Campaign": value}}
-    if field in {"filename", "content_id"}:
-        return {**EMAIL, "attachments": [{**ATTACHMENT, field: value}]}
-    return {**EMAIL, field: value}
-
-
 async def test_every_control_character_in_a_header_value_is_a_422_naming_the_field(
     client: httpx.AsyncClient,
 ) -> None:
@@ -55,7 +47,7 @@ async def test_every_control_character_in_a_header_value_is_a_422_naming_the_fie
     for field in ("subject", "from_name", "headers", "filename", "content_id"):
         for char in CONTROLS:
             value = "x" * 70 + char + "From : CEO <ceo@bank.example>"
-            response = await client.post("/emails", json=_with(field, value), headers=KEY)
+            response = await client.post("/emails", json=injected(field, value), headers=KEY)
             detail = response.json().get("detail", "")
             if response.status_code != 422 or field not in detail:
                 wrong.append(f"{field} U+{ord(char):04X}: {response.status_code} {detail}")

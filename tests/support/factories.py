@@ -9,6 +9,22 @@ from typing import Any
 from odiseo.domain.models import NewEmail, OutgoingEmail
 
 
+def outgoing(**changes: Any) -> OutgoingEmail:
+    """A message to write, with a fixed id (so its boundaries are known) and `changes`."""
+    fields: dict[str, Any] = {
+        "message_id": "5a377f3a-abeb-4e60-a59e-2a706e6021f8",
+        "rfc_message_id": "<5a377f3a-abeb-4e60-a59e-2a706e6021f8@odiseo.io>",
+        "from_email": "noreply@odiseo.io",
+        "from_name": "Odiseo",
+        "to": ("user@example.com",),
+        "subject": "Hello",
+        "html": "<p>Hi</p>",
+        "text": None,
+        **changes,
+    }
+    return OutgoingEmail(**fields)
+
+
 def new_email(
     *,
     to: str = "user@example.com",

@@ -2,26 +2,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
+from functools import partial
 
-from odiseo.domain.models import OutgoingEmail
 from odiseo.mime import build_message, html_to_text
+from tests.support.factories import outgoing
 
 DATE = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 
 
-def _email(**changes: object) -> OutgoingEmail:
-    fields: dict[str, object] = {
-        "message_id": "5a377f3a-abeb-4e60-a59e-2a706e6021f8",
-        "rfc_message_id": "<5a377f3a-abeb-4e60-a59e-2a706e6021f8@odiseo.io>",
-        "from_email": "noreply@odiseo.io",
-        "from_name": "Odiseo",
-        "to": ("user@example.com",),
-        "subject": "Hello World",
-        "html": "<h1>Welcome!</h1><p>Read <a href='https://x.example/a'>this</a>.</p>",
-        "text": None,
-    }
-    fields.update(changes)
-    return OutgoingEmail(**fields)  # type: ignore[arg-type]
+_email = partial(
+    outgoing,
+    subject="Hello World",
+    html="<h1>Welcome!</h1><p>Read <a href='https://x.example/a'>this</a>.</p>",
+)
 
 
 def _parse(raw: bytes):  # type: ignore[no-untyped-def]

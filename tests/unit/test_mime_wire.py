@@ -14,29 +14,18 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from odiseo.domain.models import Attachment, OutgoingEmail
+from odiseo.domain.models import Attachment
 from odiseo.errors import InvalidEmail
 from odiseo.mime import build_message, value_problem
 from odiseo.mime.headers import parameterised, unstructured
+from tests.support.factories import outgoing
 from tests.unit.wire import assert_well_formed, phrase_of, strict
 
 DATE = datetime(2026, 12, 1, tzinfo=UTC)
 _ENCODED_WORD = re.compile(rb"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 
 
-def _email(**changes: object) -> OutgoingEmail:
-    fields: dict[str, object] = {
-        "message_id": "5a377f3a-abeb-4e60-a59e-2a706e6021f8",
-        "rfc_message_id": "<5a377f3a-abeb-4e60-a59e-2a706e6021f8@odiseo.io>",
-        "from_email": "noreply@odiseo.io",
-        "from_name": "Odiseo",
-        "to": ("user@example.com",),
-        "subject": "Hello",
-        "html": "<p>Hi</p>",
-        "text": None,
-    }
-    fields.update(changes)
-    return OutgoingEmail(**fields)  # type: ignore[arg-type]
+_email = outgoing
 
 
 def _lines(raw: bytes) -> list[bytes]:

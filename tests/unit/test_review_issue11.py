@@ -10,32 +10,22 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
+from functools import partial
 
 import pytest
 
-from odiseo.domain.models import Attachment, OutgoingEmail
+from odiseo.domain.models import Attachment
 from odiseo.errors import InvalidEmail
 from odiseo.mime import build_message, check_email, html_to_text
 from odiseo.mime.headers import unstructured
 from odiseo.rendering import Renderer
+from tests.support.factories import outgoing
 from tests.unit.wire import assert_well_formed, strict
 
 DATE = datetime(2026, 12, 1, tzinfo=UTC)
 
 
-def _email(**changes: object) -> OutgoingEmail:
-    fields: dict[str, object] = {
-        "message_id": "5a377f3a-abeb-4e60-a59e-2a706e6021f8",
-        "rfc_message_id": "<5a377f3a-abeb-4e60-a59e-2a706e6021f8@odiseo.io>",
-        "from_email": "noreply@odiseo.io",
-        "from_name": "Odiseo",
-        "to": ("user@example.com",),
-        "subject": "Hello",
-        "html": None,
-        "text": "Hi",
-    }
-    fields.update(changes)
-    return OutgoingEmail(**fields)  # type: ignore[arg-type]
+_email = partial(outgoing, html=None, text="Hi")
 
 
 def test_html_to_text_is_linear_on_an_unclosed_tag_with_a_long_name_review() -> None:
