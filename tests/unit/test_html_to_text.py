@@ -30,13 +30,15 @@ _BLOCK = re.compile(
     r"|h(?:[1-6r]|eader)|main|nav|ol|p(?:re)?|section|t(?:able|r)|ul)\b[^>]*>",
     re.I,
 )
+_CELL_END = re.compile(r"</t[dh]\s*>", re.I)
 _TAG = re.compile(r"<[^>]*>")
 _SPACES = re.compile(r"[ \t\r\f\v]{2,}|[\t\r\f\v]")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*\n+")
 
 
 def regex_reference(html: str) -> str:
-    """The previous html_to_text, verbatim."""
+    """The previous html_to_text, verbatim but for one deliberate change: the end of a
+    table cell leaves a space, so adjacent cells do not run together ("Total: $10")."""
     text = _COMMENT.sub("", _DROP.sub("", html))
     text = _LINK.sub(
         lambda m: f"{m.group(2)} ({m.group(1).removeprefix('mailto:')})",
@@ -45,6 +47,7 @@ def regex_reference(html: str) -> str:
     text = _BREAK.sub("\n", text)
     text = _ITEM.sub("\n- ", text)
     text = _BLOCK.sub("\n\n", text)
+    text = _CELL_END.sub(" ", text)
     text = htmllib.unescape(_TAG.sub("", text))
     lines = (line.strip() for line in _SPACES.sub(" ", text).split("\n"))
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip() + "\n"
