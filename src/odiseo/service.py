@@ -113,6 +113,14 @@ class Submitted:
 
 
 @dataclass(frozen=True, kw_only=True)
+class QueueDepth:
+    """How many messages are in each status, and how long the oldest due one has waited."""
+
+    counts: dict[Status, int]
+    oldest_due_seconds: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class Sender:
     """Defaults for the From header and the senders a request may pick instead."""
 
@@ -333,6 +341,22 @@ class EmailService:
         count = await self.store.requeue_failed(now=now, created_after=created_after)
         log.info("requeued %d failed message(s)", count)
         return count
+
+    async def queue_depth(self, *, now: datetime) -> QueueDepth:
+        """The queue by status and the wait of its oldest due message (/queue/status, /metrics)."""
+        counts = await self.store.counts()
+        return QueueDepth(
+            counts=counts, oldest_due_seconds=await self.store.oldest_due_seconds(now=now)
+        )
+
+    async def count_request(self, client: str, *, window: int) -> int:
+        """Count one request of `client` (an API key's label) in minute `window`, shared by
+        every API process; returns the window's count so far, for the rate limit."""
+        return await self.store.count_request(client, window=window)
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers (the /health probe)."""
+        await self.store.ping()
 
 
 def _refuse_special_use(email: OutgoingEmail) -> None:

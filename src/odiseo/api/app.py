@@ -59,7 +59,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
         app.state.templates = TemplateService(
             templates=store.templates, renderer=app.state.service.renderer
         )
-        app.state.health = HealthCheck(store=store, provider=build_provider(settings))
+        app.state.health = HealthCheck(service=app.state.service, provider=build_provider(settings))
         worker = build_worker(settings, store, app.state.metrics) if with_worker else None
         task = asyncio.create_task(worker.run(), name="worker") if worker else None
         log.info("API ready on %s (store %r)", settings.api_port, store)

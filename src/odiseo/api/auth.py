@@ -187,7 +187,7 @@ async def _rate_limit(request: Request, key: ApiKey) -> None:
         return
     now = time.time()
     window = math.floor(now / 60)
-    hits = await request.app.state.service.store.count_request(key.label, window=window)
+    hits = await request.app.state.service.count_request(key.label, window=window)
     if hits > limit:
         retry_after = max(1, math.ceil((window + 1) * 60 - now))
         log.warning("rate limit: %s made %d requests this minute", key.label, hits)
