@@ -12,9 +12,10 @@ from pydantic_core import to_json
 from starlette.routing import Route
 
 from odiseo.api.auth import AdminKey, ReadKey, Scope, SendKey, idempotency_scope, requires
-from odiseo.api.body import parse_json, request_body
+from odiseo.api.body import parse_json
 from odiseo.api.deps import ServiceDep
 from odiseo.api.errors import describe_errors
+from odiseo.api.openapi import request_body
 from odiseo.api.schemas import (
     Accepted,
     AttachmentOut,
