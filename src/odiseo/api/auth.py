@@ -168,6 +168,7 @@ async def _rate_limit(request: Request, key: ApiKey) -> None:
         )
 
 
-SendKey = Depends(requires(Scope.SEND))
+check_send = requires(Scope.SEND)  # run by both routes of POST /emails (routes/emails.py)
+SendKey = Depends(check_send)
 ReadKey = Depends(requires(Scope.READ))
 AdminKey = Depends(requires(Scope.ADMIN))
