@@ -32,11 +32,12 @@ lock: $(BIN)/python
 run: install
 	$(BIN)/odiseo run
 
-## lint: ruff, mypy --strict on src/, the import-layer contracts
+## lint: ruff, mypy --strict on src/ and bench/, the import-layer contracts
 lint: install-test
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 	$(BIN)/lint-imports
 
 ## system-deps: the Debian packages the suite drives (chromium, Perl Mail::DKIM), if missing

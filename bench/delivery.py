@@ -21,6 +21,7 @@ import datetime as dt
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,7 +200,7 @@ def signing_baseline(pem: bytes, count: int) -> list[tuple[str, float]]:
     signer = DkimSigner(domain=DKIM_DOMAIN, selector=DKIM_SELECTOR, private_key=pem)
     key = serialization.load_pem_private_key(pem, password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
-    cases = [
+    cases: list[tuple[str, Callable[[], object]]] = [
         ("odiseo.dkim_signing.DkimSigner.sign (the worker's signer)", lambda: signer.sign(data)),
         (
             "dkimpy dkim.sign, pure-Python RSA (the signer before 2026-12-01)",
