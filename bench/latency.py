@@ -301,6 +301,11 @@ async def main(args: argparse.Namespace) -> None:
         outcomes.append(await direct_smtp(recorder, smtp_port, args))
     finally:
         controller.stop()
+    report_outcomes(report, outcomes, unmatched=recorder.unmatched)
+    report.save()
+
+
+def report_outcomes(report: Report, outcomes: list[Outcome], *, unmatched: int) -> None:
     report.table(
         ["path", "sent/s", "accepted", "arrived", "missing", "p50", "p99", "max",
          "POST p50", "POST p99", "odiseo CPU per email", "peak RSS"],
@@ -320,10 +325,9 @@ async def main(args: argparse.Namespace) -> None:
         "the send began, including building the message). Both clocks are time.monotonic() "
         "in this process."
     )
-    if recorder.unmatched:
-        report.line(f"{recorder.unmatched} message(s) arrived without a readable Message-ID.")
+    if unmatched:
+        report.line(f"{unmatched} message(s) arrived without a readable Message-ID.")
     report.line()
-    report.save()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
