@@ -5,10 +5,14 @@
 #   docker run odiseo worker                  -> one delivery worker (set DATABASE_URL)
 # Any subcommand of the `odiseo` CLI works as the container's command.
 
+# The base of both stages, pinned to an exact Python patch release and Debian
+# release. Raise it deliberately; a new minor version needs `make lock` too.
+ARG PYTHON_IMAGE=python:3.11.17-slim-bookworm
+
 ########################################################################
-# Builder: turn the project into a wheel and install it into /opt/venv.
+# Builder: the locked dependencies and the project's wheel, into /opt/venv.
 ########################################################################
-FROM python:3.11-slim AS builder
+FROM ${PYTHON_IMAGE} AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -19,25 +23,25 @@ RUN python -m venv /opt/venv
 
 WORKDIR /src
 
-# Dependencies first, read from pyproject.toml alone, so that editing the
-# code does not invalidate this (slow) layer. tomllib is stdlib since 3.11.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
- && /opt/venv/bin/pip install -r /tmp/requirements.txt
+# Dependencies first, from the runtime lock alone (exact versions, each checked
+# against its hashes; `make lock` writes it), so that editing the code does not
+# invalidate this (slow) layer.
+COPY requirements.lock ./
+RUN /opt/venv/bin/pip install --require-hashes -r requirements.lock
 
 # README.md is the project's `readme`: the build fails without it.
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY src ./src
 # A real wheel (not an editable install), so the venv holds no path back to /src;
-# templates and migrations come along as package data.
+# templates and migrations come along as package data. --no-deps: everything it
+# needs came from the lock above.
 RUN pip wheel --no-deps --wheel-dir /wheels . \
- && /opt/venv/bin/pip install /wheels/odiseo-*.whl
+ && /opt/venv/bin/pip install --no-deps /wheels/odiseo-*.whl
 
 ########################################################################
 # Runtime: the venv, a non-root user and nothing else.
 ########################################################################
-FROM python:3.11-slim AS runtime
+FROM ${PYTHON_IMAGE} AS runtime
 
 # PATH: `odiseo` and its python come from the venv.
 # API_HOST: the default 127.0.0.1 would be unreachable from outside the container.

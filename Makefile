@@ -3,27 +3,41 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run install install-test system-deps lint test bench clean
+.PHONY: run install install-test lock system-deps lint test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# Dependencies come from the lock files only (exact versions, checked against their
+# hashes); odiseo itself is installed editable on top, without resolving anything.
+## install: the runtime dependencies (requirements.lock) and odiseo
 install: $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 
+## install-test: the runtime and test dependencies (requirements-test.lock) and odiseo
 install-test: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements-test.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+
+## lock: resolve pyproject.toml again into both lock files (LOCK_ARGS=--upgrade for new versions)
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11
+lock: $(BIN)/python
+	$(BIN)/pip install --quiet 'uv>=0.9'
+	$(UV_COMPILE) --extra test $(LOCK_ARGS) -o requirements-test.lock
+	$(UV_COMPILE) -c requirements-test.lock $(LOCK_ARGS) -o requirements.lock
 
 ## run: install, then serve the API and a worker on the embedded default (SQLite + outbox)
 run: install
 	$(BIN)/odiseo run
 
-## lint: ruff, mypy --strict on src/, the import-layer contracts
+## lint: ruff, mypy --strict on src/ and bench/, the import-layer contracts
 lint: install-test
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 	$(BIN)/lint-imports
 
 ## system-deps: the Debian packages the suite drives (chromium, Perl Mail::DKIM), if missing

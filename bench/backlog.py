@@ -229,6 +229,12 @@ async def main(args: argparse.Namespace) -> None:
     full = Case(f"{args.history:,} sent + {args.due:,} due", args.history, args.due)
     cases = [empty, full]
     await run_cases(cases, args)
+    report_cases(report, empty=empty, full=full)
+    report.save()
+
+
+def report_cases(report: Report, *, empty: Case, full: Case) -> None:
+    cases = [empty, full]
     report.table(
         ["table", "rows done", "time", "rows/s", "claim p50", "claim p99",
          "record p50", "record p99"],
@@ -264,7 +270,6 @@ async def main(args: argparse.Namespace) -> None:
             for c in cases
         ],
     )  # fmt: skip
-    report.save()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

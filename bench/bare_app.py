@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--schema", default=SCHEMA)
     args = parser.parse_args()
     SCHEMA = args.schema
-    # The same server settings `odiseo api` uses (src/odiseo/cli.py), minus its logging setup.
+    # The server settings `odiseo api` uses (odiseo/api/server.py), minus its logging setup.
     uvicorn.run(
         app,
         host="127.0.0.1",

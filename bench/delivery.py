@@ -19,8 +19,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,54 +110,18 @@ async def drain(
                 enqueue_seconds=await enqueue_many(store, count),
                 dkim=dkim_key is not None,
             )
-        extra = {"EMAIL_WORKER_POLL_INTERVAL": str(args.poll_interval)}
-        if args.batch_size:
-            extra["EMAIL_WORKER_BATCH_SIZE"] = str(args.batch_size)
-        if dkim_key is not None:
-            extra.update(
-                DKIM_DOMAIN=DKIM_DOMAIN, DKIM_SELECTOR=DKIM_SELECTOR, DKIM_PRIVATE_KEY=str(dkim_key)
-            )
-        env = odiseo_env(schema, **smtp_env(sink.port), **extra)
+        env = worker_env(schema, sink.port, args=args, dkim_key=dkim_key)
         conn = await asyncpg.connect(DATABASE_URL, timeout=10)
         sink_before = sink.messages()
-        popens = []
-        samplers = []
+        popens: list[subprocess.Popen[bytes]] = []
+        samplers: list[MemorySampler] = []
         try:
             began = time.perf_counter()
             for i in range(workers):
                 popens.append(procs.odiseo(f"worker-{workers}-{i}", ["worker"], env))
                 samplers.append(MemorySampler(popens[-1].pid).start())
-            first: float | None = None
-            cpu_at_first = 0.0
-            while True:
-                counts = await status_counts(conn, schema)
-                now = time.perf_counter()
-                sent = counts.get("sent", 0)
-                if sent and first is None:
-                    first, run.sent_at_first = now, sent
-                    cpu_at_first = sum(tree_cpu_seconds(p.pid) for p in popens)
-                    if py_spy and args.profile:
-                        run.profile = PySpy(
-                            procs,
-                            py_spy,
-                            pid=popens[0].pid,
-                            seconds=args.profile,
-                            name=f"delivery-worker-{'dkim-' if run.dkim else ''}{schema}",
-                        )
-                if sent >= count:
-                    break
-                for popen in popens:
-                    if popen.poll() is not None:
-                        raise RuntimeError(f"a worker exited early:\n{procs.log_tail(popen)}")
-                if counts.get("failed") or counts.get("scheduled"):
-                    raise RuntimeError(f"deliveries are failing: {counts}")
-                if now - began > args.timeout:
-                    raise TimeoutError(f"not all sent after {args.timeout} s: {counts}")
-                await asyncio.sleep(POLL_SECONDS)
-            run.cpu_seconds = sum(tree_cpu_seconds(p.pid) for p in popens) - cpu_at_first
-            run.spawn_to_done = now - began
-            run.first_to_done = now - (first or began)
-            run.other_statuses = {k: v for k, v in counts.items() if k != "sent"}
+            watch = Watch(procs=procs, conn=conn, schema=schema, popens=popens, began=began)
+            await watch.until_sent(run, args=args, py_spy=py_spy)
             run.peaks_kib = [sampler.stop() for sampler in samplers]
         finally:
             for sampler in samplers:
@@ -167,6 +133,71 @@ async def drain(
         await asyncio.sleep(0.3)  # the sink's counter is written as sessions end
         run.sink_messages = sink.messages() - sink_before
         return run
+
+
+def worker_env(
+    schema: str, port: int, *, args: argparse.Namespace, dkim_key: Path | None
+) -> dict[str, str]:
+    """The environment of the run's `odiseo worker` processes."""
+    extra = {"EMAIL_WORKER_POLL_INTERVAL": str(args.poll_interval)}
+    if args.batch_size:
+        extra["EMAIL_WORKER_BATCH_SIZE"] = str(args.batch_size)
+    if dkim_key is not None:
+        extra.update(
+            DKIM_DOMAIN=DKIM_DOMAIN, DKIM_SELECTOR=DKIM_SELECTOR, DKIM_PRIVATE_KEY=str(dkim_key)
+        )
+    return odiseo_env(schema, **smtp_env(port), **extra)
+
+
+@dataclass(kw_only=True)
+class Watch:
+    """The queue of one run, polled until every message is sent."""
+
+    procs: Processes
+    conn: asyncpg.Connection
+    schema: str
+    popens: list[subprocess.Popen[bytes]]
+    began: float
+
+    async def until_sent(self, run: Run, *, args: argparse.Namespace, py_spy: str | None) -> None:
+        """Poll until all are sent; the steady rate counts from the first one sent, whose
+        moment also starts the worker CPU count and the py-spy recording."""
+        first: float | None = None
+        cpu_at_first = 0.0
+        while True:
+            counts = await status_counts(self.conn, self.schema)
+            now = time.perf_counter()
+            sent = counts.get("sent", 0)
+            if sent and first is None:
+                first, run.sent_at_first = now, sent
+                cpu_at_first = self.cpu_seconds()
+                if py_spy and args.profile:
+                    run.profile = self.record(py_spy, seconds=args.profile, dkim=run.dkim)
+            if sent >= run.count:
+                break
+            self.check(counts, now=now, timeout=args.timeout)
+            await asyncio.sleep(POLL_SECONDS)
+        run.cpu_seconds = self.cpu_seconds() - cpu_at_first
+        run.spawn_to_done = now - self.began
+        run.first_to_done = now - (first or self.began)
+        run.other_statuses = {k: v for k, v in counts.items() if k != "sent"}
+
+    def cpu_seconds(self) -> float:
+        return sum(tree_cpu_seconds(p.pid) for p in self.popens)
+
+    def record(self, py_spy: str, *, seconds: int, dkim: bool) -> PySpy:
+        name = f"delivery-worker-{'dkim-' if dkim else ''}{self.schema}"
+        return PySpy(self.procs, py_spy, pid=self.popens[0].pid, seconds=seconds, name=name)
+
+    def check(self, counts: dict[str, int], *, now: float, timeout: float) -> None:
+        """Stop the run when a worker died, mail fails, or it takes too long."""
+        for popen in self.popens:
+            if popen.poll() is not None:
+                raise RuntimeError(f"a worker exited early:\n{self.procs.log_tail(popen)}")
+        if counts.get("failed") or counts.get("scheduled"):
+            raise RuntimeError(f"deliveries are failing: {counts}")
+        if now - self.began > timeout:
+            raise TimeoutError(f"not all sent after {timeout} s: {counts}")
 
 
 async def aiosmtplib_baseline(port: int, count: int) -> tuple[float, int]:
@@ -199,7 +230,7 @@ def signing_baseline(pem: bytes, count: int) -> list[tuple[str, float]]:
     signer = DkimSigner(domain=DKIM_DOMAIN, selector=DKIM_SELECTOR, private_key=pem)
     key = serialization.load_pem_private_key(pem, password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
-    cases = [
+    cases: list[tuple[str, Callable[[], object]]] = [
         ("odiseo.dkim_signing.DkimSigner.sign (the worker's signer)", lambda: signer.sign(data)),
         (
             "dkimpy dkim.sign, pure-Python RSA (the signer before 2026-12-01)",
@@ -259,6 +290,41 @@ async def all_runs(
     return runs
 
 
+@dataclass(kw_only=True)
+class Baselines:
+    """What the same machine does without odiseo, measured in the same run."""
+
+    count: int  # messages per smtp-source run
+    source_16: float  # seconds, 16 sessions
+    source_1: float  # seconds, one reused connection
+    py_count: int
+    py_seconds: float  # aiosmtplib, one connection
+    message_bytes: int
+    build_count: int
+    build_seconds: float  # build_message() alone
+    signatures: list[tuple[str, float]]  # CPU ms per DKIM signature
+
+
+async def measure_baselines(sink: SmtpSink, *, count: int, pem: bytes) -> Baselines:
+    source_16, _ = smtp_source(sink.port, count=count, sessions=16)
+    source_1, _ = smtp_source(sink.port, count=count, sessions=1, reuse=True)
+    py_count = min(count, 5000)
+    py_seconds, size = await aiosmtplib_baseline(sink.port, py_count)
+    build_count = min(count, 2000)
+    build_seconds = build_baseline(build_count)
+    return Baselines(
+        count=count,
+        source_16=source_16,
+        source_1=source_1,
+        py_count=py_count,
+        py_seconds=py_seconds,
+        message_bytes=size,
+        build_count=build_count,
+        build_seconds=build_seconds,
+        signatures=signing_baseline(pem, min(count, 2000)),
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
     require_tools(SMTP_SINK, SMTP_SOURCE)
     py_spy = find_py_spy(args.py_spy) if args.profile else None
@@ -280,16 +346,18 @@ async def main(args: argparse.Namespace) -> None:
     with Processes() as procs:
         sink = SmtpSink(procs)
         runs = await all_runs(procs, sink, args=args, py_spy=py_spy, pem=pem)
-        baseline_count = args.count
-        source_16, _ = smtp_source(sink.port, count=baseline_count, sessions=16)
-        source_1, _ = smtp_source(sink.port, count=baseline_count, sessions=1, reuse=True)
-        py_count = min(args.count, 5000)
-        py_seconds, message_bytes = await aiosmtplib_baseline(sink.port, py_count)
-        build_count = min(args.count, 2000)
-        build_seconds = build_baseline(build_count)
-        signatures = signing_baseline(pem, min(args.count, 2000))
+        baselines = await measure_baselines(sink, count=args.count, pem=pem)
         sink.stop()
+    report_runs(report, runs)
+    dkim_ratios(report, runs)
+    report_baselines(report, runs, baselines)
+    for r in runs:
+        if r.profile is not None:
+            r.profile.report(report, f"the {r.workers}-worker run, while delivering")
+    report.save()
 
+
+def report_runs(report: Report, runs: list[Run]) -> None:
     report.line("### odiseo worker")
     report.line()
     report.table(
@@ -326,51 +394,40 @@ async def main(args: argparse.Namespace) -> None:
         " emails/s through PostgresStore.enqueue, 500 per transaction."
     )
     report.line()
-    dkim_ratios(report, runs)
+
+
+def report_baselines(report: Report, runs: list[Run], b: Baselines) -> None:
     report.line("### Baseline, same run, same smtp-sink")
     report.line()
-    best = max(r.steady_rate for r in runs)
-    rows = [
-        [
-            "smtp-source -s 16 -l 2000 (new connection per message)",
-            f"{baseline_count:,}",
-            f"{source_16:.1f} s",
-            rate(baseline_count / source_16),
-        ],
-        [
-            "smtp-source -s 1 -d -l 2000 (one connection, like one worker)",
-            f"{baseline_count:,}",
-            f"{source_1:.1f} s",
-            rate(baseline_count / source_1),
-        ],
-        [
-            f"aiosmtplib, one connection, the odiseo-built message ({message_bytes:,} B)",
-            f"{py_count:,}",
-            f"{py_seconds:.1f} s",
-            rate(py_count / py_seconds),
-        ],
-        [
+    rows: list[tuple[str, int, float]] = [
+        ("smtp-source -s 16 -l 2000 (new connection per message)", b.count, b.source_16),
+        ("smtp-source -s 1 -d -l 2000 (one connection, like one worker)", b.count, b.source_1),
+        (
+            f"aiosmtplib, one connection, the odiseo-built message ({b.message_bytes:,} B)",
+            b.py_count,
+            b.py_seconds,
+        ),
+        (
             "odiseo.mime.build_message() to bytes only, no I/O (CPU per message)",
-            f"{build_count:,}",
-            f"{build_seconds:.1f} s",
-            rate(build_count / build_seconds),
-        ],
+            b.build_count,
+            b.build_seconds,
+        ),
     ]
-    report.table(["baseline", "messages", "time", "msgs/s"], rows)
+    report.table(
+        ["baseline", "messages", "time", "msgs/s"],
+        [[name, f"{n:,}", f"{seconds:.1f} s", rate(n / seconds)] for name, n, seconds in rows],
+    )
+    best = max(r.steady_rate for r in runs)
     report.line(
-        f"Best odiseo steady rate = {100 * best / (baseline_count / source_1):.1f} % of "
-        f"smtp-source on one connection, {100 * best / (py_count / py_seconds):.1f} % of "
+        f"Best odiseo steady rate = {100 * best / (b.count / b.source_1):.1f} % of "
+        f"smtp-source on one connection, {100 * best / (b.py_count / b.py_seconds):.1f} % of "
         "aiosmtplib without a queue."
     )
     report.line()
     report.table(
         ["one DKIM signature of the bench message, in this process", "CPU per signature"],
-        [[name, f"{cpu_ms:.3f} ms"] for name, cpu_ms in signatures],
+        [[name, f"{cpu_ms:.3f} ms"] for name, cpu_ms in b.signatures],
     )
-    for r in runs:
-        if r.profile is not None:
-            r.profile.report(report, f"the {r.workers}-worker run, while delivering")
-    report.save()
 
 
 def dkim_ratios(report: Report, runs: list[Run]) -> None:

@@ -26,6 +26,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,6 +191,136 @@ class Server:
     log_tail: str = ""  # the server's last log lines, kept when a request failed
 
 
+@dataclass(kw_only=True)
+class Load:
+    """What every wrk run of this benchmark sends, and for how long."""
+
+    schema: str
+    body: bytes
+    body_file: str
+    wrk: dict[str, int]  # run_wrk's seconds, connections and threads
+    warmup: int
+
+    def run(self, url: str) -> WrkRun:
+        return run_wrk(url, self.body_file, **self.wrk)
+
+
+async def warm_up(load: Load, url: str, *, table: str) -> int:
+    """A warm-up run (not counted), then the rows `table` holds before the measured one."""
+    run_wrk(url, load.body_file, **{**load.wrk, "seconds": load.warmup})
+    await asyncio.sleep(1.0)  # let the warm-up's last requests commit
+    return await count_rows(load.schema, table)
+
+
+async def rows_added(load: Load, *, table: str, before: int) -> int:
+    await asyncio.sleep(1.0)  # requests in flight when wrk stopped may still commit
+    return await count_rows(load.schema, table) - before
+
+
+async def counted_run(
+    load: Load, url: str, *, table: str, cpu: Callable[[], float]
+) -> tuple[WrkRun, int]:
+    """Warm up, then one measured wrk run: the server's CPU (by `cpu`) and the rows stored."""
+    before = await warm_up(load, url, table=table)
+    used = cpu()
+    run = load.run(url)
+    run.cpu_seconds = cpu() - used
+    return run, await rows_added(load, table=table, before=before)
+
+
+@dataclass
+class OdiseoRun:
+    server: Server
+    target: float  # half the wrk peak: the open-loop rate
+    exit_code: int | None
+    spy: PySpy | None
+
+
+async def measure_odiseo(
+    procs: Processes, load: Load, args: argparse.Namespace, *, py_spy: str | None
+) -> OdiseoRun:
+    """`odiseo api`: the wrk peak (py-spy recording it with --profile), then the open loop."""
+    odiseo = Server("odiseo api")
+    port = free_port()
+    api = procs.odiseo("api", ["api"], odiseo_env(load.schema, API_PORT=str(port)))
+    base = f"http://127.0.0.1:{port}"
+    wait_http_ok(f"{base}/health", process=api, timeout=60)
+    sampler = MemorySampler(api.pid).start()
+    url = f"{base}/emails"
+    before = await warm_up(load, url, table="emails")
+    spy = None
+    if py_spy:
+        seconds = min(args.profile, args.duration)
+        spy = PySpy(procs, py_spy, pid=api.pid, seconds=seconds, name=f"enqueue-api-{load.schema}")
+    cpu = cpu_seconds(api.pid)
+    peak = load.run(url)
+    peak.cpu_seconds = cpu_seconds(api.pid) - cpu
+    if spy is not None:
+        spy.finish()
+    odiseo.rows["POST /emails"] = (peak.ok, await rows_added(load, table="emails", before=before))
+    peak.endpoint = "odiseo POST /emails"
+    odiseo.wrk.append(peak)
+    target = peak.rps / 2
+    steady = await half_rate(url, load.body, target, args.duration)
+    odiseo.open_loop["odiseo POST /emails"] = steady
+    odiseo.peak_kib = sampler.stop()
+    api_exit = procs.stop(api)
+    if peak.non_2xx or peak.socket_errors or steady["failed"]:
+        odiseo.log_tail = procs.log_tail(api, lines=30)
+    return OdiseoRun(server=odiseo, target=target, exit_code=api_exit, spy=spy)
+
+
+async def measure_bare(procs: Processes, load: Load, *, target: float, duration: int) -> Server:
+    """The bare FastAPI baseline: /parse and /insert under wrk, /insert in open loop."""
+    bare = Server("bare FastAPI (bench/bare_app.py)")
+    port = free_port()
+    app = procs.start(
+        "bare-app",
+        [sys.executable, str(BENCH_DIR / "bare_app.py"), "--port", str(port)],
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "BENCH_DATABASE_URL": DATABASE_URL,
+            "BENCH_SCHEMA": load.schema,
+        },
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_http_ok(f"{base}/health", process=app, timeout=60)
+    sampler = MemorySampler(app.pid).start()
+    for path in ("/parse", "/insert"):
+        run, stored = await counted_run(
+            load, f"{base}{path}", table="bare_emails", cpu=lambda: cpu_seconds(app.pid)
+        )
+        if path == "/insert":
+            bare.rows[f"bare POST {path}"] = (run.ok, stored)
+        run.endpoint = f"bare POST {path}"
+        bare.wrk.append(run)
+    bare.open_loop["bare POST /insert"] = await half_rate(
+        f"{base}/insert", load.body, target, duration
+    )
+    bare.peak_kib = sampler.stop()
+    procs.stop(app)
+    return bare
+
+
+async def measure_api_workers(procs: Processes, load: Load, odiseo: Server, workers: int) -> None:
+    """The same wrk load on API_WORKERS processes, their CPU summed."""
+    name = f"odiseo POST /emails, API_WORKERS={workers}"
+    port = free_port()
+    env = odiseo_env(load.schema, API_PORT=str(port), API_WORKERS=str(workers))
+    multi = procs.odiseo("api-workers", ["api"], env)
+    wait_http_ok(f"http://127.0.0.1:{port}/health", process=multi, timeout=60)
+    run, stored = await counted_run(
+        load,
+        f"http://127.0.0.1:{port}/emails",
+        table="emails",
+        cpu=lambda: tree_cpu_seconds(multi.pid),
+    )
+    odiseo.rows[name] = (run.ok, stored)
+    run.endpoint = name
+    odiseo.wrk.append(run)
+    procs.stop(multi)
+
+
 async def main(args: argparse.Namespace) -> None:
     require_tools(WRK)
     report = Report("enqueue")
@@ -206,110 +337,33 @@ async def main(args: argparse.Namespace) -> None:
     wrk_args = {"seconds": args.duration, "connections": args.connections, "threads": args.threads}
     body = json.dumps(email_json()).encode()
     py_spy = find_py_spy(args.py_spy) if args.profile else None
-    spy: PySpy | None = None
     async with bench_schema() as schema:
         with Processes() as procs:
             body_file = procs.workdir / "email.json"
             body_file.write_bytes(body)
-
-            # odiseo api
-            odiseo = Server("odiseo api")
-            port = free_port()
-            api = procs.odiseo("api", ["api"], odiseo_env(schema, API_PORT=str(port)))
-            base = f"http://127.0.0.1:{port}"
-            wait_http_ok(f"{base}/health", process=api, timeout=60)
-            sampler = MemorySampler(api.pid).start()
-            url = f"{base}/emails"
-            run_wrk(url, str(body_file), **{**wrk_args, "seconds": args.warmup})
-            await asyncio.sleep(1.0)  # let the warm-up's last requests commit
-            before = await count_rows(schema, "emails")
-            if py_spy:
-                spy = PySpy(
-                    procs,
-                    py_spy,
-                    pid=api.pid,
-                    seconds=min(args.profile, args.duration),
-                    name=f"enqueue-api-{schema}",
-                )
-            cpu = cpu_seconds(api.pid)
-            peak = run_wrk(url, str(body_file), **wrk_args)
-            peak.cpu_seconds = cpu_seconds(api.pid) - cpu
-            if spy is not None:
-                spy.finish()
-            await asyncio.sleep(1.0)  # requests in flight when wrk stopped may still commit
-            odiseo.rows["POST /emails"] = (peak.ok, await count_rows(schema, "emails") - before)
-            peak.endpoint = "odiseo POST /emails"
-            odiseo.wrk.append(peak)
-            target = peak.rps / 2
-            odiseo.open_loop["odiseo POST /emails"] = await half_rate(
-                url, body, target, args.duration
+            load = Load(
+                schema=schema, body=body, body_file=str(body_file), wrk=wrk_args, warmup=args.warmup
             )
-            odiseo.peak_kib = sampler.stop()
-            api_exit = procs.stop(api)
-            if (
-                peak.non_2xx
-                or peak.socket_errors
-                or odiseo.open_loop["odiseo POST /emails"]["failed"]
-            ):
-                odiseo.log_tail = procs.log_tail(api, lines=30)
-
-            # bare FastAPI baseline
-            bare = Server("bare FastAPI (bench/bare_app.py)")
-            port = free_port()
-            app = procs.start(
-                "bare-app",
-                [sys.executable, str(BENCH_DIR / "bare_app.py"), "--port", str(port)],
-                env={
-                    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                    "BENCH_DATABASE_URL": DATABASE_URL,
-                    "BENCH_SCHEMA": schema,
-                },
-            )
-            base = f"http://127.0.0.1:{port}"
-            wait_http_ok(f"{base}/health", process=app, timeout=60)
-            sampler = MemorySampler(app.pid).start()
-            for path in ("/parse", "/insert"):
-                run_wrk(f"{base}{path}", str(body_file), **{**wrk_args, "seconds": args.warmup})
-                await asyncio.sleep(1.0)
-                before = await count_rows(schema, "bare_emails")
-                cpu = cpu_seconds(app.pid)
-                run = run_wrk(f"{base}{path}", str(body_file), **wrk_args)
-                run.cpu_seconds = cpu_seconds(app.pid) - cpu
-                await asyncio.sleep(1.0)
-                if path == "/insert":
-                    stored = await count_rows(schema, "bare_emails") - before
-                    bare.rows[f"bare POST {path}"] = (run.ok, stored)
-                run.endpoint = f"bare POST {path}"
-                bare.wrk.append(run)
-            bare.open_loop["bare POST /insert"] = await half_rate(
-                f"{base}/insert", body, target, args.duration
-            )
-            bare.peak_kib = sampler.stop()
-            procs.stop(app)
-
-            if args.api_workers > 1:  # the same load on API_WORKERS processes
-                name = f"odiseo POST /emails, API_WORKERS={args.api_workers}"
-                port = free_port()
-                env = odiseo_env(schema, API_PORT=str(port), API_WORKERS=str(args.api_workers))
-                multi = procs.odiseo("api-workers", ["api"], env)
-                url = f"http://127.0.0.1:{port}/emails"
-                wait_http_ok(f"http://127.0.0.1:{port}/health", process=multi, timeout=60)
-                run_wrk(url, str(body_file), **{**wrk_args, "seconds": args.warmup})
-                await asyncio.sleep(1.0)
-                before = await count_rows(schema, "emails")
-                cpu = tree_cpu_seconds(multi.pid)
-                run = run_wrk(url, str(body_file), **wrk_args)
-                run.cpu_seconds = tree_cpu_seconds(multi.pid) - cpu
-                await asyncio.sleep(1.0)
-                odiseo.rows[name] = (run.ok, await count_rows(schema, "emails") - before)
-                run.endpoint = name
-                odiseo.wrk.append(run)
-                procs.stop(multi)
+            odiseo = await measure_odiseo(procs, load, args, py_spy=py_spy)
+            bare = await measure_bare(procs, load, target=odiseo.target, duration=args.duration)
+            if args.api_workers > 1:
+                await measure_api_workers(procs, load, odiseo.server, args.api_workers)
         store_runs = [
             await store_only(schema, concurrency, args.duration)
             for concurrency in (1, 10, args.connections)
         ]
+    report_peak(report, args, [*odiseo.server.wrk, *bare.wrk])
+    report_open_loop(report, args, odiseo.target, [odiseo.server, bare])
+    report_store_only(report, args, store_runs)
+    report_memory_and_rows(report, odiseo, bare)
+    if odiseo.spy is not None:
+        odiseo.spy.report(report, "`odiseo api` during the wrk peak run")
+    elif args.profile:
+        report.line("(py-spy not found: pass --py-spy PATH; profiling skipped)")
+    report.save()
 
+
+def report_peak(report: Report, args: argparse.Namespace, runs: list[WrkRun]) -> None:
     report.line(f"### Peak: wrk -t{args.threads} -c{args.connections} -d{args.duration}s")
     report.line()
     report.table(
@@ -328,7 +382,7 @@ async def main(args: argparse.Namespace) -> None:
                 r.socket_errors,
                 r.cpu_per_request,
             ]
-            for r in (*odiseo.wrk, *bare.wrk)
+            for r in runs
         ],
     )  # fmt: skip
     report.line(
@@ -336,6 +390,11 @@ async def main(args: argparse.Namespace) -> None:
         "(/proc/PID/stat) / requests answered: it does not depend on how busy the machine is."
     )
     report.line()
+
+
+def report_open_loop(
+    report: Report, args: argparse.Namespace, target: float, servers: list[Server]
+) -> None:
     report.line(f"### Open loop at half odiseo's peak: {target:,.0f} req/s for {args.duration} s")
     report.line()
     report.line(
@@ -361,9 +420,13 @@ async def main(args: argparse.Namespace) -> None:
                 f"{s['max_lag_ms']:.1f} ms",
                 f"{s['generator_cpu_us_per_request']:.0f} us",
             ]
-            for name, s in (*odiseo.open_loop.items(), *bare.open_loop.items())
+            for server in servers
+            for name, s in server.open_loop.items()
         ],
     )  # fmt: skip
+
+
+def report_store_only(report: Report, args: argparse.Namespace, runs: list[StoreOnly]) -> None:
     report.line(
         f"### Store only, in-process: PostgresStore.enqueue_one, {args.duration} s "
         "(no HTTP; odiseo's asyncpg pool of 10)"
@@ -381,14 +444,18 @@ async def main(args: argparse.Namespace) -> None:
                 ms(percentile(r.latencies, 99)),
                 f"{r.connects:,}",
             ]
-            for r in store_runs
+            for r in runs
         ],
     )  # fmt: skip
+
+
+def report_memory_and_rows(report: Report, odiseo: OdiseoRun, bare: Server) -> None:
+    api = odiseo.server
     report.line("### Memory")
     report.line()
     report.table(
         ["process", "peak RSS (VmHWM)"],
-        [[odiseo.name, mib(odiseo.peak_kib)], [bare.name, mib(bare.peak_kib)]],
+        [[api.name, mib(api.peak_kib)], [bare.name, mib(bare.peak_kib)]],
     )
     report.line("### Rows stored vs 2xx answers wrk counted (peak run)")
     report.line()
@@ -396,25 +463,20 @@ async def main(args: argparse.Namespace) -> None:
         ["endpoint", "wrk 2xx", "rows stored", "difference"],
         [
             [name, f"{ok:,}", f"{rows:,}", f"{rows - ok:+,}"]
-            for name, (ok, rows) in (*odiseo.rows.items(), *bare.rows.items())
+            for name, (ok, rows) in (*api.rows.items(), *bare.rows.items())
         ],
     )
     report.line(
         "A few more rows than 2xx are expected: requests in flight when wrk stops are "
         "committed but not counted by wrk."
     )
-    report.line(f"`odiseo api` exit code on SIGTERM: {api_exit}")
+    report.line(f"`odiseo api` exit code on SIGTERM: {odiseo.exit_code}")
     report.line()
-    if odiseo.log_tail:
+    if api.log_tail:
         report.line("Some requests failed; the end of the `odiseo api` log:")
         report.line()
-        report.line(f"```\n{odiseo.log_tail}\n```")
+        report.line(f"```\n{api.log_tail}\n```")
         report.line()
-    if spy is not None:
-        spy.report(report, "`odiseo api` during the wrk peak run")
-    elif args.profile:
-        report.line("(py-spy not found: pass --py-spy PATH; profiling skipped)")
-    report.save()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

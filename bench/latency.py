@@ -20,8 +20,10 @@ import contextlib
 import datetime as dt
 import json
 import re
+import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +48,7 @@ from common import (
     smtp_env,
     wait_http_ok,
 )
-from openloop import Sample, client_for, open_loop
+from openloop import Result, Sample, client_for, open_loop
 
 MESSAGE_ID = re.compile(rb"^Message-ID:\s*<([^@>]+)@", re.IGNORECASE | re.MULTILINE)
 
@@ -146,60 +148,91 @@ async def through_odiseo(
         if args.poll_interval is not None:
             extra["EMAIL_WORKER_POLL_INTERVAL"] = str(args.poll_interval)
         env = odiseo_env(schema, **smtp_env(smtp_port), **extra)
-        started = []
+        started: list[tuple[str, subprocess.Popen[bytes]]] = []
         try:
-            if mode == "run":
-                started.append(("run", procs.odiseo("run", ["run"], env)))
-            else:
-                started.append(("api", procs.odiseo("api", ["api"], env)))
             base = f"http://127.0.0.1:{port}"
-            wait_http_ok(f"{base}/health", process=started[0][1], timeout=60)
-            if mode == "split":
-                started.append(("worker", procs.odiseo("worker", ["worker"], env)))
+            start_odiseo(procs, started, env, mode=mode, base=base)
             samplers = {name: MemorySampler(p.pid).start() for name, p in started}
-            payloads = [json.dumps(email_json(n)).encode() for n in range(args.warmup)]
-            async with client_for(64) as client:
-                # Warm-up: a few messages through the whole path, not counted.
-                warm = await open_loop(
-                    client,
-                    f"{base}/emails",
-                    rate=10,
-                    duration=args.warmup / 10,
-                    body=lambda i: payloads[i % len(payloads)],
-                )
-                await wait_for_arrivals(recorder, recorder.count() + len(warm.ok), 30)
-                payload = json.dumps(email_json(1)).encode()
-                cpu = sum(cpu_seconds(p.pid) for _, p in started)
-                result = await open_loop(
-                    client,
-                    f"{base}/emails",
-                    rate=args.rate,
-                    duration=args.duration,
-                    body=lambda _: payload,
-                    max_in_flight=256,
-                    keep_answers=True,
-                )
+
+            def cpu() -> float:
+                return sum(cpu_seconds(p.pid) for _, p in started)
+
+            result, cpu_before = await post_at_rate(f"{base}/emails", recorder, args, cpu=cpu)
             outcome.sent = len(result.samples)
             outcome.achieved_rate = result.achieved_rate
             accepted: list[Sample] = [s for s in result.ok if isinstance(s.answer, dict)]
             outcome.accepted = len(accepted)
             ids = {s.answer["message_id"]: s for s in accepted}
             await poll(lambda: all(i in recorder.arrivals for i in ids), timeout=args.drain)
-            outcome.cpu_seconds = sum(cpu_seconds(p.pid) for _, p in started) - cpu
-            with recorder.lock:
-                arrivals = dict(recorder.arrivals)
-            for message_id, sample in ids.items():
-                if message_id in arrivals:
-                    outcome.latencies.append(arrivals[message_id] - sample.sent)
-                    outcome.sent_times.append(sample.sent)
-                else:
-                    outcome.missing += 1
+            outcome.cpu_seconds = cpu() - cpu_before
+            record_latencies(outcome, recorder, {i: s.sent for i, s in ids.items()})
             outcome.post_seconds = [s.service for s in accepted]
             outcome.peak_kib = {name: s.stop() for name, s in samplers.items()}
         finally:
             for _, popen in reversed(started):
                 procs.stop(popen)
     return outcome
+
+
+def start_odiseo(
+    procs: Processes,
+    started: list[tuple[str, subprocess.Popen[bytes]]],
+    env: dict[str, str],
+    *,
+    mode: str,
+    base: str,
+) -> None:
+    """`odiseo run`, or `odiseo api` then `odiseo worker`; each appended to `started`."""
+    if mode == "run":
+        started.append(("run", procs.odiseo("run", ["run"], env)))
+    else:
+        started.append(("api", procs.odiseo("api", ["api"], env)))
+    wait_http_ok(f"{base}/health", process=started[0][1], timeout=60)
+    if mode == "split":
+        started.append(("worker", procs.odiseo("worker", ["worker"], env)))
+
+
+async def post_at_rate(
+    url: str, recorder: ArrivalRecorder, args: argparse.Namespace, *, cpu: Callable[[], float]
+) -> tuple[Result, float]:
+    """A warm-up through the whole path (not counted), then POSTs at --rate for --duration;
+    the measured run's result, and `cpu()` just before it began."""
+    payloads = [json.dumps(email_json(n)).encode() for n in range(args.warmup)]
+    async with client_for(64) as client:
+        warm = await open_loop(
+            client,
+            url,
+            rate=10,
+            duration=args.warmup / 10,
+            body=lambda i: payloads[i % len(payloads)],
+        )
+        await wait_for_arrivals(recorder, recorder.count() + len(warm.ok), 30)
+        payload = json.dumps(email_json(1)).encode()
+        cpu_before = cpu()
+        result = await open_loop(
+            client,
+            url,
+            rate=args.rate,
+            duration=args.duration,
+            body=lambda _: payload,
+            max_in_flight=256,
+            keep_answers=True,
+        )
+    return result, cpu_before
+
+
+def record_latencies(
+    outcome: Outcome, recorder: ArrivalRecorder, sent_at: dict[str, float]
+) -> None:
+    """Latency of each message sent at `sent_at[message_id]` that arrived; the rest missing."""
+    with recorder.lock:
+        arrivals = dict(recorder.arrivals)
+    for message_id, sent in sent_at.items():
+        if message_id in arrivals:
+            outcome.latencies.append(arrivals[message_id] - sent)
+            outcome.sent_times.append(sent)
+        else:
+            outcome.missing += 1
 
 
 async def direct_smtp(
@@ -237,13 +270,7 @@ async def direct_smtp(
             await client.quit()
     await wait_for_arrivals(recorder, len(sent_at), 10)
     outcome.sent = outcome.accepted = len(sent_at)
-    with recorder.lock:
-        for message_id, began in sent_at.items():
-            if message_id in recorder.arrivals:
-                outcome.latencies.append(recorder.arrivals[message_id] - began)
-                outcome.sent_times.append(began)
-            else:
-                outcome.missing += 1
+    record_latencies(outcome, recorder, sent_at)
     return outcome
 
 
@@ -274,6 +301,11 @@ async def main(args: argparse.Namespace) -> None:
         outcomes.append(await direct_smtp(recorder, smtp_port, args))
     finally:
         controller.stop()
+    report_outcomes(report, outcomes, unmatched=recorder.unmatched)
+    report.save()
+
+
+def report_outcomes(report: Report, outcomes: list[Outcome], *, unmatched: int) -> None:
     report.table(
         ["path", "sent/s", "accepted", "arrived", "missing", "p50", "p99", "max",
          "POST p50", "POST p99", "odiseo CPU per email", "peak RSS"],
@@ -293,10 +325,9 @@ async def main(args: argparse.Namespace) -> None:
         "the send began, including building the message). Both clocks are time.monotonic() "
         "in this process."
     )
-    if recorder.unmatched:
-        report.line(f"{recorder.unmatched} message(s) arrived without a readable Message-ID.")
+    if unmatched:
+        report.line(f"{unmatched} message(s) arrived without a readable Message-ID.")
     report.line()
-    report.save()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

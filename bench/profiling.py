@@ -112,7 +112,7 @@ def _package(frame: str) -> str:
 
 
 # Frames on nearly every stack (the event loop, the command's entry): not worth a row.
-_PLUMBING = ("<module> ", "main (odiseo/cli.py)", "cmd_", "_serve (odiseo/cli.py)")
+_PLUMBING = ("<module> ", "main (odiseo/cli.py)", "cmd_", "serve_api (odiseo/serve.py)")
 _PLUMBING_FILES = ("(asyncio/base_events.py)", "(asyncio/runners.py)", "(asyncio/events.py)")
 
 

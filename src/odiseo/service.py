@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import uuid
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -31,11 +30,12 @@ MAX_SUBJECT_CHARS = 998  # as a request's subject
 
 
 def new_message_id() -> str:
-    """A random (version 4) UUID as text: what str(uuid.uuid4()) gives, at 2.5 times less
-    CPU, which a batch of 500 notices."""
-    digits = os.urandom(16).hex()
-    variant = "89ab"[int(digits[16], 16) & 3]
-    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
+    """A random (version 4) UUID as text: the one place message ids are made.
+
+    The standard library's, not a hand-made one: the CPU the latter saved is within
+    bench/batch.py's run-to-run spread (bench/README.md, 2026-12-01).
+    """
+    return str(uuid.uuid4())
 
 
 def _utf8_length(field: str, text: str | None) -> int:
@@ -88,8 +88,9 @@ class EmailRequest:
 
     def fingerprint(self) -> str:
         """A hash of the payload, to tell a harmless resend from a conflicting reuse of an id."""
-        # The fields as dataclasses.asdict gives them (which took 40 µs): the hashes
-        # already stored must stay comparable, so the JSON text is unchanged.
+        # The fields as dataclasses.asdict gives them, without its deep copies (their
+        # cost is in bench/README.md): the hashes already stored must stay comparable,
+        # so the JSON text is unchanged.
         payload = {f.name: getattr(self, f.name) for f in _REQUEST_FIELDS}
         payload["attachments"] = [
             (a.filename, a.content_type, a.content_id, hashlib.sha256(a.data).hexdigest())
@@ -110,6 +111,14 @@ class Submitted:
 
     message_id: str
     created: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueDepth:
+    """How many messages are in each status, and how long the oldest due one has waited."""
+
+    counts: dict[Status, int]
+    oldest_due_seconds: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -333,6 +342,22 @@ class EmailService:
         count = await self.store.requeue_failed(now=now, created_after=created_after)
         log.info("requeued %d failed message(s)", count)
         return count
+
+    async def queue_depth(self, *, now: datetime) -> QueueDepth:
+        """The queue by status and the wait of its oldest due message (/queue/status, /metrics)."""
+        counts = await self.store.counts()
+        return QueueDepth(
+            counts=counts, oldest_due_seconds=await self.store.oldest_due_seconds(now=now)
+        )
+
+    async def count_request(self, client: str, *, window: int) -> int:
+        """Count one request of `client` (an API key's label) in minute `window`, shared by
+        every API process; returns the window's count so far, for the rate limit."""
+        return await self.store.count_request(client, window=window)
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers (the /health probe)."""
+        await self.store.ping()
 
 
 def _refuse_special_use(email: OutgoingEmail) -> None:

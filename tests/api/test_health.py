@@ -9,9 +9,11 @@ import httpx
 
 from odiseo.api.app import create_app
 from odiseo.api.health import HealthCheck
+from odiseo.api.wiring import build_service
 from odiseo.config import Settings
 from odiseo.errors import TransientFailure
 from odiseo.providers.base import Receipt
+from odiseo.service import EmailService
 from odiseo.storage.store import EmailStore
 from tests.support.smtp import free_port
 
@@ -39,9 +41,14 @@ class CountingProvider:
         return None
 
 
-async def test_provider_is_checked_once_for_many_probes(store: EmailStore) -> None:
+def service_of(store: EmailStore, tmp_path: Path) -> EmailService:
+    """The service the app builds over `store` (its renderer starts no process unless used)."""
+    return build_service(Settings(log_to_file=False, templates_dir=tmp_path), store)
+
+
+async def test_provider_is_checked_once_for_many_probes(store: EmailStore, tmp_path: Path) -> None:
     provider = CountingProvider()
-    health = HealthCheck(store=store, provider=provider)
+    health = HealthCheck(service=service_of(store, tmp_path), provider=provider)
     for _ in range(25):
         assert await health.db() == "ok"
         assert await health.email_provider() == "ok"
@@ -49,10 +56,10 @@ async def test_provider_is_checked_once_for_many_probes(store: EmailStore) -> No
     await health.close()
 
 
-async def test_failing_provider_is_reported_not_fatal(store: EmailStore) -> None:
+async def test_failing_provider_is_reported_not_fatal(store: EmailStore, tmp_path: Path) -> None:
     provider = CountingProvider()
     provider.healthy = False
-    health = HealthCheck(store=store, provider=provider)
+    health = HealthCheck(service=service_of(store, tmp_path), provider=provider)
     assert await health.email_provider() == "unreachable"
     await health.close()
 

@@ -18,7 +18,7 @@ import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from odiseo.errors import PermanentFailure, TransientFailure
-from odiseo.providers.smtp_client import (
+from odiseo.providers.smtp._client import (
     AuthError,
     Disconnected,
     ProtocolError,

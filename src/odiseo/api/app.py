@@ -15,12 +15,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from odiseo import __version__
-from odiseo.api.auth import KeyRing, document_security
-from odiseo.api.body import documented, refuse_declared_bodies
+from odiseo.api.auth import KeyRing
+from odiseo.api.body import refuse_declared_bodies
 from odiseo.api.errors import describe_errors, error_list
 from odiseo.api.health import HealthCheck
 from odiseo.api.hosts import HostCheck, HostPolicy
 from odiseo.api.limits import RequestSizeLimit
+from odiseo.api.openapi import document_openapi
 from odiseo.api.routes import emails, system, templates
 from odiseo.api.schemas import BatchIn, EmailIn, RenderIn, RescheduleIn, TemplateIn
 from odiseo.api.wiring import build_provider, build_service, build_store, build_worker
@@ -59,7 +60,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
         app.state.templates = TemplateService(
             templates=store.templates, renderer=app.state.service.renderer
         )
-        app.state.health = HealthCheck(store=store, provider=build_provider(settings))
+        app.state.health = HealthCheck(service=app.state.service, provider=build_provider(settings))
         worker = build_worker(settings, store, app.state.metrics) if with_worker else None
         task = asyncio.create_task(worker.run(), name="worker") if worker else None
         log.info("API ready on %s (store %r)", settings.api_port, store)
@@ -93,8 +94,11 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
     app.include_router(system.router)
     _install_error_handlers(app)
     refuse_declared_bodies(app)
-    documented(app, EmailIn, BatchIn, TemplateIn, RenderIn, RescheduleIn)
-    document_security(app, emails.router, templates.router, system.router)
+    document_openapi(
+        app,
+        models=(EmailIn, BatchIn, TemplateIn, RenderIn, RescheduleIn),
+        routers=(emails.router, templates.router, system.router),
+    )
     return app
 
 

@@ -5,26 +5,25 @@ parameter: FastAPI reads and parses a declared body before it runs any
 dependency, the key check included, so a client without a key could make the
 API hold a 16 MB body and answer it with a validation report instead of a 401.
 `refuse_declared_bodies` keeps any route from declaring one. Parsing the raw
-bytes in one call also costs less than FastAPI's json.loads-then-validate on the
+bytes in one call also spares FastAPI's json.loads-then-validate on the
 hottest endpoint, and raises the same RequestValidationError (422).
 
 Only a JSON media type is read (415 otherwise, a missing one included): a web
 page can send a cross-site POST without a CORS preflight only as text/plain,
 a form type, or with no type at all, so none of those may reach a route.
-`documented` puts the models back into the OpenAPI document.
+api/openapi.py puts the models back into the OpenAPI document.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ValidationError
 
-_COMPONENTS = "#/components/schemas/{model}"
 M = TypeVar("M", bound=BaseModel)
 # JSON the parser gives up on for its own limits, not for bad syntax: a 400 like FastAPI's.
 _UNPARSABLE = re.compile(r"recursion limit|out of range|unicode", re.IGNORECASE)
@@ -76,34 +75,3 @@ def refuse_declared_bodies(app: FastAPI) -> None:
                 f"{sorted(route.methods or ())} {route.path}: declares a body parameter, "
                 "which FastAPI reads before the API key is checked; read it with parse_json"
             )
-
-
-def request_body(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` for a route that reads its body with parse_json."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": _COMPONENTS.format(model=model.__name__)}}
-            },
-        }
-    }
-
-
-def documented(app: FastAPI, *models: type[BaseModel]) -> None:
-    """Add `models` (and the models they use) to the app's OpenAPI components."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        document = generate()
-        schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for model in models:
-            schema = model.model_json_schema(ref_template=_COMPONENTS)
-            schemas.update(schema.pop("$defs", {}))
-            schemas[model.__name__] = schema
-        app.openapi_schema = document
-        return document
-
-    app.openapi = openapi  # type: ignore[method-assign]

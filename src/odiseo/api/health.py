@@ -9,7 +9,7 @@ import time
 
 from odiseo.errors import OdiseoError, StoreUnavailable
 from odiseo.providers.base import Provider
-from odiseo.storage.store import EmailStore
+from odiseo.service import EmailService
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +21,8 @@ PROVIDER_WAIT_SECONDS = 3.0
 class HealthCheck:
     """Answers probes without letting them hammer the SMTP server."""
 
-    def __init__(self, *, store: EmailStore, provider: Provider) -> None:
-        self.store = store
+    def __init__(self, *, service: EmailService, provider: Provider) -> None:
+        self.service = service
         self.provider = provider
         self._provider_state: str | None = None
         self._checked_at = float("-inf")
@@ -30,7 +30,7 @@ class HealthCheck:
 
     async def db(self) -> str:
         try:
-            await asyncio.wait_for(self.store.ping(), DB_TIMEOUT_SECONDS)
+            await asyncio.wait_for(self.service.ping(), DB_TIMEOUT_SECONDS)
         except (StoreUnavailable, TimeoutError):
             return "unreachable"
         return "ok"

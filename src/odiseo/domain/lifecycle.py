@@ -1,4 +1,4 @@
-"""The legal status transitions of SPEC.md."""
+"""The legal status transitions (README, "How a message moves")."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from typing import Any
 
 
 class Status(enum.StrEnum):
-    """Where a message is in its lifecycle (see SPEC.md)."""
+    """Where a message is in its lifecycle (README, "How a message moves")."""
 
     PENDING = "pending"
     SCHEDULED = "scheduled"

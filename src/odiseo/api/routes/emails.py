@@ -11,10 +11,11 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 from starlette.routing import Route
 
-from odiseo.api.auth import AdminKey, ReadKey, Scope, SendKey, idempotency_scope, requires
-from odiseo.api.body import parse_json, request_body
+from odiseo.api.auth import AdminKey, ReadKey, SendKey, check_send, idempotency_scope
+from odiseo.api.body import parse_json
 from odiseo.api.deps import ServiceDep
 from odiseo.api.errors import describe_errors
+from odiseo.api.openapi import request_body
 from odiseo.api.schemas import (
     Accepted,
     AttachmentOut,
@@ -113,14 +114,15 @@ async def send_email(request: Request) -> Response:
 
 async def _send_email_directly(request: Request) -> Response:
     """POST /emails without FastAPI's per-request machinery (see `direct_routes`)."""
-    await requires(Scope.SEND)(request)
+    await check_send(request)
     return await send_email(request)
 
 
 # Served ahead of the documented APIRoute of the same path (which stays for the OpenAPI
-# document): on the hottest endpoint FastAPI's routing through included routers and
-# dependency solving were a quarter of the request's CPU. Both routes run the same key
-# check and the same handler, so they answer every request alike.
+# document): the hottest endpoint skips FastAPI's routing through included routers and
+# its dependency solving, a large share of that request's CPU (bench/README.md). Both
+# routes run the same key check (`check_send`, SendKey's dependency) and the same
+# handler (header check included), so they answer every request alike.
 direct_routes = [Route("/emails", _send_email_directly, methods=["POST"])]
 
 
@@ -158,7 +160,7 @@ async def send_batch(request: Request) -> Response:
     results, stored = await service.submit_batch(
         requests, atomic=batch.atomic, now=now, scope=idempotency_scope(request)
     )
-    # BatchOut, written as plain values: 500 validated models cost more than the INSERT.
+    # BatchOut, written as plain values: 500 validated models would cost more than the INSERT.
     items = [
         {
             "index": r.index,

@@ -25,9 +25,10 @@ router = APIRouter()
 async def queue_status(service: ServiceDep) -> QueueStatus:
     """How many messages are in each status, and how long the oldest due one has waited."""
     now = datetime.now(UTC)
-    counts = await service.store.counts()
+    depth = await service.queue_depth(now=now)
+    counts = depth.counts
     return QueueStatus(
-        oldest_pending_seconds=round(await service.store.oldest_due_seconds(now=now), 3),
+        oldest_pending_seconds=round(depth.oldest_due_seconds, 3),
         pending=counts[Status.PENDING],
         scheduled=counts[Status.SCHEDULED],
         processing=counts[Status.PROCESSING],
@@ -50,10 +51,8 @@ async def metrics(request: Request, service: ServiceDep, registry: MetricsDep) -
     """
     if request.app.state.settings.metrics_require_key:
         await requires(Scope.READ)(request)
-    now = datetime.now(UTC)
-    counts = await service.store.counts()
-    oldest = await service.store.oldest_due_seconds(now=now)
-    registry.observe_queue({s.value: n for s, n in counts.items()}, oldest)
+    depth = await service.queue_depth(now=datetime.now(UTC))
+    registry.observe_queue({s.value: n for s, n in depth.counts.items()}, depth.oldest_due_seconds)
     return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from odiseo.api.auth import AdminKey, ReadKey
-from odiseo.api.body import parse_json, request_body
+from odiseo.api.body import parse_json
 from odiseo.api.deps import TemplatesDep
+from odiseo.api.openapi import request_body
 from odiseo.api.schemas import Problem, RenderIn, RenderOut, TemplateIn, TemplateOut
 from odiseo.rendering import TEMPLATE_ID
 

@@ -3,8 +3,8 @@
 An asyncio.Protocol rather than streams: it notices a reply the server sends while
 we are idle (Postfix's "421 timeout" before it hangs up), refuses bytes that arrive
 between the STARTTLS reply and the handshake, and wakes the waiting task once per
-batch of pipelined replies instead of once per line. `smtp_client.py` speaks the
-protocol over it.
+batch of pipelined replies instead of once per line. `_client.py` speaks the
+protocol over it; like it, this module imports nothing else of odiseo.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ class SendResult:
 class SmtpError(Exception):
     """The SMTP exchange failed.
 
-    Not rooted in OdiseoError: these never leave providers/, where classify() turns them
-    into DeliveryFailure. As there, the docstring's first line is the default message.
+    Not rooted in OdiseoError: these never leave providers/smtp/, where smtp.classify()
+    turns them into DeliveryFailure. As there, the docstring's first line is the default message.
     """
 
     def __init__(self, message: str | None = None) -> None:

@@ -1,9 +1,14 @@
 """A lean asyncio SMTP client with PIPELINING (RFC 2920), for one job: much mail, few connections.
 
-aiosmtplib spent ~0.4 ms CPU per message (a round trip per command, regex line-end
-normalisation). Here a message costs two round trips — MAIL, RCPT… and DATA in one
-write, then the body — and a few bytes scans. Errors are our own small family
-(smtp_wire.py); providers/smtp.py sorts them into transient and permanent.
+Written for this project instead of aiosmtplib, which makes a round trip per
+command and normalises line ends with a regular expression (bench/README.md has
+the CPU it cost). Here a message costs two round trips — MAIL, RCPT… and DATA in
+one write, then the body — and a few scans of its bytes.
+
+Like httpcore under httpx, this module and `_wire.py` import nothing else of
+odiseo (an import-linter contract in pyproject.toml keeps it so): they report
+what the server said as their own small family of errors (`_wire.py`), and
+`smtp.py` decides, in one function, what each means for the message.
 
 Decisions: a message larger than the server's SIZE limit, or an address SMTP cannot
 carry (control or non-ASCII characters: we do not speak SMTPUTF8), is refused here,
@@ -22,7 +27,7 @@ import ssl
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar, cast
 
-from odiseo.providers.smtp_wire import (
+from ._wire import (
     AuthError,
     Disconnected,
     ProtocolError,
@@ -280,9 +285,6 @@ class SmtpClient:
         self.close()
         return error
 
-    async def rset(self) -> Reply:
-        return await self._simple("RSET")
-
     async def noop(self) -> Reply:
         return await self._simple("NOOP")
 
@@ -375,8 +377,9 @@ def parse_extensions(reply: str) -> dict[str, str]:
 def _payload(data: bytes) -> tuple[bytes, int]:
     """The DATA payload (CRLF lines, dot-stuffed, terminated) and its RFC 1870 size.
 
-    Each pass over the bytes costs ~1 ns a byte; split + join + two memchr is the
-    cheapest way found to prove there is no bare CR or LF (three counts cost twice that).
+    Every pass over the bytes counts for a large message: split + join + two memchr
+    was the cheapest way found to prove there is no bare CR or LF (three counts cost
+    more; bench/README.md, "Figures moved out of the code").
     """
     flat = b"".join(data.split(b"\r\n"))
     if b"\n" in flat or b"\r" in flat:  # a bare LF or CR somewhere: the slow path

@@ -1,8 +1,10 @@
 """The SMTP provider: a pool of reused connections, failures classified once, here.
 
-Sorting rule (SPEC.md): connection refused or dropped, timeouts, TLS or login
-trouble and 4xx replies are transient — they may pass, so the message is
-retried; 5xx replies, and every recipient refused for good, are permanent.
+Sorting rule (README, "How a message moves"): connection refused or dropped,
+timeouts, TLS or login trouble and 4xx replies are transient — they may pass,
+so the message is retried; 5xx replies, and every recipient refused for good,
+are permanent. The client (`_client.py`, `_wire.py`) only reports what the
+server said; `classify` is the one place a reply or an error gets its kind.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from odiseo.errors import DeliveryFailure, PermanentFailure, TransientFailure
 from odiseo.providers.base import Receipt
-from odiseo.providers.smtp_client import (
+from odiseo.providers.smtp._client import (
     AuthError,
     Disconnected,
     ProtocolError,

@@ -1,0 +1,188 @@
+"""How the `odiseo` processes run: the API (one process, or API_WORKERS of them under
+uvicorn's supervisor), a delivery worker, and what each sets up before it serves.
+
+cli.py parses the command line and calls these. Here are the decisions a process
+makes about itself: refusing to serve a keyless API beyond loopback, asking the
+kernel to stop an API process whose supervisor died, and keeping the cycle
+collector off the heap the imports made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+from odiseo.config import Settings, load_settings
+from odiseo.errors import OdiseoError
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def setup_logging(settings: Settings) -> None:
+    from odiseo.logs import setup_logging as setup
+
+    setup(level=settings.log_level, to_file=settings.log_to_file, directory=settings.log_dir)
+
+
+def serve_api(settings: Settings, *, with_worker: bool, migrate: bool) -> int:
+    """`odiseo api` in one process, or `odiseo run` (with a worker beside the API)."""
+    import uvicorn
+
+    from odiseo.api.app import create_app
+    from odiseo.api.server import server_config
+
+    setup_logging(settings)
+    check_exposure(settings)
+    app = create_app(settings, with_worker=with_worker, migrate=migrate)
+    server = uvicorn.Server(server_config(settings, app))
+    # uvicorn re-raises a handled SIGTERM once it has shut down; with the default handler
+    # that would turn a clean stop into exit code 143.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    _tune_collector()
+    server.run()
+    return 0 if server.started else 1
+
+
+def serve_api_processes(settings: Settings, *, migrate: bool) -> int:
+    """API_WORKERS processes serving one listening socket, under uvicorn's supervisor.
+
+    The schema is migrated once, here, before they start; each opens its own pools.
+    The supervisor restarts a process that dies, and on SIGTERM stops them all, each
+    finishing its requests in flight. Exit status 1 if a process could not start.
+    """
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    from odiseo.api.server import server_config
+
+    scheme = (settings.database_url or "sqlite").split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme not in {"postgresql", "postgres"}:
+        raise OdiseoError(
+            "API_WORKERS > 1 needs PostgreSQL (DATABASE_URL=postgresql://…): "
+            "the SQLite store belongs to one process"
+        )
+    setup_logging(settings)
+    check_exposure(settings)
+    if migrate:
+        run_loop(migrate_schema(settings))
+    config = server_config(
+        settings, f"{__name__}:api_process", factory=True, workers=settings.api_workers
+    )
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    return 1 if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes) else 0
+
+
+def api_process() -> Any:
+    """The app of one of the API_WORKERS processes (uvicorn calls this in each)."""
+    from odiseo.api.app import create_app
+
+    _stop_with_supervisor()
+    settings = load_settings()
+    setup_logging(settings)
+    _tune_collector()
+    return create_app(settings, with_worker=False, migrate=False)
+
+
+def _stop_with_supervisor() -> None:
+    """Linux: have the kernel SIGTERM this process if its supervisor dies, even killed
+    with SIGKILL, rather than leave it serving the port alone."""
+    import ctypes
+    import os
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the supervisor's SIGTERM still stops it
+        return
+    if os.getppid() == 1:  # the supervisor died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def check_exposure(settings: Settings) -> None:
+    """No keys means anyone who reaches the port can send mail: only on loopback by default."""
+    from odiseo.api.auth import KeyRing
+
+    ring = KeyRing.from_sources(settings.api_keys.get_secret_value(), settings.api_keys_file)
+    if ring.enabled:
+        return
+    exposed = settings.api_host not in LOOPBACK and not settings.api_host.startswith("127.")
+    if exposed and not settings.allow_unauthenticated:
+        raise OdiseoError(
+            f"API_HOST={settings.api_host} without API_KEYS would let anyone send mail; "
+            "set API_KEYS (or ALLOW_UNAUTHENTICATED=true to accept that)"
+        )
+    logging.getLogger("odiseo").warning(
+        "no API_KEYS: the API is open to anyone who can reach %s:%d",
+        settings.api_host,
+        settings.api_port,
+    )
+
+
+async def migrate_schema(settings: Settings) -> None:
+    """Create or upgrade the schema of the configured store."""
+    from odiseo.api.wiring import build_store
+
+    store = build_store(settings)
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+
+
+def run_worker(settings: Settings, *, migrate: bool) -> int:
+    """`odiseo worker`: one delivery worker until SIGTERM or SIGINT."""
+    setup_logging(settings)
+    _tune_collector()
+    run_loop(_work(settings, migrate=migrate))
+    return 0
+
+
+async def _work(settings: Settings, *, migrate: bool) -> None:
+    from odiseo.api.wiring import build_store, build_worker
+
+    store = build_store(settings)
+    try:
+        if migrate:
+            await store.migrate()
+        worker = build_worker(settings, store)
+        if settings.email_worker_metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(
+                settings.email_worker_metrics_port,
+                addr=settings.api_host,
+                registry=worker.metrics.registry,
+            )
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, worker.stop)
+        await worker.run()
+    finally:
+        await store.close()
+
+
+def _tune_collector() -> None:
+    """Keep Python's cycle collector off the objects the imports made, and run it less often.
+
+    A batch of 500 emails allocates tens of thousands of objects that live until it
+    is answered, so they reach the oldest generation, and every full collection
+    then walked all of FastAPI, pydantic and SQLAlchemy as well. Those modules live
+    as long as the process: frozen, they are never walked (what that gained on
+    POST /emails/batch is in bench/README.md).
+    """
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 10)
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop when installed (as uvicorn does for the API), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        asyncio.run(main)
+    else:
+        uvloop.run(main)

@@ -1,0 +1,60 @@
+"""The lock files cover pyproject.toml: a dependency added or raised there without
+`make lock` would otherwise be missing from the installs CI and the image make."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", re.MULTILINE)
+
+
+def pins(lock: str) -> dict[str, str]:
+    text = (ROOT / lock).read_text()
+    return {canonicalize_name(name): version for name, version in PIN.findall(text)}
+
+
+def uncovered(requirements: list[str], locked: dict[str, str]) -> list[str]:
+    """The requirements the lock does not pin to an allowed version."""
+    missing = []
+    for line in requirements:
+        requirement = Requirement(line)
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue  # not for this platform; the lock is universal, this check is not
+        version = locked.get(canonicalize_name(requirement.name))
+        if version is None or not requirement.specifier.contains(version, prereleases=True):
+            missing.append(f"{line} (locked: {version})")
+    return missing
+
+
+@pytest.mark.parametrize(
+    ("lock", "groups"),
+    [("requirements.lock", ("runtime",)), ("requirements-test.lock", ("runtime", "test"))],
+)
+def test_every_dependency_is_locked_at_an_allowed_version(
+    lock: str, groups: tuple[str, ...]
+) -> None:
+    requirements = list(PROJECT["dependencies"])
+    if "test" in groups:
+        requirements += PROJECT["optional-dependencies"]["test"]
+    assert uncovered(requirements, pins(lock)) == []
+
+
+def test_the_runtime_lock_pins_what_the_test_lock_pins() -> None:
+    """The image runs the versions the suite ran: one resolution, two files."""
+    runtime, test = pins("requirements.lock"), pins("requirements-test.lock")
+    assert {name: test.get(name) for name in runtime} == runtime
+
+
+def test_the_lock_holds_hashes() -> None:
+    for lock in ("requirements.lock", "requirements-test.lock"):
+        entries = re.split(r"\n(?=[A-Za-z0-9])", (ROOT / lock).read_text())
+        unhashed = [e.split()[0] for e in entries if "==" in e and "--hash=sha256:" not in e]
+        assert unhashed == [], lock
