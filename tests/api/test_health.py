@@ -12,7 +12,7 @@ from odiseo.api.health import HealthCheck
 from odiseo.config import Settings
 from odiseo.errors import TransientFailure
 from odiseo.providers.base import Receipt
-from odiseo.storage.store import EmailStore
+from odiseo.storage.contract import Store
 from tests.support.smtp import free_port
 
 
@@ -39,7 +39,7 @@ class CountingProvider:
         return None
 
 
-async def test_provider_is_checked_once_for_many_probes(store: EmailStore) -> None:
+async def test_provider_is_checked_once_for_many_probes(store: Store) -> None:
     provider = CountingProvider()
     health = HealthCheck(store=store, provider=provider)
     for _ in range(25):
@@ -49,7 +49,7 @@ async def test_provider_is_checked_once_for_many_probes(store: EmailStore) -> No
     await health.close()
 
 
-async def test_failing_provider_is_reported_not_fatal(store: EmailStore) -> None:
+async def test_failing_provider_is_reported_not_fatal(store: Store) -> None:
     provider = CountingProvider()
     provider.healthy = False
     health = HealthCheck(store=store, provider=provider)

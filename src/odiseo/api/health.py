@@ -9,7 +9,7 @@ import time
 
 from odiseo.errors import OdiseoError, StoreUnavailable
 from odiseo.providers.base import Provider
-from odiseo.storage.store import EmailStore
+from odiseo.storage.contract import Store
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ PROVIDER_WAIT_SECONDS = 3.0
 class HealthCheck:
     """Answers probes without letting them hammer the SMTP server."""
 
-    def __init__(self, *, store: EmailStore, provider: Provider) -> None:
+    def __init__(self, *, store: Store, provider: Provider) -> None:
         self.store = store
         self.provider = provider
         self._provider_state: str | None = None
