@@ -1,16 +1,17 @@
 """The delivery worker: claim -> build -> deliver -> record, with leases and a clean stop.
 
-Four kinds of task run while `Worker.run()` does, each owning its own state:
+Five kinds of task run while `Worker.run()` does, each owning its own state:
 
-    claimer ──▶ inbox (claimed, not begun) ──▶ sender x SMTP_POOL_SIZE ──▶ results ──▶ recorder
-       │         asyncio.Queue, ≤ batch_size        each: one message at a time       group write
+    claimer ─▶ inbox ─▶ preparer ─▶ ready ─▶ sender x SMTP_POOL_SIZE ─▶ results ─▶ recorder
+              ≤ batch    build, sign   ≤ pool   one message at a time          group write
     heartbeat: renews the lease of every message this worker holds (one statement)
 
 - The claimer tops the inbox up whenever it is half empty, so the next messages are
   claimed while these are sent; idle, it sleeps until the store wakes it.
-- A sender takes a message, builds and signs it, sends it, and hands the result on.
+- The preparer builds (and signs) the next message for each sender while they talk
+  SMTP; a sender takes one, sends it, and hands the result on.
 - The recorder writes every result that is waiting as soon as the previous write is
-  done: a result is committed a database round trip after its SMTP reply.
+  done: a result is committed a database round trip or two after its SMTP reply.
 - One primitive bounds the work at risk: a sender holds a slot of `unsettled`
   (2 x SMTP_POOL_SIZE) from before its SMTP transaction until its result is
   committed. So after a `kill -9` at any instant, the messages that may be sent again
@@ -37,7 +38,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from odiseo.domain.models import AttemptResult, FailureKind, Outcome, QueuedEmail
 from odiseo.domain.retry import next_attempt_at
@@ -123,17 +123,25 @@ class Worker:
         await _Run(self, until_idle=True).go()
         return self.delivered - before
 
-    async def attempt(self, message: QueuedEmail) -> AttemptResult:
-        """One delivery attempt of a claimed message, classified into an outcome."""
+    async def attempt(
+        self, message: QueuedEmail, *, prepared: asyncio.Future[bytes] | None = None
+    ) -> AttemptResult:
+        """One delivery attempt of a claimed message, classified into an outcome.
+
+        Args:
+            prepared: the message's bytes, already being built and signed; else built here.
+        """
         started = self.clock()
         extra = {"message_id": message.message_id, "attempt": message.attempts}
         if message.expires_at is not None and message.expires_at <= started:
+            if prepared is not None:
+                _discard(prepared)
             expired = PermanentFailure(
                 f"expired: not sent by {message.expires_at.isoformat()}", reason="expired"
             )
             return self._failed(message, expired, started=started)
         try:
-            data = await self.prepare(message, date=started)
+            data = await (prepared or self.prepare(message, date=started))
             with self.metrics.provider_call.time():
                 receipt = await self.provider.deliver(
                     data,
@@ -217,30 +225,61 @@ class _Run:
         self.options = worker.options
         self.until_idle = until_idle
         self.lanes = max(1, self.options.concurrency)
-        self.inbox: asyncio.Queue[QueuedEmail] = asyncio.Queue()
+        self.inbox: asyncio.Queue[QueuedEmail | None] = asyncio.Queue()  # None: stop
+        # Built (and signed) ahead of the senders, at most one per lane.
+        self.ready: asyncio.Queue[tuple[QueuedEmail, asyncio.Future[bytes]] | None] = (
+            asyncio.Queue()
+        )
+        self.preparing = asyncio.Semaphore(self.lanes)
         self.results: asyncio.Queue[AttemptResult | None] = asyncio.Queue()  # None: the end
         # Held by a sender from before its SMTP transaction until its result is committed.
         self.unsettled = asyncio.Semaphore(2 * self.lanes)
-        self.open = 0  # messages taken from the inbox whose result is not yet committed
-        self.progress = asyncio.Event()  # a sender took a message, or results were recorded
-        self.abandoned: list[QueuedEmail] = []  # attempts cut short by a stop
+        self.open = 0  # messages taken by a sender whose result is not yet committed
+        self.room = asyncio.Event()  # the inbox is half empty (or a stop came)
+        self.recorded = asyncio.Event()  # results were committed (or a stop came)
+        self.unbegun: list[QueuedEmail] = []  # claimed, never attempted: handed back
+        self.busy: set[asyncio.Task[None]] = set()  # senders inside an attempt
 
     async def go(self) -> None:
         senders = [asyncio.create_task(self.sender()) for _ in range(self.lanes)]
+        preparer = asyncio.create_task(self.preparer())
         recorder = asyncio.create_task(self.recorder())
         heartbeat = asyncio.create_task(self.heartbeat())
+        watcher = asyncio.create_task(self.on_stop())
         try:
             await self.claimer()
         finally:
-            self.worker.stop()  # the claimer is done: senders take no new message
-            await asyncio.gather(*senders, return_exceptions=True)
-            unbegun = [self.inbox.get_nowait() for _ in range(self.inbox.qsize())]
-            await self.release(self.abandoned + unbegun)
+            self.worker.stop()  # the claimer is done: nothing new is begun
+            await asyncio.gather(preparer, *senders, return_exceptions=True)
+            watcher.cancel()
+            await self.release(self.unbegun + self._left())
             self.results.put_nowait(None)
             await recorder
             heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            await asyncio.gather(watcher, heartbeat, return_exceptions=True)
+
+    def _left(self) -> list[QueuedEmail]:
+        """What was claimed and never begun, from the inbox and the prepared ones."""
+        left = [self.inbox.get_nowait() for _ in range(self.inbox.qsize())]
+        for item in [self.ready.get_nowait() for _ in range(self.ready.qsize())]:
+            if item is not None:
+                _discard(item[1])
+                left.append(item[0])
+        return [message for message in left if message is not None]
+
+    async def on_stop(self) -> None:
+        """Once a stop is asked: wake whoever waits, and after shutdown_seconds cut short
+        the attempts still running (their messages are handed back)."""
+        await self.worker.stopped()
+        self.room.set()
+        self.recorded.set()
+        self.inbox.put_nowait(None)
+        self.preparing.release()
+        for _ in range(self.lanes):
+            self.ready.put_nowait(None)
+        await asyncio.sleep(self.options.shutdown_seconds)
+        for sender in list(self.busy):
+            sender.cancel()
 
     # -- claimer ----------------------------------------------------------------------
 
@@ -249,20 +288,23 @@ class _Run:
         while not self.worker.stopping:
             room = batch - self.inbox.qsize()
             if room < (batch + 1) // 2:  # more than half full: wait for the senders
-                await self._until(self.progress)
+                self.room.clear()
+                await self.room.wait()
                 continue
             claimed = await self.claim(room)
             if claimed is None:  # the database is away
-                await self._until(None, timeout=self.options.store_retry_seconds)
+                await self._pause(self.options.store_retry_seconds)
             elif claimed:
                 for message in claimed:
                     self.inbox.put_nowait(message)
             elif not self.until_idle:
-                await self._until(None, timeout=self.options.poll_interval, wake=True)
-            elif self.inbox.empty() and self.open == 0:
+                await self._idle()
+            elif self.inbox.empty() and self.ready.empty() and self.open == 0:
                 return  # until_idle: nothing due, nothing in hand
-            else:
-                await self._until(self.progress, timeout=self.options.poll_interval)
+            else:  # until_idle: results are on their way; a retry may come due
+                self.recorded.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.recorded.wait(), self.options.poll_interval)
 
     async def claim(self, limit: int) -> list[QueuedEmail] | None:
         try:
@@ -276,80 +318,81 @@ class _Run:
             log.warning("cannot claim: %s; retrying", exc)
             return None
 
-    async def _until(
-        self, event: asyncio.Event | None, *, timeout: float | None = None, wake: bool = False
-    ) -> None:
-        """Wait for `event`, the store's wake-up (`wake`), a stop, or `timeout`."""
-        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self.worker.stopped())]
-        if event is not None:
-            event.clear()
-            waits.append(asyncio.ensure_future(event.wait()))
-        if wake:
-            waits.append(asyncio.ensure_future(self.worker.store.wait_for_work(timeout or 0)))
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.worker.stopped(), seconds)
+
+    async def _idle(self) -> None:
+        """Nothing due: sleep until the store says work may be due, a stop, or a poll."""
+        waits = {
+            asyncio.ensure_future(self.worker.stopped()),
+            asyncio.ensure_future(self.worker.store.wait_for_work(self.options.poll_interval)),
+        }
         try:
-            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiting in waits:
                 waiting.cancel()
             await asyncio.gather(*waits, return_exceptions=True)
 
-    # -- senders ----------------------------------------------------------------------
+    # -- preparer and senders -------------------------------------------------------------
+
+    async def preparer(self) -> None:
+        """Build (and sign) the next messages while the senders talk SMTP."""
+        low_water = self.options.batch_size // 2
+        while True:
+            await self.preparing.acquire()  # released when a sender takes one
+            message = await self.inbox.get()
+            if message is None or self.worker.stopping:
+                if message is not None:
+                    self.unbegun.append(message)
+                return
+            if self.inbox.qsize() <= low_water:
+                self.room.set()
+            built = self.worker.prepare(message, date=self.worker.clock())
+            self.ready.put_nowait((message, asyncio.ensure_future(built)))
 
     async def sender(self) -> None:
         while True:
             await self.unsettled.acquire()
-            message = await self._next()
-            if message is None:
+            item = await self.ready.get()
+            if item is None or self.worker.stopping:
+                if item is not None:
+                    _discard(item[1])
+                    self.unbegun.append(item[0])
                 self.unsettled.release()
                 return
+            self.preparing.release()
+            message, prepared = item
             self.open += 1
-            self.progress.set()
-            result = await self._attempt(message)
+            result = await self._attempt(message, prepared)
             if result is None:  # cut short by a stop: handed back with the unbegun ones
-                self.abandoned.append(message)
+                self.unbegun.append(message)
                 self.open -= 1
                 self.unsettled.release()
                 return
             self.results.put_nowait(result)  # its slot is released once it is committed
 
-    async def _next(self) -> QueuedEmail | None:
-        """The next claimed message, or None once stopping (what is left is released)."""
-        if not self.inbox.empty():
-            return None if self.worker.stopping else self.inbox.get_nowait()
-        getting = asyncio.ensure_future(self.inbox.get())
-        stopping = asyncio.ensure_future(self.worker.stopped())
-        await asyncio.wait({getting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if getting.done() and not self.worker.stopping:
-            return getting.result()
-        if getting.done():
-            self.inbox.put_nowait(getting.result())  # released with the rest
-        getting.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await getting
-        return None
-
-    async def _attempt(self, message: QueuedEmail) -> AttemptResult | None:
-        """Attempt a message; once a stop is asked, give it at most shutdown_seconds more."""
-        attempt = asyncio.ensure_future(self.worker.attempt(message))
-        stopping = asyncio.ensure_future(self.worker.stopped())
+    async def _attempt(
+        self, message: QueuedEmail, prepared: asyncio.Future[bytes]
+    ) -> AttemptResult | None:
+        """The attempt's result, or None if a stop cut it short (see on_stop)."""
+        sender = asyncio.current_task()
+        assert sender is not None
+        self.busy.add(sender)
         try:
-            await asyncio.wait({attempt, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if not attempt.done():
-                await asyncio.wait({attempt}, timeout=self.options.shutdown_seconds)
-            if attempt.done():
-                return attempt.result()
+            return await self.worker.attempt(message, prepared=prepared)
+        except asyncio.CancelledError:
+            if not self.worker.stopping:
+                raise
             log.warning(
-                "stop: abandoning an attempt after %.0f s",
+                "stop: attempt cut short after %.0f s",
                 self.options.shutdown_seconds,
                 extra={"message_id": message.message_id},
             )
-            attempt.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await attempt
             return None
         finally:
-            stopping.cancel()
+            self.busy.discard(sender)
 
     # -- recorder ---------------------------------------------------------------------
 
@@ -365,7 +408,7 @@ class _Run:
                 self.open -= len(results)
                 for _ in results:
                     self.unsettled.release()
-                self.progress.set()
+                self.recorded.set()
             if None in group:
                 return
 
@@ -428,6 +471,14 @@ class _Run:
 
 
 _TRIES_ONCE_STOPPING = 3
+
+
+def _discard(task: asyncio.Future[bytes]) -> None:
+    """Drop a preparation no one will await, taking its error so none is logged."""
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()
 
 
 def _receipt_text(receipt: Receipt) -> str:

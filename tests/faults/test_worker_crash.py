@@ -103,7 +103,7 @@ def test_kills_just_after_a_database_outage_repeat_at_most_two_pools_each(
     smtp_server.handler.data_delay = 0.005
     # Leases outlast the outage (an outage longer than a lease lets any worker, this one
     # included, take the messages again: at-least-once, as the README says).
-    env = _env(database, smtp_server, lease=5)
+    env = _env(database, smtp_server, lease=10)
     received = smtp_server.received
     kills = []
     for number in range(3):

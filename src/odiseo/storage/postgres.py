@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_SECONDS = 5.0
 STATEMENT_TIMEOUT_SECONDS = 30.0
 NUDGE_SECONDS = 0.002  # how long a NOTIFY waits to cover more inserts
+SESSION = {"application_name": "odiseo"}  # and each store's search_path
 # Fewer rows than this go through insert_many: one round trip, where COPY takes two.
 COPY_AT_LEAST = 8
 
@@ -103,6 +104,7 @@ class PostgresStore(SharedVerbs):
         self.schema = schema
         self.channel = f"odiseo_{schema}"[:63]  # the NOTIFY channel of this schema's queue
         self.pool_size = pool_size
+        self.session = {**SESSION, "search_path": schema}
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._listener: asyncpg.Connection | None = None
@@ -145,7 +147,7 @@ class PostgresStore(SharedVerbs):
                     reset=_keep_session,
                     timeout=CONNECT_TIMEOUT_SECONDS,
                     command_timeout=STATEMENT_TIMEOUT_SECONDS,
-                    server_settings={"search_path": self.schema, "application_name": "odiseo"},
+                    server_settings=self.session,
                 )
             return self._pool
 
