@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
+from odiseo.storage.contract import Store
 from odiseo.storage.postgres import PostgresStore
 from odiseo.storage.sqlite import SqliteStore
-from odiseo.storage.store import EmailStore
 from tests.support.postgres import TEST_DATABASE_URL, drop_schema, new_schema_name, require_postgres
 from tests.support.processes import Launcher
 from tests.support.smtp import SmtpServer
@@ -43,14 +45,25 @@ async def database_url(engine: str, tmp_path: Path) -> AsyncIterator[tuple[str, 
         await drop_schema(schema)
 
 
-def open_test_store(url: str, schema: str) -> EmailStore:
+def sqlalchemy_engine(url: str, schema: str) -> AsyncEngine:
+    """A SQLAlchemy engine on the test database, for what only SQLAlchemy does (Alembic)."""
+    if url.startswith("sqlite"):
+        return create_async_engine(url.replace("sqlite://", "sqlite+aiosqlite://", 1))
+    return create_async_engine(
+        url.replace("postgresql://", "postgresql+asyncpg://", 1),
+        poolclass=NullPool,
+        connect_args={"server_settings": {"search_path": schema}},
+    )
+
+
+def open_test_store(url: str, schema: str) -> Store:
     if url.startswith("sqlite"):
         return SqliteStore(Path(url.removeprefix("sqlite:///")))
     return PostgresStore(url, schema=schema)
 
 
 @pytest.fixture
-async def store(database_url: tuple[str, str]) -> AsyncIterator[EmailStore]:
+async def store(database_url: tuple[str, str]) -> AsyncIterator[Store]:
     opened = open_test_store(*database_url)
     await opened.migrate()
     try:
@@ -61,12 +74,12 @@ async def store(database_url: tuple[str, str]) -> AsyncIterator[EmailStore]:
 
 @pytest.fixture
 async def more_stores(
-    database_url: tuple[str, str], store: EmailStore
-) -> AsyncIterator[Callable[[], EmailStore]]:
+    database_url: tuple[str, str], store: Store
+) -> AsyncIterator[Callable[[], Store]]:
     """Open further stores on the same database, as other processes would."""
-    opened: list[EmailStore] = []
+    opened: list[Store] = []
 
-    def another() -> EmailStore:
+    def another() -> Store:
         opened.append(open_test_store(*database_url))
         return opened[-1]
 

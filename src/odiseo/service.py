@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
+import re
 import uuid
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -21,7 +23,7 @@ from odiseo.domain.models import (
 from odiseo.errors import Duplicate, InvalidEmail, NotFound, OdiseoError, TooLarge
 from odiseo.mime import check_email, is_special_use
 from odiseo.render_process import ProcessRenderer, RenderBudget
-from odiseo.storage.store import EmailStore
+from odiseo.storage.contract import Store
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +144,7 @@ class EmailService:
     def __init__(
         self,
         *,
-        store: EmailStore,
+        store: Store,
         renderer: ProcessRenderer,
         sender: Sender,
         max_retries: int,
@@ -383,3 +385,25 @@ def _known_shape(message_id: str) -> str:
         return str(uuid.UUID(message_id))
     except ValueError:
         raise NotFound(f"no message {message_id!r}") from None
+
+
+def encode_cursor(email_id: int) -> str:
+    """The opaque `next_cursor` of a search page: the id to continue below."""
+    return base64.urlsafe_b64encode(str(email_id).encode()).decode().rstrip("=")
+
+
+# emails.id is a 64-bit BIGINT: a cursor naming a larger id is not one we gave out, and
+# neither engine could even compare with it.
+_ID_MAX = 2**63 - 1
+_DIGITS = re.compile(r"[1-9][0-9]{0,18}")
+
+
+def decode_cursor(cursor: str) -> int | None:
+    """The id in a cursor, or None when it is not one of ours."""
+    try:
+        value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not _DIGITS.fullmatch(value) or int(value) > _ID_MAX:
+        return None
+    return int(value)

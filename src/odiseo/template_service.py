@@ -10,7 +10,7 @@ from odiseo.domain.models import StoredTemplate
 from odiseo.errors import NotFound, UnknownTemplate
 from odiseo.render_process import ProcessRenderer
 from odiseo.rendering import Rendered
-from odiseo.storage.templates import TemplateStore
+from odiseo.storage.contract import Templates
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 class TemplateService:
     """Stored templates win over files of the same name in TEMPLATES_DIR."""
 
-    def __init__(self, *, templates: TemplateStore, renderer: ProcessRenderer) -> None:
+    def __init__(self, *, templates: Templates, renderer: ProcessRenderer) -> None:
         self.templates = templates
         self.renderer = renderer
 

@@ -1,17 +1,41 @@
-"""The delivery worker: claim -> build -> deliver -> record, with leases and a clean stop."""
+"""The delivery worker: claim -> build -> deliver -> record, with leases and a clean stop.
+
+Five kinds of task run while `Worker.run()` does, each owning its own state:
+
+    claimer ─▶ inbox ─▶ preparer ─▶ ready ─▶ sender x SMTP_POOL_SIZE ─▶ results ─▶ recorder
+              ≤ batch    build, sign   ≤ pool   one message at a time          group write
+    heartbeat: renews the lease of every message this worker holds (one statement)
+
+- The claimer tops the inbox up whenever it is half empty, so the next messages are
+  claimed while these are sent; idle, it sleeps until the store wakes it.
+- The preparer builds (and signs) the next message for each sender while they talk
+  SMTP; a sender takes one, sends it, and hands the result on.
+- The recorder writes every result that is waiting as soon as the previous write is
+  done: a result is committed a database round trip or two after its SMTP reply.
+- One primitive bounds the work at risk: a sender holds a slot of `unsettled`
+  (2 x SMTP_POOL_SIZE) from before its SMTP transaction until its result is
+  committed. So after a `kill -9` at any instant, the messages that may be sent again
+  are those inside an SMTP transaction and those replied but not yet recorded: at
+  most 2 x SMTP_POOL_SIZE, typically no more than SMTP_POOL_SIZE.
+
+A message stays `processing`, leased to this worker, from its claim until its result
+is recorded (or it is released); the heartbeat keeps those leases alive, so a slow
+but healthy worker is never overtaken, and a dead one's messages are claimed again
+by another worker once its leases run out. A stop lets each sender finish the
+message in hand (within EMAIL_WORKER_SHUTDOWN_SECONDS: an attempt still running then
+is cut short), releases what was claimed but never begun or cut short, and records
+every result before returning.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import itertools
 import logging
 import os
 import socket
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,14 +45,9 @@ from odiseo.errors import DeliveryFailure, PermanentFailure, StoreUnavailable
 from odiseo.metrics import Metrics
 from odiseo.mime import build_message
 from odiseo.providers.base import Provider, Receipt
-from odiseo.storage.store import EmailStore
+from odiseo.storage.contract import Store
 
 log = logging.getLogger(__name__)
-
-# How often finished attempts are written back during a long batch, at most.
-FLUSH_SECONDS = 1.0
-STORE_RETRY_SECONDS = 2.0
-RECORD_TRIES = 5  # for errors other than the database being away
 
 
 def utcnow() -> datetime:
@@ -48,15 +67,16 @@ class WorkerOptions:
     backoff_seconds: float
     shutdown_seconds: float = 30.0
     concurrency: int = 1  # messages in flight at once (SMTP_POOL_SIZE)
+    store_retry_seconds: float = 2.0  # how long to wait while the database is away
 
 
 class Worker:
-    """Delivers due messages until told to stop."""
+    """Delivers due messages until told to stop (see the module docstring)."""
 
     def __init__(
         self,
         *,
-        store: EmailStore,
+        store: Store,
         provider: Provider,
         options: WorkerOptions,
         name: str | None = None,
@@ -71,180 +91,37 @@ class Worker:
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.sign = sign
-        self._stop = asyncio.Event()
         self.delivered = 0
-        self._held: set[int] = set()  # claimed, result not yet recorded: leases kept alive
-        self._recording: asyncio.Future[None] | None = None
+        self._stop = asyncio.Event()
 
     def stop(self) -> None:
-        """Ask the worker to finish the message in hand, hand back the rest and return."""
+        """Finish the messages in hand, hand back the rest, record everything, return."""
         self._stop.set()
 
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    async def run(self) -> None:
-        """Deliver until stopped, overlapping the database work with the SMTP work.
+    async def stopped(self) -> None:
+        """Return once a stop is asked."""
+        await self._stop.wait()
 
-        While one batch is delivered the next is already claimed (when the last
-        one was full, so more is likely due), and finished attempts are written
-        back in the background; every held message keeps its lease alive until
-        its result is recorded.
-        """
+    async def run(self) -> None:
+        """Deliver until stopped; the provider is closed at the end."""
         log.info("worker %s started (provider %s)", self.name, self.provider.name)
-        ahead: asyncio.Future[list[QueuedEmail] | None] | None = None
         try:
-            async with self._leases_kept():
-                try:
-                    while not self.stopping:
-                        batch = await ahead if ahead is not None else await self._claim()
-                        ahead = None
-                        if batch is None:  # the database is away
-                            await self._pause(STORE_RETRY_SECONDS)
-                        elif not batch:
-                            await self._idle()
-                        else:
-                            if len(batch) >= self.options.batch_size:
-                                ahead = asyncio.ensure_future(self._claim())
-                            await self.process(batch)
-                finally:
-                    if ahead is not None:  # claimed ahead, never attempted: hand it back
-                        unsent = await ahead
-                        if unsent:
-                            await self._release([m.id for m in unsent])
-                    await self._drain_records()
+            await _Run(self, until_idle=False).go()
         finally:
             await self.provider.close()
             log.info("worker %s stopped after %d deliveries", self.name, self.delivered)
 
     async def run_until_idle(self) -> int:
-        """Deliver until nothing is due; for tests and one-shot use. Returns deliveries made."""
+        """The same loop as `run`, ending once nothing is due and everything claimed is
+        recorded (tests, one-shot use); the provider stays open. Deliveries made."""
         before = self.delivered
-        async with self._leases_kept():
-            while True:
-                await self._drain_records()  # a retry it writes may already be due
-                batch = await self._claim(raising=True)
-                if not batch:
-                    break
-                await self.process(batch)
+        self._stop = asyncio.Event()  # each such run ends by stopping itself
+        await _Run(self, until_idle=True).go()
         return self.delivered - before
-
-    @contextlib.asynccontextmanager
-    async def _leases_kept(self) -> AsyncIterator[None]:
-        """Run the lease heartbeat for as long as the block runs."""
-        heartbeat = asyncio.ensure_future(self._keep_leases())
-        try:
-            yield
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-
-    async def _claim(self, *, raising: bool = False) -> list[QueuedEmail] | None:
-        """Claim a batch and hold its leases; None while the database is unavailable."""
-        try:
-            batch = await self.store.claim_due(
-                limit=self.options.batch_size,
-                worker=self.name,
-                lease_seconds=self.options.lease_seconds,
-                now=self.clock(),
-            )
-        except StoreUnavailable as exc:
-            if raising:
-                raise
-            log.warning("cannot claim: %s; retrying", exc)
-            return None
-        self._held.update(m.id for m in batch)
-        return batch
-
-    async def _idle(self) -> None:
-        waiting = asyncio.ensure_future(self.store.wait_for_work(self.options.poll_interval))
-        stopping = asyncio.ensure_future(self._stop.wait())
-        try:
-            await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (waiting, stopping):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-
-    async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
-
-    async def process(self, batch: list[QueuedEmail]) -> None:
-        """Deliver a claimed batch over `concurrency` lanes; results are recorded as they come.
-
-        Each lane takes the next message as soon as its previous one is done, so a
-        slow message holds up one lane, not the batch. On a stop, lanes finish the
-        message in hand (within shutdown_seconds) and the untried rest is handed back.
-        """
-        queue = collections.deque(batch)
-        untried: dict[int, QueuedEmail] = {m.id: m for m in batch}
-        sending: set[int] = set()  # taken by a lane, no result yet
-        finished: list[AttemptResult] = []
-        last_flush = time.monotonic()
-        ahead = _SignedAhead(self, queue) if self.sign is not None else None
-
-        async def lane() -> None:
-            nonlocal finished, last_flush
-            while queue and not self.stopping:
-                message = queue.popleft()
-                sending.add(message.id)
-                prepared = ahead.take(message) if ahead is not None else None
-                result = await self._attempt_within_shutdown(message, prepared)
-                sending.discard(message.id)
-                if result is None:  # cut short by a stop: handed back below
-                    return
-                finished.append(result)
-                del untried[message.id]
-                if time.monotonic() - last_flush >= FLUSH_SECONDS:
-                    due, finished, last_flush = finished, [], time.monotonic()
-                    await self._record_in_background(due)
-
-        lanes = [lane() for _ in range(max(1, self.options.concurrency))]
-        try:
-            # Every lane runs to its end even if one fails: a sibling's message in
-            # the middle of its SMTP transaction must not be handed back meanwhile.
-            outcomes = await asyncio.gather(*lanes, return_exceptions=True)
-        finally:
-            if ahead is not None:
-                ahead.discard()
-            await self._record_in_background(finished)
-            if sending:  # interrupted mid-transaction: maybe sent, so left to its lease
-                log.warning("%d message(s) in an unknown state, left to their lease", len(sending))
-                self._held.difference_update(sending)
-            unsent = [i for i in untried if i not in sending]
-            if unsent:
-                await self._release(unsent)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-
-    async def _attempt_within_shutdown(
-        self, message: QueuedEmail, prepared: asyncio.Future[bytes] | None = None
-    ) -> AttemptResult | None:
-        """Attempt a message; once a stop is asked, give it at most shutdown_seconds more."""
-        attempt = asyncio.ensure_future(self.attempt(message, prepared=prepared))
-        stopping = asyncio.ensure_future(self._stop.wait())
-        try:
-            await asyncio.wait({attempt, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if not attempt.done():
-                await asyncio.wait({attempt}, timeout=self.options.shutdown_seconds)
-            if attempt.done():
-                return attempt.result()
-            log.warning(
-                "stop: abandoning an attempt after %.0f s",
-                self.options.shutdown_seconds,
-                extra={"message_id": message.message_id},
-            )
-            attempt.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await attempt
-            return None
-        finally:
-            stopping.cancel()
 
     async def attempt(
         self, message: QueuedEmail, *, prepared: asyncio.Future[bytes] | None = None
@@ -264,7 +141,7 @@ class Worker:
             )
             return self._failed(message, expired, started=started)
         try:
-            data = await (prepared if prepared is not None else self.prepare(message, date=started))
+            data = await (prepared or self.prepare(message, date=started))
             with self.metrics.provider_call.time():
                 receipt = await self.provider.deliver(
                     data,
@@ -304,11 +181,8 @@ class Worker:
         self, message: QueuedEmail, failure: DeliveryFailure, *, started: datetime
     ) -> AttemptResult:
         now = self.clock()
-        kind = (
-            FailureKind.PERMANENT
-            if isinstance(failure, PermanentFailure)
-            else FailureKind.TRANSIENT
-        )
+        permanent = isinstance(failure, PermanentFailure)
+        kind = FailureKind.PERMANENT if permanent else FailureKind.TRANSIENT
         retry_at = next_attempt_at(
             attempt=message.attempts,
             kind=kind,
@@ -323,16 +197,13 @@ class Worker:
         reason = failure.message
         if kind is FailureKind.TRANSIENT and retry_at is None:
             reason = f"retries exhausted after {message.attempts} attempts: {reason}"
+        extra = {"message_id": message.message_id, "attempt": message.attempts}
         log.warning(
             "%s (%s): %s",
             "will retry" if retry_at else "failed",
             kind.value,
             reason,
-            extra={
-                "message_id": message.message_id,
-                "attempt": message.attempts,
-                "status": outcome.value,
-            },
+            extra={**extra, "status": outcome.value},
         )
         return AttemptResult(
             email_id=message.id,
@@ -345,80 +216,269 @@ class Worker:
             response=reason,
         )
 
-    async def _record_in_background(self, results: list[AttemptResult]) -> None:
-        """Write results back while delivery goes on; at most one write is in flight."""
-        if not results:
-            return
-        await self._drain_records()
-        self._recording = asyncio.ensure_future(self._record(results))
 
-    async def _drain_records(self) -> None:
-        """Wait until no write is in flight (its messages stay leased until it lands)."""
-        while (recording := self._recording) is not None:
-            try:
-                await recording
-            finally:
-                if self._recording is recording:
-                    self._recording = None
+class _Run:
+    """One run of a worker: its tasks and the queues between them."""
 
-    async def _record(self, results: list[AttemptResult]) -> None:
-        """Write results back; never raises.
+    def __init__(self, worker: Worker, *, until_idle: bool) -> None:
+        self.worker = worker
+        self.options = worker.options
+        self.until_idle = until_idle
+        self.lanes = max(1, self.options.concurrency)
+        self.inbox: asyncio.Queue[QueuedEmail | None] = asyncio.Queue()  # None: stop
+        # Built (and signed) ahead of the senders, at most one per lane.
+        self.ready: asyncio.Queue[tuple[QueuedEmail, asyncio.Future[bytes]] | None] = (
+            asyncio.Queue()
+        )
+        self.preparing = asyncio.Semaphore(self.lanes)
+        self.results: asyncio.Queue[AttemptResult | None] = asyncio.Queue()  # None: the end
+        # Held by a sender from before its SMTP transaction until its result is committed.
+        self.unsettled = asyncio.Semaphore(2 * self.lanes)
+        self.open = 0  # messages taken by a sender whose result is not yet committed
+        self.room = asyncio.Event()  # the inbox is half empty (or a stop came)
+        self.recorded = asyncio.Event()  # results were committed (or a stop came)
+        self.unbegun: list[QueuedEmail] = []  # claimed, never attempted: handed back
+        self.busy: set[asyncio.Task[None]] = set()  # senders inside an attempt
 
-        While the database is away the results are kept and tried again (three
-        more times once stopping). Any other error is tried again a few times;
-        if it persists the messages are let go of, so their leases run out and
-        they are attempted again rather than held forever.
+    async def go(self) -> None:
+        senders = [asyncio.create_task(self.sender()) for _ in range(self.lanes)]
+        preparer = asyncio.create_task(self.preparer())
+        recorder = asyncio.create_task(self.recorder())
+        heartbeat = asyncio.create_task(self.heartbeat())
+        watcher = asyncio.create_task(self.on_stop())
+        try:
+            await self.claimer()
+        finally:
+            self.worker.stop()  # the claimer is done: nothing new is begun
+            await asyncio.gather(preparer, *senders, return_exceptions=True)
+            watcher.cancel()
+            await self.release(self.unbegun + self._left())
+            self.results.put_nowait(None)
+            await recorder
+            heartbeat.cancel()
+            await asyncio.gather(watcher, heartbeat, return_exceptions=True)
+
+    def _left(self) -> list[QueuedEmail]:
+        """What was claimed and never begun, from the inbox and the prepared ones."""
+        left = [self.inbox.get_nowait() for _ in range(self.inbox.qsize())]
+        for item in [self.ready.get_nowait() for _ in range(self.ready.qsize())]:
+            if item is not None:
+                _discard(item[1])
+                left.append(item[0])
+        return [message for message in left if message is not None]
+
+    async def on_stop(self) -> None:
+        """Once a stop is asked: wake whoever waits, and after shutdown_seconds cut short
+        the attempts still running (their messages are handed back)."""
+        await self.worker.stopped()
+        self.room.set()
+        self.recorded.set()
+        self.inbox.put_nowait(None)
+        self.preparing.release()
+        for _ in range(self.lanes):
+            self.ready.put_nowait(None)
+        await asyncio.sleep(self.options.shutdown_seconds)
+        for sender in list(self.busy):
+            sender.cancel()
+
+    # -- claimer ----------------------------------------------------------------------
+
+    async def claimer(self) -> None:
+        batch = self.options.batch_size
+        while not self.worker.stopping:
+            room = batch - self.inbox.qsize()
+            if room < (batch + 1) // 2:  # more than half full: wait for the senders
+                self.room.clear()
+                await self.room.wait()
+                continue
+            claimed = await self.claim(room)
+            if claimed is None:  # the database is away
+                await self._pause(self.options.store_retry_seconds)
+            elif claimed:
+                for message in claimed:
+                    self.inbox.put_nowait(message)
+            elif not self.until_idle:
+                await self._idle()
+            elif self.inbox.empty() and self.ready.empty() and self.open == 0:
+                return  # until_idle: nothing due, nothing in hand
+            else:  # until_idle: results are on their way; a retry may come due
+                self.recorded.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.recorded.wait(), self.options.poll_interval)
+
+    async def claim(self, limit: int) -> list[QueuedEmail] | None:
+        try:
+            return await self.worker.store.claim_due(
+                limit=limit,
+                worker=self.worker.name,
+                lease_seconds=self.options.lease_seconds,
+                now=self.worker.clock(),
+            )
+        except StoreUnavailable as exc:
+            log.warning("cannot claim: %s; retrying", exc)
+            return None
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.worker.stopped(), seconds)
+
+    async def _idle(self) -> None:
+        """Nothing due: sleep until the store says work may be due, a stop, or a poll."""
+        waits = {
+            asyncio.ensure_future(self.worker.stopped()),
+            asyncio.ensure_future(self.worker.store.wait_for_work(self.options.poll_interval)),
+        }
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+
+    # -- preparer and senders -------------------------------------------------------------
+
+    async def preparer(self) -> None:
+        """Build (and sign) the next messages while the senders talk SMTP."""
+        low_water = self.options.batch_size // 2
+        while True:
+            await self.preparing.acquire()  # released when a sender takes one
+            message = await self.inbox.get()
+            if message is None or self.worker.stopping:
+                if message is not None:
+                    self.unbegun.append(message)
+                return
+            if self.inbox.qsize() <= low_water:
+                self.room.set()
+            built = self.worker.prepare(message, date=self.worker.clock())
+            self.ready.put_nowait((message, asyncio.ensure_future(built)))
+
+    async def sender(self) -> None:
+        while True:
+            await self.unsettled.acquire()
+            item = await self.ready.get()
+            if item is None or self.worker.stopping:
+                if item is not None:
+                    _discard(item[1])
+                    self.unbegun.append(item[0])
+                self.unsettled.release()
+                return
+            self.preparing.release()
+            message, prepared = item
+            self.open += 1
+            result = await self._attempt(message, prepared)
+            if result is None:  # cut short by a stop: handed back with the unbegun ones
+                self.unbegun.append(message)
+                self.open -= 1
+                self.unsettled.release()
+                return
+            self.results.put_nowait(result)  # its slot is released once it is committed
+
+    async def _attempt(
+        self, message: QueuedEmail, prepared: asyncio.Future[bytes]
+    ) -> AttemptResult | None:
+        """The attempt's result, or None if a stop cut it short (see on_stop)."""
+        sender = asyncio.current_task()
+        assert sender is not None
+        self.busy.add(sender)
+        try:
+            return await self.worker.attempt(message, prepared=prepared)
+        except asyncio.CancelledError:
+            if not self.worker.stopping:
+                raise
+            log.warning(
+                "stop: attempt cut short after %.0f s",
+                self.options.shutdown_seconds,
+                extra={"message_id": message.message_id},
+            )
+            return None
+        finally:
+            self.busy.discard(sender)
+
+    # -- recorder ---------------------------------------------------------------------
+
+    async def recorder(self) -> None:
+        """Write every waiting result at once, as soon as the previous write is done."""
+        while True:
+            group = [await self.results.get()]
+            while not self.results.empty():
+                group.append(self.results.get_nowait())
+            results = [r for r in group if r is not None]
+            if results:
+                await self.record(results)
+                self.open -= len(results)
+                for _ in results:
+                    self.unsettled.release()
+                self.recorded.set()
+            if None in group:
+                return
+
+    async def record(self, results: list[AttemptResult]) -> None:
+        """Write `results`, trying again until it works; never raises.
+
+        Until a stop, a write is tried again for as long as it fails (the senders wait
+        meanwhile, so no more than 2 x SMTP_POOL_SIZE results are ever unrecorded).
+        Once stopping, three more tries: results still not written leave their
+        messages to their leases, attempted again later, never lost.
         """
-        unavailable = failed = 0
+        tries_left = _TRIES_ONCE_STOPPING
         while True:
             try:
-                await self.store.record_results(results, worker=self.name, now=self.clock())
-                break
+                await self.worker.store.record_results(
+                    results, worker=self.worker.name, now=self.worker.clock()
+                )
+                return
             except StoreUnavailable as exc:
-                unavailable += 1
-                if self.stopping and unavailable >= 3:
-                    log.error("giving up on recording %d result(s): %s", len(results), exc)
-                    break
                 log.warning("cannot record %d result(s): %s; retrying", len(results), exc)
             except Exception:
-                failed += 1
-                log.exception("recording %d result(s) failed (try %d)", len(results), failed)
-                if failed >= RECORD_TRIES or self.stopping:
-                    log.error("letting %d message(s) go: their leases will run out", len(results))
-                    break
-            await asyncio.sleep(STORE_RETRY_SECONDS)
-        self._held.difference_update(r.email_id for r in results)
+                log.exception("recording %d result(s) failed; retrying", len(results))
+            if self.worker.stopping:
+                tries_left -= 1
+                if tries_left <= 0:
+                    log.error("giving up on %d result(s): their leases will run out", len(results))
+                    return
+            await asyncio.sleep(self.options.store_retry_seconds)
 
-    async def _release(self, ids: list[int]) -> None:
-        try:
-            released = await self.store.release(ids, worker=self.name, now=self.clock())
-            log.info("released %d unsent message(s)", released)
-        except StoreUnavailable as exc:
-            log.warning("cannot release %d message(s), their lease will expire: %s", len(ids), exc)
-        self._held.difference_update(ids)
+    # -- heartbeat and release -----------------------------------------------------------
 
-    async def _keep_leases(self) -> None:
-        """Extend the leases of held messages so a slow but healthy worker is not overtaken.
-
-        Held means claimed and not yet recorded or released, attempted or not: a
-        sent-but-unrecorded message whose lease ran out would be sent again.
-        """
+    async def heartbeat(self) -> None:
+        """Renew this worker's leases a few times per lease, whatever it holds."""
         interval = max(self.options.lease_seconds / 3, 0.5)
         while True:
             await asyncio.sleep(interval)
-            if not self._held:
-                continue
             try:
-                await self.store.extend_leases(
-                    list(self._held),
-                    worker=self.name,
+                await self.worker.store.heartbeat(
+                    worker=self.worker.name,
                     lease_seconds=self.options.lease_seconds,
-                    now=self.clock(),
+                    now=self.worker.clock(),
                 )
             except StoreUnavailable as exc:
-                log.warning("cannot extend leases: %s", exc)
-            except Exception:  # e.g. a deadlock: the next beat tries again
-                log.exception("extending leases failed")
+                log.warning("cannot renew leases: %s", exc)
+            except Exception:  # the next beat tries again
+                log.exception("renewing leases failed")
+
+    async def release(self, messages: list[QueuedEmail]) -> None:
+        """Hand back messages claimed but never begun."""
+        if not messages:
+            return
+        ids = [m.id for m in messages]
+        try:
+            released = await self.worker.store.release(
+                ids, worker=self.worker.name, now=self.worker.clock()
+            )
+            log.info("released %d unsent message(s)", released)
+        except StoreUnavailable as exc:
+            log.warning("cannot release %d message(s), their lease will expire: %s", len(ids), exc)
+
+
+_TRIES_ONCE_STOPPING = 3
+
+
+def _discard(task: asyncio.Future[bytes]) -> None:
+    """Drop a preparation no one will await, taking its error so none is logged."""
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()
 
 
 def _receipt_text(receipt: Receipt) -> str:
@@ -427,49 +487,3 @@ def _receipt_text(receipt: Receipt) -> str:
         refused = "; ".join(f"{addr}: {reply}" for addr, reply in receipt.refused.items())
         text += f" (refused: {refused})"
     return text
-
-
-class _SignedAhead:
-    """The next messages of a batch, built and signed before a lane takes them.
-
-    The signature is made in a thread: preparing a few messages ahead while the
-    lanes talk SMTP keeps a lane from waiting for it. At most `concurrency` are
-    prepared ahead, so large messages cannot pile up in memory.
-    """
-
-    def __init__(self, worker: Worker, queue: collections.deque[QueuedEmail]) -> None:
-        self._worker = worker
-        self._queue = queue
-        self._depth = max(1, worker.options.concurrency)
-        self._tasks: dict[int, asyncio.Future[bytes]] = {}
-        self._fill()
-
-    def take(self, message: QueuedEmail) -> asyncio.Future[bytes]:
-        """The preparation of `message`, just taken off the queue; the next ones start."""
-        task = self._tasks.pop(message.id, None)
-        if task is None:
-            task = self._start(message)
-        self._fill()
-        return task
-
-    def discard(self) -> None:
-        """Drop the preparations of messages no lane took (handed back on a stop)."""
-        for task in self._tasks.values():
-            _discard(task)
-        self._tasks.clear()
-
-    def _fill(self) -> None:
-        for message in itertools.islice(self._queue, self._depth):
-            if message.id not in self._tasks:
-                self._tasks[message.id] = self._start(message)
-
-    def _start(self, message: QueuedEmail) -> asyncio.Future[bytes]:
-        return asyncio.ensure_future(self._worker.prepare(message, date=self._worker.clock()))
-
-
-def _discard(task: asyncio.Future[bytes]) -> None:
-    """Cancel a preparation no one will await, or take its error so none is logged."""
-    if not task.done():
-        task.cancel()
-    elif not task.cancelled():
-        task.exception()

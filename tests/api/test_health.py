@@ -14,7 +14,7 @@ from odiseo.config import Settings
 from odiseo.errors import TransientFailure
 from odiseo.providers.base import Receipt
 from odiseo.service import EmailService
-from odiseo.storage.store import EmailStore
+from odiseo.storage.contract import Store
 from tests.support.smtp import free_port
 
 
@@ -41,12 +41,12 @@ class CountingProvider:
         return None
 
 
-def service_of(store: EmailStore, tmp_path: Path) -> EmailService:
+def service_of(store: Store, tmp_path: Path) -> EmailService:
     """The service the app builds over `store` (its renderer starts no process unless used)."""
     return build_service(Settings(log_to_file=False, templates_dir=tmp_path), store)
 
 
-async def test_provider_is_checked_once_for_many_probes(store: EmailStore, tmp_path: Path) -> None:
+async def test_provider_is_checked_once_for_many_probes(store: Store, tmp_path: Path) -> None:
     provider = CountingProvider()
     health = HealthCheck(service=service_of(store, tmp_path), provider=provider)
     for _ in range(25):
@@ -56,7 +56,7 @@ async def test_provider_is_checked_once_for_many_probes(store: EmailStore, tmp_p
     await health.close()
 
 
-async def test_failing_provider_is_reported_not_fatal(store: EmailStore, tmp_path: Path) -> None:
+async def test_failing_provider_is_reported_not_fatal(store: Store, tmp_path: Path) -> None:
     provider = CountingProvider()
     provider.healthy = False
     health = HealthCheck(service=service_of(store, tmp_path), provider=provider)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from odiseo.domain.models import AttemptResult, Outcome
-from odiseo.storage.store import EmailStore
+from odiseo.storage.contract import Store
 from tests.support.factories import new_email
 
 EMAIL = {"to": ["a@example.com"], "subject": "s", "body": "<p>b</p>"}
@@ -39,7 +39,7 @@ async def test_metrics_show_queue_depth_by_status(client: httpx.AsyncClient) -> 
 
 
 async def test_oldest_due_message_age(client: httpx.AsyncClient) -> None:
-    store: EmailStore = client._transport.app.state.service.store  # type: ignore[attr-defined]
+    store: Store = client._transport.app.state.service.store  # type: ignore[attr-defined]
     now = datetime.now(UTC)
     await store.enqueue([new_email()], now=now - timedelta(seconds=120))
     await store.enqueue([new_email(send_at=now + timedelta(hours=1))], now=now)

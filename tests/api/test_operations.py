@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 import httpx
 
 from odiseo.domain.models import AttemptResult, Outcome
-from odiseo.storage.store import EmailStore
+from odiseo.storage.contract import Store
 
 EMAIL = {"to": ["a@example.com"], "subject": "s", "body": "<p>b</p>"}
 
 
-def store_of(client: httpx.AsyncClient) -> EmailStore:
+def store_of(client: httpx.AsyncClient) -> Store:
     app = client._transport.app  # type: ignore[attr-defined]
-    store: EmailStore = app.state.service.store
+    store: Store = app.state.service.store
     return store
 
 
@@ -24,7 +24,7 @@ async def post(client: httpx.AsyncClient) -> str:
     return str(response.json()["message_id"])
 
 
-async def fail_all(store: EmailStore) -> None:
+async def fail_all(store: Store) -> None:
     """Claim everything due and record a permanent failure, as a worker would."""
     now = datetime.now(UTC)
     claimed = await store.claim_due(limit=100, worker="w", lease_seconds=60, now=now)

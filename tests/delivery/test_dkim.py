@@ -34,7 +34,7 @@ from odiseo.dkim_signing import SIGNED_HEADERS, DkimSigner, relaxed_body, split_
 from odiseo.domain.models import Attachment, Status
 from odiseo.errors import ConfigError
 from odiseo.mime import build_message
-from odiseo.storage.store import EmailStore
+from odiseo.storage.contract import Store
 from tests.support.factories import new_email
 from tests.support.smtp import SmtpServer
 
@@ -382,7 +382,7 @@ def test_the_message_is_split_as_dkimpy_splits_it(message: bytes) -> None:
 
 
 async def test_delivered_message_carries_a_valid_signature(
-    store: EmailStore, smtp_server: SmtpServer, key: Key, tmp_path: Path
+    store: Store, smtp_server: SmtpServer, key: Key, tmp_path: Path
 ) -> None:
     key_file = tmp_path / "dkim.pem"
     key_file.write_bytes(key.pem)  # a path works as well as the PEM itself
@@ -413,7 +413,7 @@ async def test_delivered_message_carries_a_valid_signature(
 
 
 async def test_a_batch_is_signed_ahead_of_its_lanes(
-    store: EmailStore, smtp_server: SmtpServer, rsa_key: Key
+    store: Store, smtp_server: SmtpServer, rsa_key: Key
 ) -> None:
     settings = Settings(
         email_provider="smtp",

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from odiseo.domain.models import QueuedEmail, Status
 from odiseo.providers.smtp import SmtpProvider
-from odiseo.storage.store import EmailStore
+from odiseo.storage.contract import Store
 from odiseo.worker import Worker, WorkerOptions
 from tests.delivery.smtp_helpers import SmtpHarness, connections
 from tests.support.factories import new_email
@@ -29,28 +29,26 @@ class Clock:
         self.now += timedelta(seconds=seconds)
 
 
-def make_worker(store: EmailStore, provider: SmtpProvider, clock: Clock) -> Worker:
+def make_worker(store: Store, provider: SmtpProvider, clock: Clock) -> Worker:
     options = WorkerOptions(
         batch_size=10, lease_seconds=30, poll_interval=0.1, backoff_seconds=BACKOFF
     )
     return Worker(store=store, provider=provider, options=options, name="test-worker", clock=clock)
 
 
-async def stored(store: EmailStore, message_id: str) -> QueuedEmail:
+async def stored(store: Store, message_id: str) -> QueuedEmail:
     message = await store.get(message_id)
     assert message is not None
     return message
 
 
-def setup(smtp: SmtpHarness, store: EmailStore) -> tuple[SmtpServer, Worker, Clock]:
+def setup(smtp: SmtpHarness, store: Store) -> tuple[SmtpServer, Worker, Clock]:
     server = smtp.server()
     clock = Clock(T0)
     return server, make_worker(store, smtp.provider(server.port), clock), clock
 
 
-async def test_a_delivered_message_is_sent_with_its_event(
-    store: EmailStore, smtp: SmtpHarness
-) -> None:
+async def test_a_delivered_message_is_sent_with_its_event(store: Store, smtp: SmtpHarness) -> None:
     server, worker, _clock = setup(smtp, store)
     item = new_email(to="someone@example.com")
     (enqueued,) = await store.enqueue([item], now=T0)
@@ -73,7 +71,7 @@ async def test_a_delivered_message_is_sent_with_its_event(
 
 
 async def test_a_batch_goes_over_one_connection_and_failures_stay_per_message(
-    store: EmailStore, smtp: SmtpHarness
+    store: Store, smtp: SmtpHarness
 ) -> None:
     server, worker, _clock = setup(smtp, store)
     server.handler.rcpt_replies = {"gone@example.com": "550 5.1.1 No such user"}
@@ -90,7 +88,7 @@ async def test_a_batch_goes_over_one_connection_and_failures_stay_per_message(
 
 
 async def test_a_451_is_retried_after_the_backoff_then_sent(
-    store: EmailStore, smtp: SmtpHarness
+    store: Store, smtp: SmtpHarness
 ) -> None:
     server, worker, clock = setup(smtp, store)
     server.handler.data_reply = "451 4.3.0 Temporary local problem"
@@ -129,7 +127,7 @@ async def test_a_451_is_retried_after_the_backoff_then_sent(
 
 
 async def test_a_wait_stated_by_the_server_outlasts_the_backoff(
-    store: EmailStore, smtp: SmtpHarness
+    store: Store, smtp: SmtpHarness
 ) -> None:
     server, worker, clock = setup(smtp, store)
     server.handler.data_reply = "450 4.2.0 Greylisted, please try again in 300 seconds"
@@ -147,9 +145,7 @@ async def test_a_wait_stated_by_the_server_outlasts_the_backoff(
     assert await worker.run_until_idle() == 1
 
 
-async def test_a_550_fails_at_once_with_the_server_reply(
-    store: EmailStore, smtp: SmtpHarness
-) -> None:
+async def test_a_550_fails_at_once_with_the_server_reply(store: Store, smtp: SmtpHarness) -> None:
     server, worker, clock = setup(smtp, store)
     server.handler.data_reply = "550 5.7.1 Message content rejected"
     (enqueued,) = await store.enqueue([new_email()], now=T0)
@@ -170,7 +166,7 @@ async def test_a_550_fails_at_once_with_the_server_reply(
 
 
 async def test_a_persistent_451_fails_once_retries_are_exhausted(
-    store: EmailStore, smtp: SmtpHarness
+    store: Store, smtp: SmtpHarness
 ) -> None:
     server, worker, clock = setup(smtp, store)
     server.handler.data_reply = "451 4.3.0 Still busy"

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 
 from odiseo.domain.models import Status
 from odiseo.providers.smtp import SmtpProvider
-from odiseo.storage.store import EmailStore
+from odiseo.storage.contract import Store
 from odiseo.worker import Worker, WorkerOptions
 from tests.support.factories import new_email
 from tests.support.smtp import SmtpServer
 
 
-def make_worker(store: EmailStore, server: SmtpServer, *, shutdown: float) -> Worker:
+def make_worker(store: Store, server: SmtpServer, *, shutdown: float) -> Worker:
     provider = SmtpProvider(host="127.0.0.1", port=server.port, use_tls=False, timeout=10)
     options = WorkerOptions(
         batch_size=10,
@@ -25,13 +25,13 @@ def make_worker(store: EmailStore, server: SmtpServer, *, shutdown: float) -> Wo
     return Worker(store=store, provider=provider, options=options)
 
 
-async def statuses(store: EmailStore, ids: list[str]) -> list[Status]:
+async def statuses(store: Store, ids: list[str]) -> list[Status]:
     found = [await store.get(i) for i in ids]
     return [m.status for m in found if m is not None]
 
 
 async def test_stop_finishes_the_message_in_hand_and_releases_the_rest(
-    store: EmailStore, smtp_server: SmtpServer
+    store: Store, smtp_server: SmtpServer
 ) -> None:
     smtp_server.handler.data_delay = 0.5
     results = await store.enqueue([new_email() for _ in range(6)], now=datetime.now(UTC))
@@ -52,7 +52,7 @@ async def test_stop_finishes_the_message_in_hand_and_releases_the_rest(
 
 
 async def test_an_attempt_that_outlives_the_shutdown_budget_is_abandoned(
-    store: EmailStore, smtp_server: SmtpServer
+    store: Store, smtp_server: SmtpServer
 ) -> None:
     smtp_server.handler.data_delay = 5
     (result,) = await store.enqueue([new_email()], now=datetime.now(UTC))
@@ -70,7 +70,7 @@ async def test_an_attempt_that_outlives_the_shutdown_budget_is_abandoned(
 
 
 async def test_stop_hands_back_the_batch_claimed_ahead(
-    store: EmailStore, smtp_server: SmtpServer
+    store: Store, smtp_server: SmtpServer
 ) -> None:
     # Full batches make the worker claim the next one while it sends: a stop must
     # hand that one back too, untouched, and leave nothing processing.
@@ -86,10 +86,10 @@ async def test_stop_hands_back_the_batch_claimed_ahead(
     held = 0
     for _ in range(100):  # wait until the second batch is held too
         held = max(held, (await statuses(store, ids)).count(Status.PROCESSING))
-        if held >= 9:  # 5 + 5 claimed, at most one already recorded
+        if held > 5:  # more than a batch: the inbox was topped up while a message was sent
             break
         await asyncio.sleep(0.02)
-    assert held >= 9, f"the next batch was not claimed ahead ({held} held)"
+    assert held > 5, f"the next messages were not claimed ahead ({held} held)"
     worker.stop()
     await asyncio.wait_for(running, 10)
     final = await statuses(store, ids)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from odiseo.domain.models import Status
 from odiseo.providers.smtp import SmtpProvider
-from odiseo.storage.store import EmailStore
+from odiseo.storage.contract import Store
 from odiseo.worker import Worker, WorkerOptions
 from tests.support.factories import new_email
 from tests.support.smtp import SmtpServer
@@ -17,7 +17,7 @@ MESSAGES = 8
 LEASE = 1.0  # far shorter than the batch takes: only lease extensions keep it
 
 
-def worker(store: EmailStore, server: SmtpServer, name: str) -> Worker:
+def worker(store: Store, server: SmtpServer, name: str) -> Worker:
     return Worker(
         store=store,
         provider=SmtpProvider(host="127.0.0.1", port=server.port, use_tls=False, timeout=10),
@@ -28,7 +28,7 @@ def worker(store: EmailStore, server: SmtpServer, name: str) -> Worker:
     )
 
 
-async def test_slow_worker_is_not_overtaken(store: EmailStore, smtp_server: SmtpServer) -> None:
+async def test_slow_worker_is_not_overtaken(store: Store, smtp_server: SmtpServer) -> None:
     smtp_server.handler.data_delay = 0.4  # 8 x 0.4 s = 3.2 s per batch, lease 1 s
     results = await store.enqueue([new_email() for _ in range(MESSAGES)], now=datetime.now(UTC))
     slow, eager = worker(store, smtp_server, "slow"), worker(store, smtp_server, "eager")

@@ -57,12 +57,12 @@ class FakeProvider:
 
 
 class StoreWrapper:
-    """Delegates to a real store; `record_hook` / `extend_hook` run before the real verb."""
+    """Delegates to a real store; `record_hook` / `heartbeat_hook` run before the real verb."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
         self.record_hook: Callable[[Sequence[Any]], Any] | None = None
-        self.extend_hook: Callable[[], Any] | None = None
+        self.heartbeat_hook: Callable[[], Any] | None = None
         self.records_in_flight = 0
         self.max_records_in_flight = 0
 
@@ -79,7 +79,7 @@ class StoreWrapper:
         finally:
             self.records_in_flight -= 1
 
-    async def extend_leases(self, ids: Sequence[int], **kwargs: Any) -> int:
-        if self.extend_hook is not None:
-            await self.extend_hook()
-        return int(await self._inner.extend_leases(ids, **kwargs))
+    async def heartbeat(self, **kwargs: Any) -> int:
+        if self.heartbeat_hook is not None:
+            await self.heartbeat_hook()
+        return int(await self._inner.heartbeat(**kwargs))

@@ -1,4 +1,4 @@
-"""Regressions: the PostgreSQL hot verbs (postgres_hot.py) against the SQLAlchemy semantics."""
+"""The PostgreSQL hot verbs (sql/postgres.sql) lock rows in one order: no deadlocks."""
 
 from __future__ import annotations
 
@@ -64,9 +64,7 @@ async def test_record_and_extend_of_the_same_held_rows_do_not_deadlock(
         await holding.start()
         await other.execute("SELECT 1 FROM emails WHERE id = $1 FOR UPDATE", middle)
 
-        extend = asyncio.ensure_future(
-            pg_store.extend_leases(ids, worker="w", lease_seconds=60, now=now)
-        )
+        extend = asyncio.ensure_future(pg_store.heartbeat(worker="w", lease_seconds=60, now=now))
         await _wait_for_lock_waiters(monitor, 1)  # EXTEND holds the ids below `middle`
         record = asyncio.ensure_future(pg_store.record_results(results, worker="w", now=now))
         await _wait_for_lock_waiters(monitor, 2)  # RECORD holds those above, waits for EXTEND

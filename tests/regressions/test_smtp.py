@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 
 from odiseo.domain.models import Status
 from odiseo.providers.smtp import SmtpProvider
-from odiseo.storage.store import EmailStore
+from odiseo.storage.contract import Store
 from odiseo.worker import Worker, WorkerOptions
 from tests.delivery.test_smtp_client import Fake
 from tests.support.factories import new_email
 
 
-async def test_a_reply_with_a_nul_byte_is_recorded_on_both_stores(store: EmailStore) -> None:
+async def test_a_reply_with_a_nul_byte_is_recorded_on_both_stores(store: Store) -> None:
     """Wire._line decodes reply text with errors="replace", which keeps NUL (and other
     C0 controls). The reply text becomes the attempt's response/last_error; PostgreSQL
     text cannot hold NUL, so RECORD fails with CharacterNotInRepertoireError (not

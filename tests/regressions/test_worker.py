@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from odiseo import worker as worker_module
 from odiseo.domain.models import Status
-from odiseo.storage.store import EmailStore
+from odiseo.storage.contract import Store
 from odiseo.worker import Worker, WorkerOptions
 from tests.regressions.helpers import FakeProvider, StoreWrapper, deadlock
 from tests.support.factories import new_email
@@ -38,14 +37,14 @@ def make_worker(
     return Worker(store=store, provider=provider, options=options, name=name)
 
 
-async def enqueue(store: EmailStore, recipients: Sequence[str]) -> dict[str, str]:
+async def enqueue(store: Store, recipients: Sequence[str]) -> dict[str, str]:
     """Enqueue one message per recipient, in order; recipient -> message_id."""
     items = [new_email(to=r) for r in recipients]
     await store.enqueue(items, now=datetime.now(UTC))
     return {r: i.email.message_id for r, i in zip(recipients, items, strict=True)}
 
 
-async def status_of(store: EmailStore, message_id: str) -> Status:
+async def status_of(store: Store, message_id: str) -> Status:
     message = await store.get(message_id)
     assert message is not None
     return message.status
@@ -60,7 +59,7 @@ async def until(condition: Any, timeout: float = 5.0) -> None:
 
 
 async def test_background_writes_never_overlap_and_all_land_before_run_returns(
-    store: EmailStore, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two lanes flushing while a write is slow: lane B takes the write in flight
     (_drain_records sets _recording = None, then awaits it), lane A then finds no write in
@@ -68,10 +67,9 @@ async def test_background_writes_never_overlap_and_all_land_before_run_returns(
     write. The write A started is no longer referenced: nobody awaits it, run() returns
     (the process then exits, the provider is closed) while it is still pending.
 
-    FLUSH_SECONDS is 0 here to get there in milliseconds; with the real 1 s it takes a
-    write slower than 1 s, e.g. _record retrying every 2 s through a database blip.
+    (The pipelined worker this was found in flushed every FLUSH_SECONDS; the recorder
+    now writes each group as soon as the previous write is done, one at a time.)
     """
-    monkeypatch.setattr(worker_module, "FLUSH_SECONDS", 0.0)
     wrapped = StoreWrapper(store)
     ids = await enqueue(store, ["m1@x.test", "m2@x.test", "m3@x.test", "m4@x.test"])
     m2 = (await store.get(ids["m2@x.test"])).id  # type: ignore[union-attr]
@@ -94,7 +92,7 @@ async def test_background_writes_never_overlap_and_all_land_before_run_returns(
 
 
 async def test_a_failed_result_write_is_retried_not_kept_processing_forever(
-    store: EmailStore,
+    store: Store,
 ) -> None:
     """_record retries only StoreUnavailable. Any other database error (the RECORD/EXTEND
     deadlock of test_hot_sql_review, a NUL in a reply on PostgreSQL...) ends the
@@ -129,7 +127,7 @@ async def test_a_failed_result_write_is_retried_not_kept_processing_forever(
             await asyncio.wait_for(running, 10)
 
 
-async def test_stop_after_a_failed_result_write_ends_the_heartbeat(store: EmailStore) -> None:
+async def test_stop_after_a_failed_result_write_ends_the_heartbeat(store: Store) -> None:
     """Same failed write, then stop(): run()'s finally re-raises it from _drain_records,
     so the heartbeat is never cancelled (it keeps extending the lost message's lease in an
     `odiseo run` process, whose API stays up) and the provider is never closed."""
@@ -155,16 +153,16 @@ async def test_stop_after_a_failed_result_write_ends_the_heartbeat(store: EmailS
     leftover = [
         t
         for t in asyncio.all_tasks() - before - {asyncio.current_task()}
-        if "_keep_leases" in repr(t.get_coro())
+        if "heartbeat" in repr(t.get_coro())
     ]
     for task in leftover:
         task.cancel()
     assert leftover == [], "the heartbeat outlived run()"
 
 
-async def test_a_failed_lease_extension_does_not_end_the_heartbeat(store: EmailStore) -> None:
-    """_keep_leases catches only StoreUnavailable: one DeadlockDetectedError from
-    EXTEND (see test_hot_sql_review) and the heartbeat task is gone for the worker's
+async def test_a_failed_lease_extension_does_not_end_the_heartbeat(store: Store) -> None:
+    """The heartbeat caught only StoreUnavailable: one DeadlockDetectedError from
+    renewing the leases (see test_hot_sql) and the heartbeat task is gone for the worker's
     life, so a slow delivery loses its lease and another worker sends it again."""
     wrapped = StoreWrapper(store)
     failures = [deadlock()]
@@ -173,7 +171,7 @@ async def test_a_failed_lease_extension_does_not_end_the_heartbeat(store: EmailS
         if failures:
             raise failures.pop()
 
-    wrapped.extend_hook = fail_once
+    wrapped.heartbeat_hook = fail_once
     await enqueue(store, ["slow@x.test"])
     provider = FakeProvider(delays={"slow@x.test": 3.0})
     worker = make_worker(wrapped, provider, lease=1.0)  # heartbeat every 0.5 s
@@ -194,13 +192,12 @@ async def test_a_failed_lease_extension_does_not_end_the_heartbeat(store: EmailS
 
 
 async def test_a_lane_failure_never_hands_back_a_message_another_lane_is_sending(
-    store: EmailStore, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When a lane raises (here: the background write it drains failed), gather() raises
     at once while the other lanes keep running, and process()'s finally releases every
     `untried` message, including the one another lane is in the middle of sending. It
     is pending again (attempt refunded) and another worker sends it a second time."""
-    monkeypatch.setattr(worker_module, "FLUSH_SECONDS", 0.0)
     wrapped = StoreWrapper(store)
     failures = [deadlock()]
 
@@ -230,7 +227,7 @@ async def test_a_lane_failure_never_hands_back_a_message_another_lane_is_sending
     assert taken == [], f"taken over while still being sent by the first worker: {taken}"
 
 
-async def test_run_until_idle_leaves_nothing_due(store: EmailStore) -> None:
+async def test_run_until_idle_leaves_nothing_due(store: Store) -> None:
     """'Deliver until nothing is due': the last results are written in the background
     and the next claim runs before that write, so a retry that is already due (backoff
     0 here, or any retry whose time came during the batch) is not seen."""

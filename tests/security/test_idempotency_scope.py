@@ -17,7 +17,7 @@ from sqlalchemy import insert
 
 from odiseo.storage.migrate import alembic_config
 from odiseo.storage.tables import emails
-from tests.conftest import open_test_store
+from tests.conftest import sqlalchemy_engine
 from tests.security.conftest import (
     ALL_KEY,
     EMAIL,
@@ -80,7 +80,7 @@ async def test_rows_stored_before_scopes_stay_in_the_keyless_namespace(
 ) -> None:
     """A database at revision 0006 with a keyed row: after the upgrade, a keyless resend
     finds it, and a key's send of the same id is a new message."""
-    store = open_test_store(*database_url)
+    engine = sqlalchemy_engine(*database_url)
     row = {
         "message_id": "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0",
         "rfc_message_id": "<0f1e2d3c@odiseo.io>",
@@ -102,14 +102,14 @@ async def test_rows_stored_before_scopes_stay_in_the_keyless_namespace(
         "updated_at": datetime(2026, 11, 30, tzinfo=UTC),
     }
     try:
-        async with store.engine.begin() as conn:
-            if store.dialect == "postgresql":
+        async with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
                 schema = database_url[1]
                 await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0006"))
             await conn.execute(insert(emails).values(**row))
     finally:
-        await store.close()
+        await engine.dispose()
     keyless = await start_client(make_settings(api_keys=SecretStr("")))
     again = await keyless.post("/emails", json=KEYED)
     assert again.status_code in (200, 409), again.text

@@ -6,14 +6,14 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from odiseo.storage.store import EmailStore
+from odiseo.storage.contract import Store
 from tests.support.factories import new_email
 
 LONG_POLL = 60.0  # far longer than the test may take: only a wake-up can end the wait early
 
 
 async def test_enqueue_wakes_a_waiting_worker(
-    store: EmailStore, more_stores: Callable[[], EmailStore], engine: str
+    store: Store, more_stores: Callable[[], Store], engine: str
 ) -> None:
     # On PostgreSQL the enqueue comes from another store (another process's connections);
     # SQLite wakes only workers in the enqueuing process, so it uses the same store.

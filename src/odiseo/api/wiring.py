@@ -17,14 +17,14 @@ from odiseo.providers.outbox import OutboxProvider
 from odiseo.providers.smtp import SmtpProvider
 from odiseo.render_process import ProcessRenderer
 from odiseo.service import EmailService, Sender
+from odiseo.storage.contract import Store
 from odiseo.storage.engines import open_store
-from odiseo.storage.store import EmailStore
 from odiseo.worker import Worker, WorkerOptions
 
 log = logging.getLogger(__name__)
 
 
-def build_store(settings: Settings) -> EmailStore:
+def build_store(settings: Settings) -> Store:
     return open_store(settings.database_url, schema=settings.schema_name)
 
 
@@ -57,7 +57,7 @@ def build_renderer(settings: Settings) -> ProcessRenderer:
     )
 
 
-def build_service(settings: Settings, store: EmailStore) -> EmailService:
+def build_service(settings: Settings, store: Store) -> EmailService:
     return EmailService(
         store=store,
         renderer=build_renderer(settings),
@@ -110,7 +110,7 @@ def _ascii_entry(entry: str) -> str:
         raise ConfigError(f"ALLOWED_SENDERS: {entry}: {exc}") from None
 
 
-def build_worker(settings: Settings, store: EmailStore, metrics: Metrics | None = None) -> Worker:
+def build_worker(settings: Settings, store: Store, metrics: Metrics | None = None) -> Worker:
     signer = build_signer(settings)
     return Worker(
         metrics=metrics,

@@ -1,7 +1,7 @@
-"""The queue store: one contract (EmailStore), two engines (PostgreSQL, SQLite)."""
+"""The queue store: one contract (Store), two engines (PostgreSQL, SQLite)."""
 
 from __future__ import annotations
 
-from odiseo.storage.store import EmailStore, Enqueued
+from odiseo.storage.contract import Enqueued, Store
 
-__all__ = ["EmailStore", "Enqueued"]
+__all__ = ["Enqueued", "Store"]

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from odiseo.errors import ConfigError
+from odiseo.storage.contract import Store
 from odiseo.storage.postgres import PostgresStore
 from odiseo.storage.sqlite import SqliteStore
-from odiseo.storage.store import EmailStore
 
 DEFAULT_SQLITE_PATH = Path("data/odiseo.db")
 
 
-def open_store(database_url: str | None, *, schema: str) -> EmailStore:
+def open_store(database_url: str | None, *, schema: str) -> Store:
     """The store for DATABASE_URL: SQLite when unset or sqlite:///path, else PostgreSQL."""
     if database_url is None:
         return SqliteStore(DEFAULT_SQLITE_PATH)

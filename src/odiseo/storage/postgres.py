@@ -1,249 +1,178 @@
-"""What only PostgreSQL does: SKIP LOCKED claims, LISTEN/NOTIFY, advisory-locked migrations."""
+"""The queue on PostgreSQL: its hot verbs on asyncpg, one pool per process.
+
+The hot verbs (enqueue, claim, heartbeat, record, release) are single statements
+from `sql/postgres.sql`, prepared once per connection; the rarely called ones
+(`shared.py`) are SQLAlchemy Core compiled onto the same pool. Workers claim with
+`FOR UPDATE SKIP LOCKED` and wake on LISTEN/NOTIFY; migrations are serialised by an
+advisory lock, so any number of processes may start at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import Sequence
+import operator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Row, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from pydantic_core import to_json
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
-from sqlalchemy.sql import Insert
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+from sqlalchemy.types import TypeDecorator
 
-from odiseo.domain.models import AttemptResult, NewEmail, QueuedEmail
+from odiseo.domain.lifecycle import AFTER_ATTEMPT, lease_lost, released
+from odiseo.domain.models import AttemptResult, NewEmail, Outcome, QueuedEmail, Status
 from odiseo.errors import StoreUnavailable
-from odiseo.storage import postgres_hot as hot
+from odiseo.storage import sql
+from odiseo.storage.contract import Enqueued
+from odiseo.storage.database import PostgresDatabase, Tx, command_count
 from odiseo.storage.failures import is_unavailable, translate_errors
 from odiseo.storage.migrate import upgrade
-from odiseo.storage.rows import attachments_by_email, client_key
-from odiseo.storage.store import (
-    EmailStore,
-    claim_values,
+from odiseo.storage.rows import (
+    attachments_by_email,
     claimed_messages,
-    sleep_until_woken,
+    client_key,
+    enqueued,
+    event_rows,
+    to_row,
 )
-from odiseo.storage.tables import CLAIMABLE_SQL, CLIENT_KEY, emails, rate_limits
+from odiseo.storage.shared import SharedVerbs
+from odiseo.storage.tables import CLAIMABLE_SQL, INSERT_COLUMNS, OUTCOME_KINDS_SQL, emails
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 STATEMENT_TIMEOUT_SECONDS = 30.0
 NUDGE_SECONDS = 0.002  # how long a NOTIFY waits to cover more inserts
+SESSION = {"application_name": "odiseo"}  # and each store's search_path
+# Fewer rows than this go through insert_many: one round trip, where COPY takes two.
+COPY_AT_LEAST = 8
 
 
-def asyncpg_url(url: str) -> URL:
-    """The SQLAlchemy URL for a plain `postgresql://` (or `postgres://`) URL."""
-    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
-    return parsed.set(drivername="postgresql+asyncpg")
+def _array_type(column: Any) -> str:
+    """The PostgreSQL type an unnest() array of this column's values is cast to."""
+    kind = column.type.impl if isinstance(column.type, TypeDecorator) else column.type
+    if isinstance(kind, DateTime):
+        return "timestamptz"
+    if isinstance(kind, JSON):
+        return "text"  # cast to json per row
+    if isinstance(kind, BigInteger):
+        return "int8"
+    if isinstance(kind, Integer):
+        return "int4"
+    return "text"
 
 
-class PostgresStore(EmailStore):
+_JSON_COLUMNS = frozenset(name for name in INSERT_COLUMNS if isinstance(emails.c[name].type, JSON))
+Q = sql.load(
+    "postgres.sql",
+    insert_columns=", ".join(INSERT_COLUMNS),
+    insert_values=", ".join(f"${n}" for n in range(1, len(INSERT_COLUMNS) + 1)),
+    insert_casts=", ".join(f"{c}::json" if c in _JSON_COLUMNS else c for c in INSERT_COLUMNS),
+    insert_arrays=", ".join(
+        f"${n}::{_array_type(emails.c[c])}[]" for n, c in enumerate(INSERT_COLUMNS, start=1)
+    ),
+    claimable=CLAIMABLE_SQL,
+    outcome_kinds=OUTCOME_KINDS_SQL,
+    processing=Status.PROCESSING.value,
+    lease_lost="'" + lease_lost("' || old_worker || '") + "'",
+    released_retry=released(1).value,
+    released_new=released(0).value,
+)
+_record = operator.itemgetter(*INSERT_COLUMNS)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """DATABASE_URL as asyncpg takes it (`postgres://` and `+asyncpg` accepted)."""
+    parsed: URL = make_url(url.replace("postgres://", "postgresql://", 1))
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class PostgresStore(SharedVerbs):
     """The queue on PostgreSQL, tables in one schema, any number of processes."""
 
     dialect = "postgresql"
 
     def __init__(self, url: str, *, schema: str, pool_size: int = 10) -> None:
-        self.url = asyncpg_url(url)
+        self.dsn = asyncpg_dsn(url)
         self.schema = schema
-        self.channel = f"odiseo_{schema}"[:63]  # as the trigger names it
-        engine = create_async_engine(
-            self.url,
-            pool_size=pool_size,
-            max_overflow=pool_size,
-            # No pre-ping: a dead connection fails its statement, is invalidated, and the
-            # error becomes StoreUnavailable; pinging would cost a round trip per checkout.
-            pool_pre_ping=False,
-            pool_timeout=CONNECT_TIMEOUT_SECONDS,
-            connect_args={
-                "timeout": CONNECT_TIMEOUT_SECONDS,
-                "command_timeout": STATEMENT_TIMEOUT_SECONDS,
-                "server_settings": {"search_path": schema, "application_name": "odiseo"},
-            },
-        )
-        super().__init__(engine)
+        self.channel = f"odiseo_{schema}"[:63]  # the NOTIFY channel of this schema's queue
         self.pool_size = pool_size
-        # The hot verbs (enqueue, claim, record) use plain asyncpg: see postgres_hot.py.
+        self.session = {**SESSION, "search_path": schema}
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
-        self._listener: Any = None
-        self._wake_event = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+        self._woken = asyncio.Event()
         self._nudging: asyncio.Future[None] | None = None
+        super().__init__(PostgresDatabase(self.connection), wake=self._wake)
 
     def __repr__(self) -> str:
-        safe_url = self.url.render_as_string(hide_password=True)
-        return f"PostgresStore({safe_url!r}, schema={self.schema!r})"
+        safe = make_url(self.dsn).render_as_string(hide_password=True)
+        return f"PostgresStore({safe!r}, schema={self.schema!r})"
 
-    async def migrate(self) -> None:
+    # -- connections ------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; driver errors meaning "the database is gone" become
+        StoreUnavailable."""
         with translate_errors():
-            async with self.engine.begin() as conn:
-                # Serialise concurrent starts: the second waits, then finds the schema current.
-                await conn.execute(
-                    text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                    {"key": f"odiseo-migrate:{self.schema}"},
-                )
-                await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
-                await conn.run_sync(upgrade)
-
-    # -- the hot verbs, on plain asyncpg ---------------------------------------------
-
-    def _acquire(self) -> _Pooled:
-        """`async with`: a pooled asyncpg connection; driver errors become StoreUnavailable."""
-        return _Pooled(self)
+            pool = self._pool or await self._open_pool()
+            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                conn = await pool.acquire()
+        try:
+            yield conn
+        except Exception as exc:
+            if not isinstance(exc, StoreUnavailable) and is_unavailable(exc):
+                raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+            raise
+        finally:
+            with translate_errors():
+                await pool.release(conn)
 
     async def _open_pool(self) -> asyncpg.Pool:
         async with self._pool_lock:
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(
-                    self._dsn(),
+                    self.dsn,
                     min_size=0,  # connect on demand: creating the pool never fails
                     max_size=self.pool_size,
-                    init=hot.setup_connection,
-                    reset=hot.keep_session,
+                    init=_setup_connection,
+                    reset=_keep_session,
                     timeout=CONNECT_TIMEOUT_SECONDS,
                     command_timeout=STATEMENT_TIMEOUT_SECONDS,
-                    server_settings={"search_path": self.schema, "application_name": "odiseo"},
+                    server_settings=self.session,
                 )
             return self._pool
 
-    def _dsn(self) -> str:
-        return self.url.render_as_string(hide_password=False).replace("+asyncpg", "")
-
-    async def _insert(
-        self, rows: list[dict[str, Any]], items: Sequence[NewEmail]
-    ) -> tuple[set[str], dict[tuple[str, str], tuple[str, str | None]]]:
-        async with self._acquire() as conn:
-            try:
-                inserted, found = await _write(conn, rows, items, copy=True)
-            except asyncpg.UniqueViolationError:
-                # Another request stored one of these client_message_ids after we looked
-                # (nothing of ours was committed): ON CONFLICT waits for it and skips it.
-                inserted, found = await _write(conn, rows, items, copy=False)
-        if inserted:
-            self._nudge()
-        return inserted, found
-
-    async def claim_due(
-        self, *, limit: int, worker: str, lease_seconds: float, now: datetime
-    ) -> list[QueuedEmail]:
-        # One statement claims, and logs expired leases; it commits before any SMTP traffic.
-        until = now + timedelta(seconds=lease_seconds)
-        async with self._acquire() as conn, conn.transaction():
-            # One transaction with the attachments: a claim is never committed without them.
-            rows = await conn.fetch(hot.CLAIM, now, limit, worker, until)
-            carrying = [r["id"] for r in rows if r["attachment_count"]]
-            files = await conn.fetch(hot.ATTACHMENTS, carrying) if carrying else []
-        return claimed_messages(rows, attachments_by_email(files))
-
-    async def extend_leases(
-        self, ids: Sequence[int], *, worker: str, lease_seconds: float, now: datetime
-    ) -> int:
-        if not ids:
-            return 0
-        until = now + timedelta(seconds=lease_seconds)
-        async with self._acquire() as conn:
-            status = await conn.execute(hot.EXTEND, until, list(ids), worker)
-        return _count(status)
-
-    async def record_results(
-        self, results: Sequence[AttemptResult], *, worker: str, now: datetime
-    ) -> int:
-        if not results:
-            return 0
-        async with self._acquire() as conn:
-            held: int = await conn.fetchval(
-                hot.RECORD, *hot.record_args(results, worker=worker, now=now)
-            )
-        return held
-
-    async def release(self, ids: Sequence[int], *, worker: str, now: datetime) -> int:
-        if not ids:
-            return 0
-        async with self._acquire() as conn:
-            status = await conn.execute(hot.RELEASE, now, list(ids), worker)
-        return _count(status)
-
-    # -- SQLAlchemy hooks for the other verbs ------------------------------------------
-
-    def _upsert_counter(self) -> Any:
-        return pg_insert(rate_limits)
-
-    def _insert_skipping_duplicates(self) -> Insert:
-        return pg_insert(emails).on_conflict_do_nothing(index_elements=CLIENT_KEY)
-
-    def _nudge(self) -> None:
-        """Wake the workers about rows this process has just committed.
-
-        One NOTIFY, sent NUDGE_SECONDS later in its own transaction, covers every
-        insert committed meanwhile. NOTIFY inside each insert (the trigger of
-        migration 0004) made PostgreSQL serialise their commits on a global lock.
-        If this process dies before sending it, workers find the rows at their
-        next poll (EMAIL_WORKER_POLL_INTERVAL).
-        """
-        if self._nudging is None or self._nudging.done():
-            self._nudging = asyncio.ensure_future(self._send_nudge())
-
-    async def _send_nudge(self) -> None:
-        await asyncio.sleep(NUDGE_SECONDS)
-        self._nudging = None  # inserts committed from here on schedule the next one
-        try:
-            async with self._acquire() as conn:
-                await conn.execute("SELECT pg_notify($1, '')", self.channel)
-        except Exception as exc:  # the next poll finds the rows
-            log.debug("cannot notify workers: %s", type(exc).__name__)
-
-    async def _wake(self, conn: AsyncConnection) -> None:
-        # Delivered at commit, so a woken worker always finds the rows.
-        await conn.execute(select(func.pg_notify(self.channel, "")))
-
-    async def _claim(
-        self, conn: AsyncConnection, *, limit: int, worker: str, until: datetime, now: datetime
-    ) -> list[Row[Any]]:
-        due = (
-            select(
-                emails.c.id,
-                emails.c.status.label("old_status"),
-                emails.c.locked_by.label("old_worker"),
-            )
-            .where(text(CLAIMABLE_SQL), emails.c.next_attempt_at <= now)
-            .order_by(emails.c.priority, emails.c.next_attempt_at, emails.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .cte("due")
+    async def migrate(self) -> None:
+        # Alembic needs SQLAlchemy: one connection, for as long as the migration runs.
+        engine = create_async_engine(
+            self.dsn.replace("postgresql://", "postgresql+asyncpg://", 1),
+            poolclass=NullPool,
+            connect_args={
+                "timeout": CONNECT_TIMEOUT_SECONDS,
+                "server_settings": {"search_path": self.schema, "application_name": "odiseo"},
+            },
         )
-        claim = (
-            update(emails)
-            .where(emails.c.id == due.c.id)
-            .values(**claim_values(worker=worker, until=until, now=now))
-            .returning(*emails.c, due.c.old_status, due.c.old_worker)
-        )
-        return list((await conn.execute(claim)).all())
-
-    async def wait_for_work(self, timeout: float) -> None:
-        await self._ensure_listening()
-        await sleep_until_woken(self._wake_event, timeout)
-
-    async def _ensure_listening(self) -> None:
-        if self._listener is not None and not self._listener.is_closed():
-            return
-        self._listener = None
         try:
-            conn = await asyncpg.connect(self._dsn(), timeout=CONNECT_TIMEOUT_SECONDS)
-            await conn.add_listener(self.channel, self._notified)
-        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-            log.warning("cannot LISTEN for new mail, polling instead: %s", type(exc).__name__)
-            return
-        self._listener = conn
-        # Anything enqueued while we were not listening is found by the next claim.
-        self._wake_event.set()
-
-    def _notified(self, *_: object) -> None:
-        self._wake_event.set()
+            with translate_errors():
+                async with engine.begin() as conn:
+                    # Concurrent starts: the second waits, then finds the schema current.
+                    key = f"odiseo-migrate:{self.schema}"
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key}
+                    )
+                    await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+                    await conn.run_sync(upgrade)
+        finally:
+            await engine.dispose()
 
     async def close(self) -> None:
         if self._nudging is not None:  # let the last inserts wake the workers
@@ -259,90 +188,251 @@ class PostgresStore(EmailStore):
                 await asyncio.wait_for(pool.close(), 5)
             except Exception:
                 pool.terminate()
-        await super().close()
+
+    # -- waking workers ---------------------------------------------------------------
+
+    async def _wake(self, tx: Tx) -> None:
+        # Inside the transaction: NOTIFY is delivered at commit, so a woken worker
+        # always finds the rows.
+        await tx.scalar(text("SELECT pg_notify(:channel, '')").bindparams(channel=self.channel))
+
+    def _nudge(self) -> None:
+        """Wake the workers about rows this process has just committed.
+
+        One NOTIFY, sent NUDGE_SECONDS later in its own transaction, covers every
+        insert committed meanwhile (a NOTIFY inside each insert made PostgreSQL
+        serialise their commits on a global lock). If this process dies before
+        sending it, workers find the rows at their next poll.
+        """
+        if self._nudging is None or self._nudging.done():
+            self._nudging = asyncio.ensure_future(self._send_nudge())
+
+    async def _send_nudge(self) -> None:
+        await asyncio.sleep(NUDGE_SECONDS)
+        self._nudging = None  # inserts committed from here on schedule the next one
+        try:
+            async with self.connection() as conn:
+                await conn.execute(Q["notify"], self.channel)
+        except Exception as exc:  # the next poll finds the rows
+            log.debug("cannot notify workers: %s", type(exc).__name__)
+
+    async def wait_for_work(self, timeout: float) -> None:
+        await self._ensure_listening()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._woken.wait(), timeout)
+        self._woken.clear()
+
+    async def _ensure_listening(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        self._listener = None
+        try:
+            conn = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT_SECONDS)
+            await conn.add_listener(self.channel, self._notified)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            log.warning("cannot LISTEN for new mail, polling instead: %s", type(exc).__name__)
+            return
+        self._listener = conn
+        self._woken.set()  # anything enqueued while we were not listening is found now
+
+    def _notified(self, *_: object) -> None:
+        self._woken.set()
+
+    # -- the hot verbs ----------------------------------------------------------------
+
+    async def enqueue(self, items: Sequence[NewEmail], *, now: datetime) -> list[Enqueued]:
+        rows = [to_row(item, now=now) for item in items]
+        async with self.connection() as conn:
+            try:
+                inserted, found = await _write(conn, rows, items, copy=True)
+            except asyncpg.UniqueViolationError:
+                # Another request stored one of these keys after we looked (nothing of
+                # ours was committed): ON CONFLICT waits for it and skips it.
+                inserted, found = await _write(conn, rows, items, copy=False)
+        if inserted:
+            self._nudge()
+        return enqueued(rows, inserted, found)
+
+    async def claim_due(
+        self, *, limit: int, worker: str, lease_seconds: float, now: datetime
+    ) -> list[QueuedEmail]:
+        # One statement claims and logs expired leases; it commits before any SMTP
+        # traffic, so no row lock is held across the network.
+        until = now + timedelta(seconds=lease_seconds)
+        async with self.connection() as conn, conn.transaction():
+            rows = await conn.fetch(Q["claim"], now, limit, worker, until)
+            carrying = [r["id"] for r in rows if r["attachment_count"]]
+            files = await conn.fetch(Q["attachments"], carrying) if carrying else []
+        return claimed_messages(rows, attachments_by_email(files))
+
+    async def heartbeat(self, *, worker: str, lease_seconds: float, now: datetime) -> int:
+        until = now + timedelta(seconds=lease_seconds)
+        async with self.connection() as conn:
+            return command_count(await conn.execute(Q["heartbeat"], until, worker))
+
+    async def record_results(
+        self, results: Sequence[AttemptResult], *, worker: str, now: datetime
+    ) -> int:
+        if not results:
+            return 0
+        async with self.connection() as conn:
+            held: int = await conn.fetchval(Q["record"], *_record_args(results, worker, now))
+        return held
+
+    async def release(self, ids: Sequence[int], *, worker: str, now: datetime) -> int:
+        if not ids:
+            return 0
+        async with self.connection() as conn:
+            return command_count(await conn.execute(Q["release"], now, list(ids), worker))
 
 
 async def _write(
-    conn: asyncpg.Connection,
-    rows: list[dict[str, Any]],
-    items: Sequence[NewEmail],
-    *,
-    copy: bool,
+    conn: asyncpg.Connection, rows: list[dict[str, Any]], items: Sequence[NewEmail], *, copy: bool
 ) -> tuple[set[str], dict[tuple[str, str], tuple[str, str | None]]]:
     """Store `rows` (with the attachments of `items`) in one transaction.
 
-    Returns the message ids inserted, and what is stored under each client_message_id
-    that was taken (message id, payload hash). With `copy`, the rows COPY can take
-    are looked up by key first and COPYed if new; a key stored meanwhile by another
-    request makes the COPY raise UniqueViolationError, having stored nothing.
+    Returns the message ids inserted, and what is stored under each taken key. With
+    `copy`, the rows COPY can take are looked up by key first and COPYed if new; a key
+    stored meanwhile by another request makes the COPY raise UniqueViolationError,
+    having stored nothing.
     """
     found: dict[tuple[str, str], tuple[str, str | None]] = {}
-    copied = hot.copyable(rows) if copy else []
+    copied = _copyable(rows) if copy else []
     if keys := [client_key(r) for r in copied if r["client_message_id"] is not None]:
         found = await _existing(conn, keys)
         copied = [r for r in copied if r["client_message_id"] is None or client_key(r) not in found]
     done = {id(row) for row in copied}
-    rest = [
-        r
-        for r in rows
-        if id(r) not in done and (r["client_message_id"] is None or client_key(r) not in found)
-    ]
+    rest = [r for r in rows if id(r) not in done and not _found(r, found)]
     carrying = [i.email for i in items if i.email.attachments]
     inserted = {row["message_id"] for row in copied}
-    # One statement commits on its own (one round trip); more need a transaction.
-    several = (bool(copied) and bool(rest)) or bool(carrying)
+    several = (bool(copied) and bool(rest)) or bool(carrying)  # else one statement commits
     async with conn.transaction() if several else contextlib.nullcontext():
         if copied:
             await conn.copy_records_to_table(
-                "emails", records=hot.copy_records(copied), columns=hot.INSERT_NAMES
+                "emails", records=[_record(r) for r in copied], columns=INSERT_COLUMNS
             )
         if rest:
-            statement, args = hot.insert_args(rest)
-            stored = await conn.fetch(statement, *args)
+            stored = await _insert(conn, rest)
             inserted.update(r["message_id"] for r in stored)
             ids = {r["message_id"]: r["id"] for r in stored}
             placed = [(ids[e.message_id], e.attachments) for e in carrying if e.message_id in ids]
             if placed:  # the files commit with their messages
-                await conn.execute(hot.INSERT_ATTACHMENTS, *hot.attachment_args(placed))
+                await conn.execute(Q["insert_attachments"], *_attachment_args(placed))
     if taken := [client_key(r) for r in rest if r["message_id"] not in inserted]:
         found.update(await _existing(conn, taken))
     return inserted, found
+
+
+def _found(row: dict[str, Any], found: dict[tuple[str, str], Any]) -> bool:
+    return row["client_message_id"] is not None and client_key(row) in found
+
+
+async def _insert(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> list[Any]:
+    """INSERT one row with VALUES, or many with one array per column."""
+    if len(rows) == 1:
+        return list(await conn.fetch(Q["insert_one"], *_record(rows[0])))
+    arrays = [
+        [json_text(row[name]) for row in rows]
+        if name in _JSON_COLUMNS
+        else [row[name] for row in rows]
+        for name in INSERT_COLUMNS
+    ]
+    return list(await conn.fetch(Q["insert_many"], *arrays))
 
 
 async def _existing(
     conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], tuple[str, str | None]]:
     """What is stored under each (scope, client_message_id): message id, payload hash."""
-    scopes, client_ids = [k[0] for k in keys], [k[1] for k in keys]
-    found = await conn.fetch(hot.EXISTING, scopes, client_ids)
+    found = await conn.fetch(Q["existing"], [k[0] for k in keys], [k[1] for k in keys])
     return {client_key(r): (r["message_id"], r["payload_hash"]) for r in found}
 
 
-class _Pooled:
-    """A pool checkout as a plain class: asynccontextmanager and asyncpg's own acquire
-    timeout (a task per call) cost more than the INSERT they wrap."""
+def _copyable(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of a bulk enqueue that COPY may take, or [] if too few.
 
-    __slots__ = ("_conn", "_pool", "_store")
-
-    def __init__(self, store: PostgresStore) -> None:
-        self._store = store
-
-    async def __aenter__(self) -> asyncpg.Connection:
-        with translate_errors():
-            self._pool = self._store._pool or await self._store._open_pool()
-            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
-                self._conn: asyncpg.Connection = await self._pool.acquire()
-        return self._conn
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, _: Any
-    ) -> None:
-        with translate_errors():
-            await self._pool.release(self._conn)
-        if exc is not None and not isinstance(exc, StoreUnavailable) and is_unavailable(exc):
-            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+    COPY has no ON CONFLICT and returns no ids, so it takes no row with attachments
+    (they need the new row's id) and no row repeating the key of an earlier row of the
+    batch (the earlier one is stored, this one is a duplicate).
+    """
+    seen: set[tuple[str, str]] = set()
+    plain = []
+    for row in rows:
+        if row["client_message_id"] is not None:
+            key = client_key(row)
+            if key in seen:
+                continue
+            seen.add(key)
+        if not row["attachment_count"]:
+            plain.append(row)
+    return plain if len(plain) >= COPY_AT_LEAST else []
 
 
-def _count(status: str) -> int:
-    """The row count of a command tag such as 'UPDATE 3'."""
-    return int(status.rpartition(" ")[2] or 0)
+def _attachment_args(placed: Sequence[tuple[int, Sequence[Any]]]) -> list[list[Any]]:
+    """Column arrays for insert_attachments from (email id, its files) pairs."""
+    columns: list[list[Any]] = [[], [], [], [], [], []]
+    for email_id, files in placed:
+        for position, item in enumerate(files):
+            values = (email_id, position, item.filename, item.content_type, item.content_id)
+            for column, value in zip(columns, (*values, item.data), strict=True):
+                column.append(value)
+    return columns
+
+
+def _record_args(results: Sequence[AttemptResult], worker: str, now: datetime) -> list[Any]:
+    """The arguments of the record query, column by column."""
+    events = event_rows(results, worker=worker)
+    return [
+        [r.email_id for r in results],
+        [r.attempt for r in results],
+        [AFTER_ATTEMPT[r.outcome].value for r in results],
+        [r.next_attempt_at for r in results],
+        [r.finished_at if r.outcome is Outcome.SENT else None for r in results],
+        [None if r.outcome is Outcome.SENT else r.response for r in results],
+        now,
+        worker,
+        *([event[name] for event in events] for name in _EVENT_COLUMNS),
+    ]
+
+
+_EVENT_COLUMNS = (
+    "email_id",
+    "at",
+    "kind",
+    "attempt",
+    "smtp_code",
+    "response",
+    "duration_ms",
+    "worker",
+)
+
+
+def json_text(value: Any) -> str:
+    """JSON for a json column, as json.dumps writes it (non-ASCII as \\u escapes, which
+    search relies on), by pydantic-core's faster encoder when that is the same."""
+    encoded = to_json(value).decode()
+    # json.dumps also escapes DEL, the one ASCII character pydantic-core leaves raw.
+    return encoded if encoded.isascii() and "\x7f" not in encoded else json.dumps(value)
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json_text(value).encode()
+
+
+async def _setup_connection(conn: asyncpg.Connection) -> None:
+    """JSON columns in and out as Python values, like SQLAlchemy's JSON type.
+
+    Binary format, which for json is its UTF-8 text: COPY accepts binary codecs only.
+    """
+    await conn.set_type_codec(
+        "json", encoder=_json_bytes, decoder=json.loads, schema="pg_catalog", format="binary"
+    )
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset query on release: a round trip per use, for nothing here.
+
+    No verb leaves session state (no SET, LISTEN, advisory lock or cursor; the
+    migration's advisory lock is transaction-scoped, on its own connection);
+    asyncpg still rolls back a transaction a cancelled caller left open.
+    """

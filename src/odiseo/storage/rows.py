@@ -8,12 +8,14 @@ from typing import Any
 
 from odiseo.domain.models import (
     Attachment,
+    AttemptResult,
     Event,
     NewEmail,
     OutgoingEmail,
     QueuedEmail,
     Status,
 )
+from odiseo.storage.contract import Enqueued
 
 
 def to_row(item: NewEmail, *, now: datetime) -> dict[str, Any]:
@@ -128,3 +130,45 @@ def attachments_by_email(rows: Sequence[Mapping[Any, Any]]) -> dict[int, tuple[A
             )
         )
     return {email_id: tuple(items) for email_id, items in found.items()}
+
+
+def enqueued(
+    rows: Sequence[Mapping[str, Any]],
+    inserted: set[str],
+    existing: Mapping[tuple[str, str], tuple[str, str | None]],
+) -> list[Enqueued]:
+    """Each row's outcome: created now, or the message already stored under its client id."""
+    results = []
+    for row in rows:
+        if row["message_id"] in inserted:
+            results.append(Enqueued(message_id=row["message_id"], created=True))
+        else:
+            message_id, payload_hash = existing[client_key(row)]
+            same = payload_hash == row["payload_hash"]
+            results.append(Enqueued(message_id=message_id, created=False, same_payload=same))
+    return results
+
+
+def claimed_messages(
+    rows: Sequence[Mapping[str, Any]], files: Mapping[int, tuple[Attachment, ...]]
+) -> list[QueuedEmail]:
+    """Claimed rows as messages, in claim order (priority, due time, id)."""
+    claimed = [from_row(r, attachments=files.get(r["id"], ())) for r in rows]
+    return sorted(claimed, key=lambda m: (m.priority, m.next_attempt_at or m.created_at, m.id))
+
+
+def event_rows(results: Sequence[AttemptResult], *, worker: str) -> list[dict[str, Any]]:
+    """The history entries of finished attempts (the outcome, once each)."""
+    return [
+        {
+            "email_id": r.email_id,
+            "at": r.finished_at,
+            "kind": r.outcome.value,
+            "attempt": r.attempt,
+            "smtp_code": r.smtp_code,
+            "response": r.response,
+            "duration_ms": round((r.finished_at - r.started_at).total_seconds() * 1000),
+            "worker": worker,
+        }
+        for r in results
+    ]

@@ -1,115 +1,283 @@
-"""What only SQLite does: WAL, a busy timeout, BEGIN IMMEDIATE for every write.
+"""The queue in one SQLite file (the embedded default): its hot verbs, in SQLAlchemy Core.
 
+WAL, a busy timeout, and BEGIN IMMEDIATE for every write: a claim holds the write
+lock from its first read, so two processes sharing the file never claim one row.
 SQLite is one host: the API and workers must share its file system, and
-`odiseo run` (one process) is the way to run it.
+`odiseo run` (one process) is the usual way to run it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Row, event, select, text, update
+from sqlalchemy import bindparam, case, event, select, text, tuple_, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
-from sqlalchemy.sql import Insert
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from odiseo.domain.lifecycle import AFTER_ATTEMPT, lease_lost, released
+from odiseo.domain.models import AttemptResult, NewEmail, Outcome, QueuedEmail, Status
+from odiseo.storage.contract import Enqueued
+from odiseo.storage.database import SqliteDatabase, Tx
 from odiseo.storage.failures import translate_errors
 from odiseo.storage.migrate import upgrade
-from odiseo.storage.store import EmailStore, claim_values, sleep_until_woken
-from odiseo.storage.tables import CLAIMABLE_SQL, CLIENT_KEY, emails, rate_limits
+from odiseo.storage.rows import (
+    attachment_rows,
+    claimed_messages,
+    client_key,
+    enqueued,
+    event_rows,
+    to_row,
+)
+from odiseo.storage.shared import SharedVerbs, attachments
+from odiseo.storage.tables import (
+    CLAIMABLE_SQL,
+    CLIENT_KEY,
+    OUTCOME_KINDS_SQL,
+    email_attachments,
+    email_events,
+    emails,
+)
 
 BUSY_TIMEOUT_MS = 30_000
+_KEYED = sqlite_insert(emails).on_conflict_do_nothing(index_elements=CLIENT_KEY)
+_OUTCOME_ONCE = sqlite_insert(email_events).on_conflict_do_nothing(
+    index_elements=["email_id", "attempt", "at"], index_where=text(OUTCOME_KINDS_SQL)
+)
 
 
-class SqliteStore(EmailStore):
-    """The queue in one SQLite file (the embedded default)."""
+class SqliteStore(SharedVerbs):
+    """The queue in one SQLite file."""
 
     dialect = "sqlite"
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(
+        self.engine = create_async_engine(
             f"sqlite+aiosqlite:///{path}", connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}
         )
-        event.listen(engine.sync_engine, "connect", _configure_connection)
-        event.listen(engine.sync_engine, "begin", _begin)
-        super().__init__(engine)
-        self._writer = engine.execution_options(odiseo_write=True)
-        self._wake_event = asyncio.Event()
+        event.listen(self.engine.sync_engine, "connect", _configure_connection)
+        event.listen(self.engine.sync_engine, "begin", _begin)
+        self._writer = self.engine.execution_options(odiseo_write=True)
+        self._woken = asyncio.Event()  # set by this process's writes: wakes its worker
+        super().__init__(SqliteDatabase(self.engine, self._writer), wake=self._wake)
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
 
-    @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        with translate_errors():
-            async with self._writer.begin() as conn:
-                yield conn
-
     async def migrate(self) -> None:
-        async with self._write() as conn:
-            await conn.run_sync(upgrade)
+        with translate_errors():
+            async with self._writer.begin() as conn:  # IMMEDIATE: one process migrates
+                await conn.run_sync(upgrade)
 
-    def _upsert_counter(self) -> Any:
-        return sqlite_insert(rate_limits)
+    async def close(self) -> None:
+        await self.engine.dispose()
 
-    def _insert_skipping_duplicates(self) -> Insert:
-        return sqlite_insert(emails).on_conflict_do_nothing(index_elements=CLIENT_KEY)
+    async def _wake(self, tx: Tx) -> None:
+        # Other processes sharing the file find the rows at their next poll.
+        self._woken.set()
 
-    async def _wake(self, conn: AsyncConnection) -> None:
-        self._wake_event.set()
+    async def wait_for_work(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._woken.wait(), timeout)
+        self._woken.clear()
 
-    async def _after_enqueue(self, conn: AsyncConnection) -> None:
-        # Wakes a worker in this process (`odiseo run`); others poll.
-        self._wake_event.set()
+    # -- the hot verbs ----------------------------------------------------------------
 
-    async def _claim(
-        self, conn: AsyncConnection, *, limit: int, worker: str, until: datetime, now: datetime
-    ) -> list[Row[Any]]:
-        # The transaction began IMMEDIATE: we hold the write lock, nobody claims in between.
-        due = (
-            await conn.execute(
+    async def enqueue(self, items: Sequence[NewEmail], *, now: datetime) -> list[Enqueued]:
+        rows = [to_row(item, now=now) for item in items]
+        keyed = [r for r in rows if r["client_message_id"] is not None]
+        plain = [r for r in rows if r["client_message_id"] is None]
+        async with self.db.write() as tx:
+            if plain:
+                await tx.run(emails.insert(), plain)
+            inserted = {r["message_id"] for r in plain}
+            for row in keyed:  # one at a time: RETURNING says which were new
+                stored = await tx.rows(_KEYED.values(row).returning(emails.c.message_id))
+                inserted.update(r["message_id"] for r in stored)
+            taken = [client_key(r) for r in keyed if r["message_id"] not in inserted]
+            existing = await _existing(tx, taken)
+            await _store_attachments(tx, items, inserted)
+            if inserted:
+                await self._wake(tx)
+        return enqueued(rows, inserted, existing)
+
+    async def claim_due(
+        self, *, limit: int, worker: str, lease_seconds: float, now: datetime
+    ) -> list[QueuedEmail]:
+        # Committed before any SMTP traffic: no lock is held across the network.
+        until = now + timedelta(seconds=lease_seconds)
+        async with self.db.write() as tx:  # BEGIN IMMEDIATE: nobody claims in between
+            due = await tx.rows(
                 select(emails.c.id, emails.c.status, emails.c.locked_by)
                 .where(text(CLAIMABLE_SQL), emails.c.next_attempt_at <= now)
                 .order_by(emails.c.priority, emails.c.next_attempt_at, emails.c.id)
                 .limit(limit)
             )
-        ).all()
-        if not due:
-            return []
-        before = {row.id: (row.status, row.locked_by) for row in due}
-        claimed = await conn.execute(
-            update(emails)
-            .where(emails.c.id.in_(list(before)))
-            .values(**claim_values(worker=worker, until=until, now=now))
-            .returning(*emails.c)
-        )
-        return [_with_old(row, *before[row.id]) for row in claimed]
+            if not due:
+                return []
+            claimed = await tx.rows(
+                update(emails)
+                .where(emails.c.id.in_([r["id"] for r in due]))
+                .values(
+                    status=Status.PROCESSING,
+                    attempts=emails.c.attempts + 1,
+                    locked_by=worker,
+                    locked_until=until,
+                    next_attempt_at=until,  # an expired lease is simply due again
+                    updated_at=now,
+                )
+                .returning(*emails.c)
+            )
+            await _log_lost_leases(tx, due, claimed, worker=worker, now=now)
+            files = await attachments(tx, [r["id"] for r in claimed if r["attachment_count"]])
+        return claimed_messages(claimed, files)
 
-    async def wait_for_work(self, timeout: float) -> None:
-        await sleep_until_woken(self._wake_event, timeout)
+    async def heartbeat(self, *, worker: str, lease_seconds: float, now: datetime) -> int:
+        until = now + timedelta(seconds=lease_seconds)
+        async with self.db.write() as tx:
+            return await tx.run(
+                update(emails)
+                .where(emails.c.status == Status.PROCESSING, emails.c.locked_by == worker)
+                .values(locked_until=until, next_attempt_at=until)
+            )
+
+    async def record_results(
+        self, results: Sequence[AttemptResult], *, worker: str, now: datetime
+    ) -> int:
+        if not results:
+            return 0
+        async with self.db.write() as tx:
+            held = await tx.rows(
+                select(emails.c.id, emails.c.attempts).where(*_held_by(results, worker))
+            )
+            owned = {(r["id"], r["attempts"]) for r in held}
+            mine = [r for r in results if (r.email_id, r.attempt) in owned]
+            if mine:
+                await tx.run(_RECORD, [_record_values(r, now=now) for r in mine])
+            await tx.run(_OUTCOME_ONCE, event_rows(results, worker=worker))
+        return len(mine)
+
+    async def release(self, ids: Sequence[int], *, worker: str, now: datetime) -> int:
+        if not ids:
+            return 0
+        async with self.db.write() as tx:
+            return await tx.run(
+                update(emails)
+                .where(
+                    emails.c.id.in_(list(ids)),
+                    emails.c.status == Status.PROCESSING,
+                    emails.c.locked_by == worker,
+                )
+                .values(
+                    status=case(  # as lifecycle.released says, from the attempts before
+                        (emails.c.attempts > 1, released(1).value),
+                        else_=released(0).value,
+                    ),
+                    attempts=emails.c.attempts - 1,
+                    next_attempt_at=now,
+                    locked_until=None,
+                    locked_by=None,
+                    updated_at=now,
+                )
+            )
 
 
-class _ClaimedRow:
-    """A claimed row plus the status and worker it had before the claim."""
+_RECORD = (
+    update(emails)
+    .where(emails.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        next_attempt_at=bindparam("b_next"),
+        sent_at=bindparam("b_sent"),
+        last_error=bindparam("b_error"),
+        locked_until=None,
+        locked_by=None,
+        updated_at=bindparam("b_now"),
+    )
+)
 
-    def __init__(self, row: Row[Any], old_status: str, old_worker: str | None) -> None:
-        self._row = row
-        self.old_status = old_status
-        self.old_worker = old_worker
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._row, name)
+def _record_values(result: AttemptResult, *, now: datetime) -> dict[str, Any]:
+    sent = result.outcome is Outcome.SENT
+    return {
+        "b_id": result.email_id,
+        "b_status": AFTER_ATTEMPT[result.outcome],
+        "b_next": result.next_attempt_at,
+        "b_sent": result.finished_at if sent else None,
+        "b_error": None if sent else result.response,
+        "b_now": now,
+    }
 
 
-def _with_old(row: Row[Any], old_status: str, old_worker: str | None) -> Any:
-    return _ClaimedRow(row, old_status, old_worker)
+def _held_by(results: Sequence[AttemptResult], worker: str) -> tuple[Any, ...]:
+    return (
+        emails.c.id.in_([r.email_id for r in results]),
+        emails.c.status == Status.PROCESSING,
+        emails.c.locked_by == worker,
+    )
+
+
+async def _log_lost_leases(
+    tx: Tx,
+    due: Sequence[Any],
+    claimed: Sequence[Any],
+    *,
+    worker: str,
+    now: datetime,
+) -> None:
+    """History entries for claimed rows whose previous worker's lease had run out."""
+    before = {r["id"]: r for r in due}
+    lost = [
+        {
+            "email_id": r["id"],
+            "at": now,
+            "kind": "lease_expired",
+            "attempt": r["attempts"] - 1,
+            "response": lease_lost(before[r["id"]]["locked_by"]),
+            "worker": worker,
+        }
+        for r in claimed
+        if before[r["id"]]["status"] == Status.PROCESSING
+    ]
+    if lost:
+        await tx.run(email_events.insert(), lost)
+
+
+async def _existing(
+    tx: Tx, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[str, str | None]]:
+    if not keys:
+        return {}
+    found = await tx.rows(
+        select(
+            emails.c.idempotency_scope,
+            emails.c.client_message_id,
+            emails.c.message_id,
+            emails.c.payload_hash,
+        ).where(tuple_(emails.c.idempotency_scope, emails.c.client_message_id).in_(list(keys)))
+    )
+    return {client_key(r): (r["message_id"], r["payload_hash"]) for r in found}
+
+
+async def _store_attachments(tx: Tx, items: Sequence[NewEmail], inserted: set[str]) -> None:
+    carrying = {
+        i.email.message_id: i.email.attachments
+        for i in items
+        if i.email.attachments and i.email.message_id in inserted
+    }
+    if not carrying:
+        return
+    ids = await tx.rows(
+        select(emails.c.message_id, emails.c.id).where(emails.c.message_id.in_(list(carrying)))
+    )
+    rows = [row for r in ids for row in attachment_rows(r["id"], carrying[r["message_id"]])]
+    await tx.run(email_attachments.insert(), rows)
 
 
 def _configure_connection(dbapi_connection: Any, _record: Any) -> None:

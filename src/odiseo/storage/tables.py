@@ -27,6 +27,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from odiseo.domain.lifecycle import CLAIMABLE, sql_in
+from odiseo.domain.models import Outcome
+
 metadata = MetaData()
 
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -58,7 +61,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 # Rows a claim may take: waiting ones, and processing ones whose lease (kept in
 # next_attempt_at as well as locked_until) may run out. Literal, not bound, so
 # PostgreSQL can match the partial index.
-CLAIMABLE_SQL = "status IN ('pending', 'scheduled', 'processing')"
+CLAIMABLE_SQL = sql_in(CLAIMABLE)
+OUTCOME_KINDS_SQL = "kind IN (" + ", ".join(f"'{o.value}'" for o in Outcome) + ")"
 
 CLIENT_KEY = ["idempotency_scope", "client_message_id"]  # the columns of ux_emails_client_key
 
@@ -112,6 +116,11 @@ emails = Table(
     Index("ux_emails_client_key", "idempotency_scope", "client_message_id", unique=True),
 )
 
+# The columns an enqueue writes (rows.to_row gives exactly these; a test holds them
+# together): all but those the claim and the record fill in later.
+WRITTEN_LATER = frozenset({"id", "locked_until", "locked_by", "last_error", "sent_at"})
+INSERT_COLUMNS = tuple(c.name for c in emails.c if c.name not in WRITTEN_LATER)
+
 email_events = Table(
     "email_events",
     metadata,
@@ -125,6 +134,16 @@ email_events = Table(
     Column("duration_ms", Integer, nullable=True),
     Column("worker", String(255), nullable=True),
     Index("ix_email_events_email_id", "email_id"),
+    # An attempt's outcome is logged once, however often its write is retried.
+    Index(
+        "ux_email_events_outcome",
+        "email_id",
+        "attempt",
+        "at",
+        unique=True,
+        postgresql_where=text(OUTCOME_KINDS_SQL),
+        sqlite_where=text(OUTCOME_KINDS_SQL),
+    ),
 )
 
 # Requests per API key per minute, shared by every API process (RATE_LIMIT_PER_MINUTE).

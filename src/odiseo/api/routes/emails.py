@@ -32,8 +32,7 @@ from odiseo.api.schemas import (
     utc,
 )
 from odiseo.domain.models import EmailFilter, QueuedEmail, Status
-from odiseo.service import EmailRequest, EmailService
-from odiseo.storage.queries import decode_cursor, encode_cursor
+from odiseo.service import EmailRequest, EmailService, decode_cursor, encode_cursor
 
 router = APIRouter()
 

@@ -1,0 +1,114 @@
+"""What the service and the worker see of the store: this Protocol, nothing else.
+
+Two engines implement it (`sqlite.SqliteStore`, `postgres.PostgresStore`); which one
+runs is chosen by `engines.open_store`, called only by the API and the CLI. Every time
+is passed in (`now`), UTC-aware, so tests control the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from odiseo.domain.models import (
+    AttemptResult,
+    EmailFilter,
+    NewEmail,
+    QueuedEmail,
+    Status,
+    StoredTemplate,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Enqueued:
+    """The outcome of storing one message: created now, or found under its client id."""
+
+    message_id: str
+    created: bool
+    same_payload: bool = True
+
+
+class Templates(Protocol):
+    async def put(
+        self,
+        template_id: str,
+        *,
+        subject: str | None,
+        html: str,
+        text: str | None,
+        sample_variables: dict[str, Any] | None = None,
+        now: datetime,
+    ) -> StoredTemplate: ...
+
+    async def get(self, template_id: str, version: int | None = None) -> StoredTemplate | None: ...
+
+    async def list(self) -> list[StoredTemplate]: ...
+
+    async def delete(self, template_id: str) -> bool: ...
+
+
+class Store(Protocol):
+    """The durable queue."""
+
+    @property
+    def templates(self) -> Templates: ...
+
+    # -- life ------------------------------------------------------------------------
+    async def migrate(self) -> None:
+        """Create or upgrade the schema; safe to call from several processes at once."""
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers."""
+
+    async def close(self) -> None: ...
+
+    # -- the hot verbs: one implementation per engine ------------------------------------
+    async def enqueue(self, items: Sequence[NewEmail], *, now: datetime) -> list[Enqueued]:
+        """Store messages in one transaction; a client_message_id already stored in the
+        item's scope creates nothing (its Enqueued says where it is)."""
+
+    async def claim_due(
+        self, *, limit: int, worker: str, lease_seconds: float, now: datetime
+    ) -> list[QueuedEmail]:
+        """Claim up to `limit` due messages for `worker`, committed before returning."""
+
+    async def heartbeat(self, *, worker: str, lease_seconds: float, now: datetime) -> int:
+        """Renew the lease of every message `worker` holds; how many it holds."""
+
+    async def record_results(
+        self, results: Sequence[AttemptResult], *, worker: str, now: datetime
+    ) -> int:
+        """Record finished attempts in one transaction, each outcome logged once however
+        often this is retried; how many rows `worker` still held."""
+
+    async def release(self, ids: Sequence[int], *, worker: str, now: datetime) -> int:
+        """Hand back claimed messages that were never attempted."""
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Sleep up to `timeout` seconds, returning early when new mail may be due."""
+
+    # -- the rarely called verbs: written once for both ---------------------------------
+    async def get(self, message_id: str) -> QueuedEmail | None: ...
+
+    async def search(
+        self, query: EmailFilter, *, limit: int, before: int | None
+    ) -> tuple[list[QueuedEmail], int | None]: ...
+
+    async def counts(self) -> dict[Status, int]: ...
+
+    async def oldest_due_seconds(self, *, now: datetime) -> float: ...
+
+    async def cancel(self, message_id: str, *, now: datetime) -> None: ...
+
+    async def reschedule(self, message_id: str, *, send_at: datetime, now: datetime) -> None: ...
+
+    async def requeue(self, message_id: str, *, now: datetime) -> None: ...
+
+    async def requeue_failed(
+        self, *, now: datetime, created_after: datetime | None = None
+    ) -> int: ...
+
+    async def count_request(self, key: str, *, window: int) -> int: ...

@@ -1,0 +1,242 @@
+"""The rarely called verbs of the queue, written once in SQLAlchemy Core for both engines.
+
+Lookups, search and counts; an operator's cancel, reschedule and requeue; the
+per-key request counter. Each engine's store inherits these and adds the hot
+verbs (enqueue, claim, heartbeat, record, release) in its own module; neither
+overrides anything here. Statements run through `database.Tx`, on the engine's
+one connection pool.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Text, cast, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from odiseo.domain.lifecycle import WAITING, sources
+from odiseo.domain.models import Attachment, EmailFilter, Event, QueuedEmail, Status
+from odiseo.errors import InvalidTransition, NotFound
+from odiseo.storage.database import Database, Tx
+from odiseo.storage.rows import attachments_by_email, from_row
+from odiseo.storage.tables import email_attachments, email_events, emails, rate_limits
+from odiseo.storage.templates import TemplateStore
+
+
+class SharedVerbs:
+    """The verbs both engines run alike. `db` and `dialect` come from the engine."""
+
+    dialect: str
+
+    def __init__(self, db: Database, *, wake: Callable[[Tx], Awaitable[None]]) -> None:
+        self.db = db
+        self.wake = wake  # wakes waiting workers once a transaction commits
+        self.templates = TemplateStore(db)
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers a trivial query."""
+        async with self.db.read() as tx:
+            await tx.scalar(select(1))
+
+    # -- questions -------------------------------------------------------------------
+
+    async def get(self, message_id: str) -> QueuedEmail | None:
+        """The message with its whole event history, or None."""
+        async with self.db.read() as tx:
+            row = await tx.first(select(emails).where(emails.c.message_id == message_id))
+            if row is None:
+                return None
+            events = await tx.rows(
+                select(email_events)
+                .where(email_events.c.email_id == row["id"])
+                .order_by(email_events.c.id)
+            )
+            files = await attachments(tx, [row["id"]] if row["attachment_count"] else [])
+        history = tuple(
+            Event(
+                at=e["at"],
+                kind=e["kind"],
+                attempt=e["attempt"],
+                smtp_code=e["smtp_code"],
+                response=e["response"],
+                duration_ms=e["duration_ms"],
+                worker=e["worker"],
+            )
+            for e in events
+        )
+        return from_row(row, events=history, attachments=files.get(row["id"], ()))
+
+    async def counts(self) -> dict[Status, int]:
+        """How many messages are in each status (every status present, zeros included)."""
+        async with self.db.read() as tx:
+            rows = await tx.rows(
+                select(emails.c.status, func.count().label("n")).group_by(emails.c.status)
+            )
+        found = {Status(row["status"]): row["n"] for row in rows}
+        return {status: found.get(status, 0) for status in Status}
+
+    async def oldest_due_seconds(self, *, now: datetime) -> float:
+        """How long the longest-waiting due message has been due (0 when none is)."""
+        async with self.db.read() as tx:
+            earliest: datetime | None = await tx.scalar(
+                select(func.min(emails.c.next_attempt_at)).where(
+                    emails.c.status.in_(WAITING),
+                    emails.c.next_attempt_at <= now,
+                )
+            )
+        return 0.0 if earliest is None else max(0.0, (now - earliest).total_seconds())
+
+    async def search(
+        self, query: EmailFilter, *, limit: int, before: int | None
+    ) -> tuple[list[QueuedEmail], int | None]:
+        """Messages matching `query`, newest first, below the id `before`.
+
+        Keyset pagination on the id: new messages never shift a page already seen.
+        Returns the page and the id to continue below (None on the last page).
+        """
+        conditions = _conditions(query)
+        if before is not None:
+            conditions.append(emails.c.id < before)
+        async with self.db.read() as tx:
+            rows = await tx.rows(
+                select(emails).where(*conditions).order_by(emails.c.id.desc()).limit(limit + 1)
+            )
+        page = [from_row(row) for row in rows[:limit]]
+        return page, (page[-1].id if len(rows) > limit else None)
+
+    # -- an operator's changes ---------------------------------------------------------
+
+    async def cancel(self, message_id: str, *, now: datetime) -> None:
+        """Cancel a message that is still waiting; raises NotFound or InvalidTransition."""
+        values = {"status": Status.CANCELLED, "next_attempt_at": None}
+        await self._operate(message_id, values=values, event="cancelled", now=now)
+
+    async def reschedule(self, message_id: str, *, send_at: datetime, now: datetime) -> None:
+        """Move a message no worker has claimed to `send_at` (the past means now);
+        raises NotFound or InvalidTransition."""
+        later = send_at > now
+        values = {
+            "status": Status.SCHEDULED if later else Status.PENDING,
+            "next_attempt_at": send_at if later else now,
+        }
+        await self._operate(message_id, values=values, event="rescheduled", now=now)
+
+    async def requeue(self, message_id: str, *, now: datetime) -> None:
+        """Send a failed message again with a fresh retry budget; its history is kept.
+        Raises NotFound or InvalidTransition."""
+        values = {"status": Status.PENDING, "next_attempt_at": now, "attempts": 0}
+        await self._operate(message_id, values=values, event="requeued", now=now)
+
+    async def requeue_failed(self, *, now: datetime, created_after: datetime | None = None) -> int:
+        """Requeue every failed message (created after `created_after`); how many."""
+        conditions: list[Any] = [emails.c.status.in_(sources(Status.PENDING))]
+        if created_after is not None:
+            conditions.append(emails.c.created_at > created_after)
+        async with self.db.write() as tx:
+            changed = await tx.rows(
+                update(emails)
+                .where(*conditions)
+                .values(status=Status.PENDING, next_attempt_at=now, attempts=0, updated_at=now)
+                .returning(emails.c.id)
+            )
+            if changed:
+                events = [{"email_id": r["id"], "at": now, "kind": "requeued"} for r in changed]
+                await tx.run(email_events.insert(), events)
+                await self.wake(tx)
+        return len(changed)
+
+    async def _operate(
+        self, message_id: str, *, values: dict[str, Any], event: str, now: datetime
+    ) -> None:
+        """An operator's status change, only from the statuses lifecycle allows, logged."""
+        allowed = sources(values["status"])
+        async with self.db.write() as tx:
+            changed = await tx.scalar(
+                update(emails)
+                .where(emails.c.message_id == message_id, emails.c.status.in_(allowed))
+                .values(**values, updated_at=now)
+                .returning(emails.c.id)
+            )
+            if changed is not None:
+                await tx.run(
+                    email_events.insert(), [{"email_id": changed, "at": now, "kind": event}]
+                )
+                if values["status"] == Status.PENDING:
+                    await self.wake(tx)
+                return
+            current = await tx.scalar(
+                select(emails.c.status).where(emails.c.message_id == message_id)
+            )
+        if current is None:
+            raise NotFound(f"no message {message_id!r}")
+        raise InvalidTransition(f"the message is {current}; only {'/'.join(allowed)} allowed")
+
+    # -- rate limits ---------------------------------------------------------------------
+
+    async def count_request(self, key: str, *, window: int) -> int:
+        """Count one request of `key` in minute `window`; the window's count so far."""
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        statement = (
+            insert(rate_limits)
+            .values(key=key, window=window, hits=1)
+            .on_conflict_do_update(
+                index_elements=["key", "window"], set_={"hits": rate_limits.c.hits + 1}
+            )
+            .returning(rate_limits.c.hits)
+        )
+        async with self.db.write() as tx:
+            hits = int(await tx.scalar(statement))
+            if hits == 1:  # a new minute's first request: forget this key's old ones
+                await tx.run(
+                    delete(rate_limits).where(
+                        rate_limits.c.key == key, rate_limits.c.window < window
+                    )
+                )
+        return hits
+
+
+async def attachments(tx: Tx, email_ids: Sequence[int]) -> dict[int, tuple[Attachment, ...]]:
+    """The attachments of these messages, in their original order."""
+    if not email_ids:
+        return {}
+    rows = await tx.rows(
+        select(email_attachments)
+        .where(email_attachments.c.email_id.in_(list(email_ids)))
+        .order_by(email_attachments.c.email_id, email_attachments.c.position)
+    )
+    return attachments_by_email(rows)
+
+
+def _conditions(query: EmailFilter) -> list[Any]:
+    conditions: list[Any] = []
+    if query.status is not None:
+        conditions.append(emails.c.status == query.status)
+    if query.tag is not None:
+        conditions.append(_json_text(emails.c.tags).like(_element(query.tag), escape="\\"))
+    if query.recipient is not None:
+        pattern = _element(query.recipient.lower())
+        conditions.append(
+            func.lower(_json_text(emails.c.to_addrs)).like(pattern, escape="\\")
+            | func.lower(_json_text(emails.c.cc_addrs)).like(pattern, escape="\\")
+            | func.lower(_json_text(emails.c.bcc_addrs)).like(pattern, escape="\\")
+        )
+    if query.created_after is not None:
+        conditions.append(emails.c.created_at >= query.created_after)
+    if query.created_before is not None:
+        conditions.append(emails.c.created_at < query.created_before)
+    return conditions
+
+
+def _json_text(column: Any) -> Any:
+    return cast(column, Text)
+
+
+def _element(value: str) -> str:
+    """A LIKE pattern matching `value` as one element of a JSON array: written as the
+    JSON serialiser wrote it (quotes, escapes and \\u sequences included), then literal."""
+    encoded = json.dumps(value)
+    escaped = encoded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"

@@ -1,0 +1,109 @@
+-- The hot verbs of the queue on PostgreSQL, one statement each, run by asyncpg (which
+-- prepares them once per connection). Loaded by name (storage/sql/__init__.py); the
+-- {placeholders} are filled in at load from tables.py and domain/lifecycle.py, so a
+-- column or a status is named in one place.
+--
+-- Rows are locked in id order wherever a statement takes several (record, heartbeat,
+-- release), so two of them never deadlock.
+
+-- name: insert_one
+-- One message; a client_message_id already stored in its scope is skipped.
+INSERT INTO emails ({insert_columns}) VALUES ({insert_values})
+ON CONFLICT (idempotency_scope, client_message_id) DO NOTHING
+RETURNING id, message_id
+
+-- name: insert_many
+-- Many messages, one array per column (JSON travels as text[]: asyncpg cannot build
+-- json[] literals).
+INSERT INTO emails ({insert_columns})
+SELECT {insert_casts} FROM unnest({insert_arrays}) AS new({insert_columns})
+ON CONFLICT (idempotency_scope, client_message_id) DO NOTHING
+RETURNING id, message_id
+
+-- name: existing
+-- What is stored under these (scope, client_message_id) pairs.
+SELECT idempotency_scope, client_message_id, message_id, payload_hash FROM emails
+WHERE (idempotency_scope, client_message_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+
+-- name: insert_attachments
+INSERT INTO email_attachments (email_id, position, filename, content_type, content_id, data)
+SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::bytea[])
+
+-- name: attachments
+SELECT email_id, filename, content_type, content_id, data FROM email_attachments
+WHERE email_id = ANY($1::int8[]) ORDER BY email_id, position
+
+-- name: claim
+-- $1 now, $2 limit, $3 worker, $4 lease end. Due rows by priority, due time and id,
+-- skipping rows another worker has locked; the lease end is also next_attempt_at, so an
+-- expired claim is simply due again. Expired leases enter the history in the same
+-- statement: a claim and its lease_expired events commit together.
+WITH due AS (
+    SELECT id, status AS old_status, locked_by AS old_worker FROM emails
+    WHERE {claimable} AND next_attempt_at <= $1
+    ORDER BY priority, next_attempt_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE emails AS e SET status = '{processing}', attempts = e.attempts + 1,
+        locked_by = $3, locked_until = $4, next_attempt_at = $4, updated_at = $1
+    FROM due WHERE e.id = due.id
+    RETURNING e.*, due.old_status, due.old_worker
+), expired AS (
+    INSERT INTO email_events (email_id, at, kind, attempt, response, worker)
+    SELECT id, $1, 'lease_expired', attempts - 1, {lease_lost}, $3
+    FROM claimed WHERE old_status = '{processing}'
+)
+SELECT * FROM claimed
+
+-- name: record
+-- A batch of finished attempts: rows this worker still holds take their new state;
+-- every attempt's outcome enters the history once (a retried write adds nothing).
+WITH result AS (
+    SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::timestamptz[],
+                         $5::timestamptz[], $6::text[])
+        AS r(id, attempt, status, next_at, sent_at, error)
+), locked AS (
+    SELECT e.id FROM emails AS e JOIN result ON e.id = result.id AND e.attempts = result.attempt
+    WHERE e.status = '{processing}' AND e.locked_by = $8
+    ORDER BY e.id
+    FOR NO KEY UPDATE OF e
+), updated AS (
+    UPDATE emails AS e SET status = result.status, next_attempt_at = result.next_at,
+        sent_at = result.sent_at, last_error = result.error,
+        locked_until = NULL, locked_by = NULL, updated_at = $7
+    FROM result
+    WHERE e.id = result.id AND e.id IN (SELECT id FROM locked)
+    RETURNING e.id
+), logged AS (
+    INSERT INTO email_events (email_id, at, kind, attempt, smtp_code, response, duration_ms, worker)
+    SELECT email_id, at, kind, attempt, smtp_code, response, duration_ms, worker
+    FROM unnest($9::int8[], $10::timestamptz[], $11::text[], $12::int4[], $13::int4[],
+                $14::text[], $15::int4[], $16::text[])
+        AS ev(email_id, at, kind, attempt, smtp_code, response, duration_ms, worker)
+    ON CONFLICT (email_id, attempt, at) WHERE {outcome_kinds} DO NOTHING
+)
+SELECT count(*) FROM updated
+
+-- name: heartbeat
+-- Renew the lease of every message this worker holds ($1 lease end, $2 worker).
+UPDATE emails SET locked_until = $1, next_attempt_at = $1
+WHERE id IN (
+    SELECT id FROM emails WHERE status = '{processing}' AND locked_by = $2
+    ORDER BY id FOR NO KEY UPDATE
+)
+
+-- name: release
+-- Hand back claimed, unattempted messages ($1 now, $2 ids, $3 worker).
+UPDATE emails SET status = CASE WHEN attempts > 1 THEN '{released_retry}'
+                                ELSE '{released_new}' END,
+    attempts = attempts - 1, next_attempt_at = $1, locked_until = NULL, locked_by = NULL,
+    updated_at = $1
+WHERE id IN (
+    SELECT id FROM emails WHERE id = ANY($2::int8[]) AND status = '{processing}'
+        AND locked_by = $3
+    ORDER BY id FOR NO KEY UPDATE
+)
+
+-- name: notify
+SELECT pg_notify($1, '')
