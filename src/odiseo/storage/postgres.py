@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 STATEMENT_TIMEOUT_SECONDS = 30.0
-NUDGE_SECONDS = 0.002  # how long a NOTIFY waits to cover more inserts
+WAKE_DELAY_SECONDS = 0.002  # how long a NOTIFY waits to cover more inserts
 SESSION = {"application_name": "odiseo"}  # and each store's search_path
 # Fewer rows than this go through insert_many: one round trip, where COPY takes two.
 COPY_AT_LEAST = 8
@@ -109,7 +109,7 @@ class PostgresStore(SharedVerbs):
         self._pool_lock = asyncio.Lock()
         self._listener: asyncpg.Connection | None = None
         self._woken = asyncio.Event()
-        self._nudging: asyncio.Future[None] | None = None
+        self._waking: asyncio.Future[None] | None = None
         super().__init__(PostgresDatabase(self.connection), wake=self._wake)
 
     def __repr__(self) -> str:
@@ -175,9 +175,9 @@ class PostgresStore(SharedVerbs):
             await engine.dispose()
 
     async def close(self) -> None:
-        if self._nudging is not None:  # let the last inserts wake the workers
+        if self._waking is not None:  # let the last inserts wake the workers
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._nudging, 2)
+                await asyncio.wait_for(self._waking, 2)
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._listener.close(), 2)
@@ -196,20 +196,20 @@ class PostgresStore(SharedVerbs):
         # always finds the rows.
         await tx.scalar(text("SELECT pg_notify(:channel, '')").bindparams(channel=self.channel))
 
-    def _nudge(self) -> None:
+    def _wake_after_commit(self) -> None:
         """Wake the workers about rows this process has just committed.
 
-        One NOTIFY, sent NUDGE_SECONDS later in its own transaction, covers every
+        One NOTIFY, sent WAKE_DELAY_SECONDS later in its own transaction, covers every
         insert committed meanwhile (a NOTIFY inside each insert made PostgreSQL
         serialise their commits on a global lock). If this process dies before
         sending it, workers find the rows at their next poll.
         """
-        if self._nudging is None or self._nudging.done():
-            self._nudging = asyncio.ensure_future(self._send_nudge())
+        if self._waking is None or self._waking.done():
+            self._waking = asyncio.ensure_future(self._wake_soon())
 
-    async def _send_nudge(self) -> None:
-        await asyncio.sleep(NUDGE_SECONDS)
-        self._nudging = None  # inserts committed from here on schedule the next one
+    async def _wake_soon(self) -> None:
+        await asyncio.sleep(WAKE_DELAY_SECONDS)
+        self._waking = None  # inserts committed from here on schedule the next one
         try:
             async with self.connection() as conn:
                 await conn.execute(Q["notify"], self.channel)
@@ -244,13 +244,13 @@ class PostgresStore(SharedVerbs):
         rows = [to_row(item, now=now) for item in items]
         async with self.connection() as conn:
             try:
-                inserted, found = await _write(conn, rows, items, copy=True)
+                inserted, found = await _store_rows(conn, rows, items, copy=True)
             except asyncpg.UniqueViolationError:
                 # Another request stored one of these keys after we looked (nothing of
                 # ours was committed): ON CONFLICT waits for it and skips it.
-                inserted, found = await _write(conn, rows, items, copy=False)
+                inserted, found = await _store_rows(conn, rows, items, copy=False)
         if inserted:
-            self._nudge()
+            self._wake_after_commit()
         return enqueued(rows, inserted, found)
 
     async def claim_due(
@@ -286,7 +286,7 @@ class PostgresStore(SharedVerbs):
             return command_count(await conn.execute(Q["release"], now, list(ids), worker))
 
 
-async def _write(
+async def _store_rows(
     conn: asyncpg.Connection, rows: list[dict[str, Any]], items: Sequence[NewEmail], *, copy: bool
 ) -> tuple[set[str], dict[tuple[str, str], tuple[str, str | None]]]:
     """Store `rows` (with the attachments of `items`) in one transaction.

@@ -1,9 +1,9 @@
-"""PostgreSQL: drop the per-INSERT NOTIFY trigger; enqueuing processes nudge workers instead.
+"""PostgreSQL: drop the per-INSERT NOTIFY trigger; enqueuing processes wake workers instead.
 
 A transaction that NOTIFYs takes a database-wide lock at commit, so the trigger
-serialised every enqueue's commit (fsync included): about 30 % fewer concurrent
-enqueues and twice the p99. The store now sends one coalesced NOTIFY after its
-inserts have committed (PostgresStore._nudge).
+serialised every enqueue's commit (fsync included); bench/README.md has what it
+cost. The store now sends one coalesced NOTIFY after its inserts have committed
+(PostgresStore._wake_after_commit).
 
 Revision ID: 0005
 Revises: 0004
