@@ -62,6 +62,8 @@ ENVIRONMENT = {
     "EMAIL_WORKER_BATCH_SIZE": "messages claimed per batch (50)",
     "EMAIL_WORKER_LEASE_SECONDS": "claim lease; a dead worker's mail is retaken after it (300)",
     "EMAIL_WORKER_SHUTDOWN_SECONDS": "on SIGTERM, how long the message in hand may finish (30)",
+    "EMAIL_WORKER_DB_RETRY_SECONDS": "while the database is unreachable, a worker tries it "
+    "again this often (2)",
     "EMAIL_WORKER_METRICS_PORT": "odiseo worker: serve Prometheus metrics on this port (off)",
     "EMAIL_RETRY_MAX_ATTEMPTS": "retries after the first attempt (3)",
     "EMAIL_RETRY_BACKOFF_SECONDS": "first retry delay, doubled each retry (300)",
@@ -134,6 +136,7 @@ class Settings(BaseSettings):
     email_worker_batch_size: int = Field(default=50, ge=1, le=1000)
     email_worker_lease_seconds: float = Field(default=300.0, ge=1)
     email_worker_shutdown_seconds: float = Field(default=30.0, ge=0)
+    email_worker_db_retry_seconds: float = Field(default=2.0, gt=0)
     email_worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     email_retry_max_attempts: int = Field(default=3, ge=0, le=100)
     email_retry_backoff_seconds: float = Field(default=300.0, ge=0)

@@ -26,7 +26,12 @@ def test_database_outage(
     launcher: Launcher, cluster: ThrowawayCluster, smtp_server: SmtpServer
 ) -> None:
     smtp_server.handler.data_delay = 0.05
-    env = base_env(DATABASE_URL=cluster.url, SCHEMA_NAME="odiseo", **smtp_env(smtp_server))
+    env = base_env(
+        DATABASE_URL=cluster.url,
+        SCHEMA_NAME="odiseo",
+        EMAIL_WORKER_DB_RETRY_SECONDS="0.25",  # no test waits on the 2 s default
+        **smtp_env(smtp_server),
+    )
     service = launcher.start(["run"], env)
     service.wait_ready()
     with service.client(timeout=15) as http:

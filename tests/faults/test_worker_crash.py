@@ -33,6 +33,7 @@ def _env(database: dict[str, str], smtp_server: SmtpServer, *, lease: float) -> 
         EMAIL_WORKER_BATCH_SIZE=str(BATCH),
         EMAIL_WORKER_LEASE_SECONDS=str(lease),  # a killed worker's mail is retaken after it
         EMAIL_WORKER_POLL_INTERVAL="0.1",
+        EMAIL_WORKER_DB_RETRY_SECONDS="0.25",
     )
 
 

@@ -123,6 +123,7 @@ def build_worker(settings: Settings, store: Store, metrics: Metrics | None = Non
             poll_interval=settings.email_worker_poll_interval,
             backoff_seconds=settings.email_retry_backoff_seconds,
             shutdown_seconds=settings.email_worker_shutdown_seconds,
+            store_retry_seconds=settings.email_worker_db_retry_seconds,
             concurrency=settings.smtp_pool_size,
         ),
     )
