@@ -17,7 +17,15 @@ from tests.security.conftest import (
     queue_counts,
 )
 
-ZERO = {"pending": 0, "scheduled": 0, "processing": 0, "sent": 0, "failed": 0, "cancelled": 0}
+ZERO = {
+    "pending": 0,
+    "scheduled": 0,
+    "processing": 0,
+    "sent": 0,
+    "failed": 0,
+    "cancelled": 0,
+    "suppressed": 0,
+}
 JSON_TEXT = b'{"to": ["user@example.com"], "subject": "from a web page", "body": "<p>hi</p>"}'
 
 
