@@ -153,7 +153,7 @@ async def test_envelope_goes_in_one_write_when_the_server_pipelines(fake: Any) -
 
     result = await client.send(MESSAGE, sender="a@odiseo.test", recipients=["b@x.test", "c@x.test"])
 
-    assert result.code == 250 and result.refused == {}
+    assert result.code == 250 and result.refused == ()
     mail_at = server.commands().index("MAIL FROM:<a@odiseo.test>")
     assert server.commands()[mail_at : mail_at + 4] == [
         "MAIL FROM:<a@odiseo.test>",
@@ -181,7 +181,7 @@ async def test_some_recipients_refused_in_a_pipeline_is_a_result(fake: Any) -> N
 
     result = await client.send(MESSAGE, sender="a@odiseo.test", recipients=["x@x.test", "y@x.test"])
 
-    assert result.refused == {"x@x.test": "550 5.1.1 gone"}
+    assert [tuple(r) for r in result.refused] == [("x@x.test", 550, "5.1.1 gone")]
     assert server.bodies == [MESSAGE]
 
 
