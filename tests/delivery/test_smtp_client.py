@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
+from odiseo.domain.models import Refusal
 from odiseo.errors import PermanentFailure, TransientFailure
 from odiseo.providers.smtp._client import (
     AuthError,
@@ -604,7 +605,14 @@ async def test_provider_over_pipelining_refusals_keep_the_connection(smtp: SmtpH
         )
 
     assert provider._client is not None and provider._client.extensions.get("PIPELINING") == ""
-    assert receipt.refused == {"gone@example.com": "550 5.1.1 No such user"}
+    assert receipt.refused == (
+        Refusal(
+            recipient="gone@example.com",
+            code=550,
+            response="550 5.1.1 No such user",
+            permanent=True,
+        ),
+    )
     assert raised.value.reason == "recipients_refused"
     assert (deferred.value.code, deferred.value.retry_after) == (451, 120)
     assert [r.recipients for r in server.received] == [["ok@example.com"]]
