@@ -106,8 +106,8 @@ async def put_suppression(
     address: AddressPath, request: Request, outcomes: OutcomesDep
 ) -> SuppressionOut:
     """Suppress an address (or change why it is): no mail goes to it until removed."""
-    valid = _valid_address(address)
     change = await parse_json(request, SuppressionIn)
+    valid = _valid_address(address)
     now = datetime.now(UTC)
     stored = await outcomes.suppress(valid, reason=change.reason, detail=change.detail, now=now)
     return SuppressionOut.of(stored)
