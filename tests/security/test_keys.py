@@ -45,6 +45,16 @@ ROUTES: list[tuple[str, str, object, str]] = [
     ("POST", f"/emails/{UNKNOWN}/cancel", None, "admin"),
     ("PATCH", f"/emails/{UNKNOWN}", {"send_at": "2030-01-01T00:00:00Z"}, "admin"),
     ("POST", "/emails/retry", None, "admin"),
+    ("GET", "/webhooks", None, "admin"),
+    ("POST", "/webhooks", {"url": "https://93.184.216.34/hooks"}, "admin"),
+    ("GET", "/webhooks/wh_nope", None, "admin"),
+    ("PATCH", "/webhooks/wh_nope", {"enabled": True}, "admin"),
+    ("DELETE", "/webhooks/wh_nope", None, "admin"),
+    ("POST", "/webhooks/wh_nope/rotate-secret", None, "admin"),
+    ("POST", "/webhooks/wh_nope/test", None, "admin"),
+    ("GET", "/webhooks/wh_nope/deliveries", None, "admin"),
+    ("POST", "/webhooks/wh_nope/deliveries/1/replay", None, "admin"),
+    ("POST", "/webhooks/wh_nope/replay", {"since": "2026-01-01T00:00:00Z"}, "admin"),
 ]
 KEY_SCOPES = {
     SEND_KEY: {"send"},

@@ -24,6 +24,7 @@ from odiseo.storage.database import Database, Tx
 from odiseo.storage.rows import attachments_by_email, from_row
 from odiseo.storage.tables import email_attachments, email_events, emails, rate_limits
 from odiseo.storage.templates import TemplateStore
+from odiseo.storage.webhooks import WebhookStore
 
 
 class SharedVerbs:
@@ -35,6 +36,7 @@ class SharedVerbs:
         self.db = db
         self.wake = wake  # wakes waiting workers once a transaction commits
         self.templates = TemplateStore(db)
+        self.webhooks = WebhookStore(db)
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers a trivial query."""
