@@ -10,14 +10,12 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import insert
 
 from odiseo.domain.events import EventType
+from odiseo.domain.models import AttemptResult, Outcome
 from odiseo.domain.webhooks import Attempt, DeliveryStatus, Verdict
 from odiseo.errors import InvalidTransition, NotFound
 from odiseo.storage.contract import Store
-from odiseo.storage.tables import email_events, emails
-from tests.conftest import sqlalchemy_engine
 from tests.support.factories import new_email
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -66,8 +64,8 @@ async def test_fan_out_makes_one_delivery_per_wanting_endpoint_then_clears_the_m
     await endpoint(store, ("webhook.test",), name="tests")
     await endpoint(store, ("email.sent",), name="sent")
     await hooks.update("wh_sent", changes={"enabled": False}, now=T0)  # disabled: none
-    first = await hooks.publish(EventType.WEBHOOK_DISABLED, data={"n": 1}, now=T0)
-    second = await hooks.publish(EventType.WEBHOOK_TEST, data={"n": 2}, now=T0)
+    first = await store.outcomes.publish(EventType.WEBHOOK_DISABLED, data={"n": 1}, now=T0)
+    second = await store.outcomes.publish(EventType.WEBHOOK_TEST, data={"n": 2}, now=T0)
     assert await hooks.fan_out(limit=100, now=later(1)) == 2
     assert await hooks.fan_out(limit=100, now=later(2)) == 0  # exactly once
     everything, _ = await hooks.deliveries("wh_all", limit=10, before=None)
@@ -80,7 +78,7 @@ async def test_fan_out_makes_one_delivery_per_wanting_endpoint_then_clears_the_m
 
 
 async def test_fan_out_without_endpoints_just_clears_the_marks(store: Store) -> None:
-    await store.webhooks.publish(EventType.WEBHOOK_TEST, data={}, now=T0)
+    await store.outcomes.publish(EventType.WEBHOOK_TEST, data={}, now=T0)
     assert await store.webhooks.fan_out(limit=10, now=T0) == 1
     await endpoint(store)
     assert await store.webhooks.fan_out(limit=10, now=T0) == 0
@@ -97,7 +95,7 @@ async def test_concurrent_fan_outs_never_deliver_an_event_twice(
 ) -> None:
     await endpoint(store)
     for n in range(60):
-        await store.webhooks.publish(EventType.WEBHOOK_TEST, data={"n": n}, now=T0)
+        await store.outcomes.publish(EventType.WEBHOOK_TEST, data={"n": n}, now=T0)
     others = [more_stores() for _ in range(3)]
 
     async def drain(s: Store) -> int:
@@ -112,35 +110,18 @@ async def test_concurrent_fan_outs_never_deliver_an_event_twice(
     assert len({d.event_id for d in page}) == len(page) == 60
 
 
-async def test_the_payload_carries_the_message_it_is_about(
-    store: Store, database_url: tuple[str, str]
-) -> None:
-    """An event the store wrote for a message (as the worker's record does) is sent with
-    the message's ids, tags, metadata and recipients, and the event's SMTP reply."""
+async def test_the_payload_carries_the_message_it_is_about(store: Store) -> None:
+    """The email.sent the store writes with an attempt's result is sent with the
+    message's ids, tags, metadata and recipients, and the attempt's SMTP reply."""
     item = replace(new_email(client_message_id="c-1"), tags=("welcome",), metadata={"user": 7})
     (queued,) = await store.enqueue([item], now=T0)
     await endpoint(store)
-    engine = sqlalchemy_engine(*database_url)
-    try:
-        async with engine.begin() as conn:
-            email_id = (
-                (
-                    await conn.execute(
-                        emails.select().where(emails.c.message_id == queued.message_id)
-                    )
-                )
-                .first()
-                .id
-            )  # type: ignore[union-attr]
-            await conn.execute(
-                insert(email_events).values(
-                    email_id=email_id, at=T0, kind="sent", type="email.sent", attempt=1,
-                    smtp_code=250, response="250 ok", webhook_pending=True,
-                    data={"accepted": ["user@example.com"]},
-                )
-            )  # fmt: skip
-    finally:
-        await engine.dispose()
+    (message,) = await store.claim_due(limit=1, worker="w", lease_seconds=60, now=T0)
+    sent = AttemptResult(
+        email_id=message.id, attempt=1, outcome=Outcome.SENT, started_at=T0, finished_at=T0,
+        smtp_code=250, response="250 ok", accepted=("user@example.com",),
+    )  # fmt: skip
+    await store.record_results([sent], worker="w", now=T0)
     await store.webhooks.fan_out(limit=10, now=T0)
     (claimed,) = await store.webhooks.claim_deliveries(
         limit=10, per_endpoint=4, worker="w", lease_seconds=60, now=T0
@@ -157,6 +138,7 @@ async def test_the_payload_carries_the_message_it_is_about(
         "smtp_code": 250,
         "response": "250 ok",
         "accepted": ["user@example.com"],
+        "refused": [],
     }
 
 
@@ -165,7 +147,7 @@ async def test_claims_are_leased_and_bounded_per_endpoint(store: Store) -> None:
     await endpoint(store, name="a")
     await endpoint(store, name="b")
     for n in range(5):
-        await hooks.publish(EventType.WEBHOOK_TEST, data={"n": n}, now=T0)
+        await store.outcomes.publish(EventType.WEBHOOK_TEST, data={"n": n}, now=T0)
     await hooks.fan_out(limit=100, now=T0)
     claim = hooks.claim_deliveries
     first = await claim(limit=100, per_endpoint=2, worker="w1", lease_seconds=60, now=T0)
@@ -186,7 +168,7 @@ async def test_claims_are_leased_and_bounded_per_endpoint(store: Store) -> None:
 async def test_a_result_applies_only_while_the_lease_is_held(store: Store) -> None:
     hooks = store.webhooks
     await endpoint(store)
-    await hooks.publish(EventType.WEBHOOK_TEST, data={}, now=T0)
+    await store.outcomes.publish(EventType.WEBHOOK_TEST, data={}, now=T0)
     await hooks.fan_out(limit=10, now=T0)
     (late,) = await hooks.claim_deliveries(
         limit=1, per_endpoint=1, worker="slow", lease_seconds=10, now=T0
@@ -212,7 +194,7 @@ async def test_410_and_long_failures_disable_once_with_an_event(store: Store) ->
     await endpoint(store, name="down")
     await endpoint(store, ("webhook.disabled",), name="watcher")
     for n in range(2):
-        await hooks.publish(EventType.WEBHOOK_TEST, data={"n": n}, now=T0)
+        await store.outcomes.publish(EventType.WEBHOOK_TEST, data={"n": n}, now=T0)
     await hooks.fan_out(limit=10, now=T0)
     claimed = await hooks.claim_deliveries(
         limit=10, per_endpoint=1, worker="w", lease_seconds=60, now=T0
@@ -247,7 +229,7 @@ async def test_410_and_long_failures_disable_once_with_an_event(store: Store) ->
 async def test_replays_resend_finished_deliveries_with_the_same_id(store: Store) -> None:
     hooks = store.webhooks
     await endpoint(store)
-    await hooks.publish(EventType.WEBHOOK_TEST, data={}, now=T0)
+    await store.outcomes.publish(EventType.WEBHOOK_TEST, data={}, now=T0)
     await hooks.fan_out(limit=10, now=T0)
     (claimed,) = await hooks.claim_deliveries(
         limit=1, per_endpoint=1, worker="w", lease_seconds=60, now=T0
@@ -278,7 +260,7 @@ async def test_rotation_signs_with_both_secrets_until_the_overlap_ends(store: St
     await endpoint(store)
     await hooks.rotate("wh_a", secret="whsec_new", overlap=DAY, now=T0)
     for n in range(2):
-        await hooks.publish(EventType.WEBHOOK_TEST, data={"n": n}, now=T0)
+        await store.outcomes.publish(EventType.WEBHOOK_TEST, data={"n": n}, now=T0)
     await hooks.fan_out(limit=10, now=T0)
     claim = hooks.claim_deliveries
     (during,) = await claim(limit=1, per_endpoint=1, worker="w", lease_seconds=9, now=later(60))

@@ -225,6 +225,7 @@ class AttemptResult:
     email_id: int
     attempt: int
     outcome: Outcome
+    message_id: str | None = None
     started_at: datetime
     finished_at: datetime
     next_attempt_at: datetime | None = None

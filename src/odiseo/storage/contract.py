@@ -16,10 +16,14 @@ from odiseo.domain.events import EventType
 from odiseo.domain.models import (
     AttemptResult,
     EmailFilter,
+    EventFilter,
     NewEmail,
+    PublishedEvent,
     QueuedEmail,
     Status,
     StoredTemplate,
+    Suppression,
+    SuppressionReason,
 )
 from odiseo.domain.webhooks import Attempt, Claimed, Delivery, Endpoint, Verdict
 
@@ -31,6 +35,7 @@ class Enqueued:
     message_id: str
     created: bool
     same_payload: bool = True
+    suppressed: tuple[str, ...] = ()  # recipients on the suppression list: they are skipped
 
 
 class Templates(Protocol):
@@ -80,10 +85,6 @@ class Webhooks(Protocol):
         self, endpoint_id: str, *, secret: str, overlap: timedelta, now: datetime
     ) -> Endpoint: ...
 
-    async def publish(
-        self, event_type: EventType, *, data: dict[str, Any], now: datetime
-    ) -> int: ...
-
     async def send_test(self, endpoint_id: str, *, now: datetime) -> Delivery: ...
 
     async def deliveries(
@@ -121,11 +122,43 @@ class Webhooks(Protocol):
     ) -> str | None: ...
 
 
+class Outcomes(Protocol):
+    """Published events and the suppression list (storage/outcomes.py)."""
+
+    async def events(
+        self, query: EventFilter, *, limit: int, before: int | None
+    ) -> tuple[list[PublishedEvent], int | None]: ...
+
+    async def publish(self, type_: EventType, *, data: dict[str, Any], now: datetime) -> int: ...
+
+    async def suppressed(self, addresses: Sequence[str]) -> set[str]: ...
+
+    async def suppression(self, address: str) -> Suppression | None: ...
+
+    async def suppressions(
+        self,
+        *,
+        search: str | None = None,
+        reason: SuppressionReason | None = None,
+        limit: int,
+        after: str | None = None,
+    ) -> tuple[list[Suppression], str | None]: ...
+
+    async def suppress(self, entry: Suppression) -> Suppression: ...
+
+    async def unsuppress(self, address: str) -> bool: ...
+
+    async def unsubscribe(self, *, address: str, message_id: str, now: datetime) -> bool: ...
+
+
 class Store(Protocol):
     """The durable queue."""
 
     @property
     def templates(self) -> Templates: ...
+
+    @property
+    def outcomes(self) -> Outcomes: ...
 
     @property
     def webhooks(self) -> Webhooks: ...

@@ -26,9 +26,10 @@ from typing import Any
 from sqlalchemy import func, select, text, update
 
 from odiseo.domain.events import EventType
-from odiseo.domain.models import Event, PublishedEvent
+from odiseo.domain.models import PublishedEvent
 from odiseo.domain.webhooks import Attempt, Claimed, DeliveryStatus, Endpoint, Verdict, payload
 from odiseo.storage.database import Database, Row, Tx
+from odiseo.storage.outcomes import ABOUT, published
 from odiseo.storage.tables import (
     email_events,
     emails,
@@ -64,11 +65,12 @@ class DeliveryVerbs:
         """Turn up to `limit` marked events into deliveries; how many events it took."""
         async with self.db.write() as tx:
             marked = await tx.rows(
-                select(email_events)
+                select(email_events, *ABOUT)
+                .select_from(email_events.outerjoin(emails, emails.c.id == email_events.c.email_id))
                 .where(_MARKED)
                 .order_by(email_events.c.id)
                 .limit(limit)
-                .with_for_update(skip_locked=True)
+                .with_for_update(of=email_events, skip_locked=True)
             )
             if not marked:
                 return 0
@@ -77,18 +79,13 @@ class DeliveryVerbs:
                     webhook_endpoints.c.enabled.is_(True)
                 )
             )
-            rows = []
-            if endpoints:
-                messages = await _messages(tx, {e["email_id"] for e in marked if e["email_id"]})
-                for row in marked:
-                    if row["type"] is None:  # not a published event: nothing to send
-                        continue
-                    event = _published(row, messages.get(row["email_id"]))
-                    rows += [
-                        delivery_row(e["id"], event, now=now)
-                        for e in endpoints
-                        if not e["events"] or row["type"] in e["events"]
-                    ]
+            rows = [
+                delivery_row(e["id"], published(row), now=now)
+                for row in marked
+                if row["type"] is not None  # not a published event: nothing to send
+                for e in endpoints
+                if not e["events"] or row["type"] in e["events"]
+            ]
             if rows:
                 await tx.run(webhook_deliveries.insert(), rows)
             await tx.run(
@@ -249,50 +246,6 @@ def _attempt_row(delivery_id: int, attempt: Attempt) -> dict[str, Any]:
         "response": attempt.response,
         "error": attempt.error,
     }
-
-
-async def _messages(tx: Tx, email_ids: set[int]) -> dict[int, Row]:
-    if not email_ids:
-        return {}
-    rows = await tx.rows(
-        select(
-            emails.c.id,
-            emails.c.message_id,
-            emails.c.client_message_id,
-            emails.c.tags,
-            emails.c.meta,
-            emails.c.to_addrs,
-            emails.c.cc_addrs,
-            emails.c.bcc_addrs,
-        ).where(emails.c.id.in_(sorted(email_ids)))
-    )
-    return {r["id"]: r for r in rows}
-
-
-def _published(row: Row, message: Row | None) -> PublishedEvent:
-    """A marked event row, with what its message says about it."""
-    event = Event(
-        id=row["id"],
-        at=row["at"],
-        kind=row["kind"],
-        type=row["type"],
-        recipient=row["recipient"],
-        data=row["data"],
-        attempt=row["attempt"],
-        smtp_code=row["smtp_code"],
-        response=row["response"],
-    )
-    if message is None:
-        return PublishedEvent(event=event)
-    recipients = (*message["to_addrs"], *message["cc_addrs"], *message["bcc_addrs"])
-    return PublishedEvent(
-        event=event,
-        message_id=message["message_id"],
-        client_message_id=message["client_message_id"],
-        recipients=tuple(dict.fromkeys(recipients)),
-        tags=tuple(message["tags"]),
-        metadata=message["meta"],
-    )
 
 
 async def publish(

@@ -134,11 +134,6 @@ class WebhookStore(DeliveryVerbs):
 
     # -- events --------------------------------------------------------------------------
 
-    async def publish(self, event_type: EventType, *, data: dict[str, Any], now: datetime) -> int:
-        """Store a system event (no message), marked for the webhook fan-out; its id."""
-        async with self.db.write() as tx:
-            return await publish(tx, event_type, data=data, now=now)
-
     async def send_test(self, endpoint_id: str, *, now: datetime) -> Delivery:
         """A `webhook.test` event (in GET /events, not fanned out) and its one delivery, to
         this endpoint, due now. Raises NotFound."""
