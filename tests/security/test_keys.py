@@ -45,6 +45,11 @@ ROUTES: list[tuple[str, str, object, str]] = [
     ("POST", f"/emails/{UNKNOWN}/cancel", None, "admin"),
     ("PATCH", f"/emails/{UNKNOWN}", {"send_at": "2030-01-01T00:00:00Z"}, "admin"),
     ("POST", "/emails/retry", None, "admin"),
+    ("GET", "/events", None, "read"),
+    ("GET", "/suppressions", None, "read"),
+    ("GET", "/suppressions/nobody@example.com", None, "read"),
+    ("PUT", "/suppressions/somebody@example.com", {"reason": "manual"}, "admin"),
+    ("DELETE", "/suppressions/nobody@example.com", None, "admin"),
 ]
 KEY_SCOPES = {
     SEND_KEY: {"send"},

@@ -22,7 +22,8 @@ from odiseo.api.health import HealthCheck
 from odiseo.api.hosts import HostCheck, HostPolicy
 from odiseo.api.limits import RequestSizeLimit
 from odiseo.api.openapi import document_openapi
-from odiseo.api.routes import emails, system, templates
+from odiseo.api.outcome_schemas import SuppressionIn
+from odiseo.api.routes import emails, outcomes, system, templates
 from odiseo.api.schemas import BatchIn, EmailIn, RenderIn, RescheduleIn, TemplateIn
 from odiseo.api.wiring import build_provider, build_service, build_store, build_worker
 from odiseo.config import Settings
@@ -36,6 +37,7 @@ from odiseo.errors import (
     TooLarge,
 )
 from odiseo.metrics import Metrics
+from odiseo.outcomes import OutcomeService
 from odiseo.template_service import TemplateService
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
         app.state.settings = settings
         app.state.keys = keys
         app.state.metrics = Metrics()
+        app.state.outcomes = OutcomeService(store)
         app.state.templates = TemplateService(
             templates=store.templates, renderer=app.state.service.renderer
         )
@@ -92,12 +95,13 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
     app.include_router(emails.router)
     app.include_router(templates.router)
     app.include_router(system.router)
+    app.include_router(outcomes.router)
     _install_error_handlers(app)
     refuse_declared_bodies(app)
     document_openapi(
         app,
-        models=(EmailIn, BatchIn, TemplateIn, RenderIn, RescheduleIn),
-        routers=(emails.router, templates.router, system.router),
+        models=(EmailIn, BatchIn, TemplateIn, RenderIn, RescheduleIn, SuppressionIn),
+        routers=(emails.router, templates.router, system.router, outcomes.router),
     )
     return app
 
