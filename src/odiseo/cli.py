@@ -12,6 +12,7 @@ from pathlib import Path
 
 from odiseo import __version__
 from odiseo.config import ENVIRONMENT, Settings, load_settings
+from odiseo.domain.models import SuppressionReason
 from odiseo.errors import OdiseoError
 
 READS = {
@@ -48,6 +49,7 @@ READS = {
         "MAX_RENDERED_BYTES",
     ],
     "status": ["DATABASE_URL", "SCHEMA_NAME"],
+    "suppressions": ["DATABASE_URL", "SCHEMA_NAME"],
 }
 
 HELP = {
@@ -57,6 +59,7 @@ HELP = {
     "migrate": "create or upgrade the database schema",
     "send": "enqueue one email and print its message id",
     "status": "print the queue counts",
+    "suppressions": "list, add or remove suppressed addresses",
 }
 
 
@@ -85,7 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
             )
         if name == "send":
             _send_arguments(sub)
+        if name == "suppressions":
+            _suppression_arguments(sub)
     return parser
+
+
+def _suppression_arguments(sub: argparse.ArgumentParser) -> None:
+    actions = sub.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="print suppressed addresses, one per line")
+    listing.add_argument("--search", help="only addresses containing this")
+    listing.add_argument("--limit", type=int, default=1000, help="at most this many (1000)")
+    add = actions.add_parser("add", help="suppress an address (reason: manual by default)")
+    add.add_argument("address")
+    add.add_argument("--reason", choices=[r.value for r in SuppressionReason], default="manual")
+    add.add_argument("--detail", help="a note kept with it")
+    remove = actions.add_parser("remove", help="send to an address again")
+    remove.add_argument("address")
 
 
 def _send_arguments(sub: argparse.ArgumentParser) -> None:
@@ -233,6 +251,46 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suppressions(settings: Settings, args: argparse.Namespace) -> int:
+    from pydantic import TypeAdapter, ValidationError
+
+    from odiseo.api.schemas import Address
+    from odiseo.api.wiring import build_store
+    from odiseo.outcomes import OutcomeService
+
+    if args.action == "add":
+        try:
+            args.address = TypeAdapter(Address).validate_python(args.address)
+        except ValidationError:
+            raise OdiseoError(f"{args.address!r} is not an email address") from None
+
+    async def act() -> list[str]:
+        store = build_store(settings)
+        try:
+            await store.migrate()
+            outcomes = OutcomeService(store)
+            if args.action == "list":
+                page, _ = await outcomes.suppressions(
+                    search=args.search, reason=None, limit=args.limit, after=None
+                )
+                return [f"{s.address}\t{s.reason}\t{s.created_at.isoformat()}" for s in page]
+            if args.action == "add":
+                reason = SuppressionReason(args.reason)
+                now = datetime.now(UTC)
+                entry = await outcomes.suppress(
+                    args.address, reason=reason, detail=args.detail, now=now
+                )
+                return [f"suppressed {entry.address} ({entry.reason})"]
+            await outcomes.unsuppress(args.address)
+            return [f"removed {args.address.strip().lower()}"]
+        finally:
+            await store.close()
+
+    for line in asyncio.run(act()):
+        print(line)
+    return 0
+
+
 COMMANDS = {
     "api": cmd_api,
     "worker": cmd_worker,
@@ -240,4 +298,5 @@ COMMANDS = {
     "migrate": cmd_migrate,
     "send": cmd_send,
     "status": cmd_status,
+    "suppressions": cmd_suppressions,
 }

@@ -62,6 +62,7 @@ class BatchItem:
     message_id: str | None = None
     created: bool = False
     error: str | None = None
+    suppressed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,6 +114,7 @@ class Submitted:
 
     message_id: str
     created: bool
+    suppressed: tuple[str, ...] = ()  # recipients on the suppression list: skipped
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -266,7 +268,9 @@ class EmailService:
                 len(item.email.recipients),
                 extra={"message_id": result.message_id},
             )
-        return Submitted(message_id=result.message_id, created=result.created)
+        return Submitted(
+            message_id=result.message_id, created=result.created, suppressed=result.suppressed
+        )
 
     async def submit_batch(
         self, requests: list[EmailRequest | str], *, atomic: bool, now: datetime, scope: str = ""
@@ -299,7 +303,12 @@ class EmailService:
                 results.append(BatchItem(index=index, message_id=outcome.message_id, error=error))
             else:
                 results.append(
-                    BatchItem(index=index, message_id=outcome.message_id, created=outcome.created)
+                    BatchItem(
+                        index=index,
+                        message_id=outcome.message_id,
+                        created=outcome.created,
+                        suppressed=outcome.suppressed,
+                    )
                 )
         log.info(
             "batch: %d stored, %d refused",

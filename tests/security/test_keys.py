@@ -55,6 +55,11 @@ ROUTES: list[tuple[str, str, object, str]] = [
     ("GET", "/webhooks/wh_nope/deliveries", None, "admin"),
     ("POST", "/webhooks/wh_nope/deliveries/1/replay", None, "admin"),
     ("POST", "/webhooks/wh_nope/replay", {"since": "2026-01-01T00:00:00Z"}, "admin"),
+    ("GET", "/events", None, "read"),
+    ("GET", "/suppressions", None, "read"),
+    ("GET", "/suppressions/nobody@example.com", None, "read"),
+    ("PUT", "/suppressions/somebody@example.com", {"reason": "manual"}, "admin"),
+    ("DELETE", "/suppressions/nobody@example.com", None, "admin"),
 ]
 KEY_SCOPES = {
     SEND_KEY: {"send"},

@@ -22,7 +22,8 @@ from odiseo.api.health import HealthCheck
 from odiseo.api.hosts import HostCheck, HostPolicy
 from odiseo.api.limits import RequestSizeLimit
 from odiseo.api.openapi import document_openapi
-from odiseo.api.routes import emails, system, templates, webhooks
+from odiseo.api.outcome_schemas import SuppressionIn
+from odiseo.api.routes import emails, outcomes, system, templates, webhooks
 from odiseo.api.schemas import BatchIn, EmailIn, RenderIn, RescheduleIn, TemplateIn
 from odiseo.api.webhook_schemas import ReplayIn, WebhookIn, WebhookPatch
 from odiseo.api.wiring import (
@@ -45,6 +46,7 @@ from odiseo.errors import (
     WebhookRefused,
 )
 from odiseo.metrics import Metrics
+from odiseo.outcomes import OutcomeService
 from odiseo.template_service import TemplateService
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
         app.state.settings = settings
         app.state.keys = keys
         app.state.metrics = Metrics()
+        app.state.outcomes = OutcomeService(store)
         app.state.templates = TemplateService(
             templates=store.templates, renderer=app.state.service.renderer
         )
@@ -107,6 +110,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
     app.include_router(emails.router)
     app.include_router(templates.router)
     app.include_router(system.router)
+    app.include_router(outcomes.router)
     app.include_router(webhooks.router)
     _install_error_handlers(app)
     refuse_declared_bodies(app)
@@ -121,8 +125,9 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
             WebhookIn,
             WebhookPatch,
             ReplayIn,
+            SuppressionIn,
         ),
-        routers=(emails.router, templates.router, system.router, webhooks.router),
+        routers=(emails.router, templates.router, system.router, outcomes.router, webhooks.router),
     )
     return app
 

@@ -347,6 +347,9 @@ class Accepted(BaseModel):
     detail: str
     timestamp: datetime
     duplicate: bool = False
+    suppressed: list[str] = Field(
+        default=[], description="recipients on the suppression list: they will be skipped"
+    )
 
 
 class QueueStatus(BaseModel):
@@ -408,6 +411,9 @@ class BatchItemOut(BaseModel):
     status: str = Field(description="accepted, duplicate or error")
     message_id: str | None = None
     detail: str | None = None
+    suppressed: list[str] = Field(
+        default=[], description="recipients on the suppression list: they will be skipped"
+    )
 
 
 class BatchOut(BaseModel):
@@ -497,6 +503,9 @@ class EventOut(BaseModel):
 
     at: datetime
     kind: str
+    type: str | None = Field(description="the published event type, if this entry is one")
+    recipient: str | None
+    data: dict[str, Any] | None
     attempt: int | None
     smtp_code: int | None
     response: str | None

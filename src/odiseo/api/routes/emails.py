@@ -16,6 +16,7 @@ from odiseo.api.body import parse_json
 from odiseo.api.deps import ServiceDep
 from odiseo.api.errors import describe_errors
 from odiseo.api.openapi import request_body
+from odiseo.api.routes import aware
 from odiseo.api.schemas import (
     Accepted,
     AttachmentOut,
@@ -29,7 +30,6 @@ from odiseo.api.schemas import (
     Problem,
     Requeued,
     RescheduleIn,
-    utc,
 )
 from odiseo.domain.models import EmailFilter, QueuedEmail, Status
 from odiseo.service import EmailRequest, EmailService, decode_cursor, encode_cursor
@@ -99,7 +99,10 @@ async def send_email(request: Request) -> Response:
     submitted = await service.submit(email.to_request(), now=now, scope=idempotency_scope(request))
     if submitted.created:
         answer = Accepted(
-            message_id=submitted.message_id, detail="Email stored in queue", timestamp=now
+            message_id=submitted.message_id,
+            detail="Email stored in queue",
+            timestamp=now,
+            suppressed=list(submitted.suppressed),
         )
         return _json(answer, status.HTTP_202_ACCEPTED)
     answer = Accepted(
@@ -166,6 +169,7 @@ async def send_batch(request: Request) -> Response:
             "status": "error" if r.error else ("accepted" if r.created else "duplicate"),
             "message_id": r.message_id,
             "detail": r.error or (None if r.created else "already stored under client_message_id"),
+            "suppressed": r.suppressed,
         }
         for r in results
     ]
@@ -207,8 +211,8 @@ async def list_emails(
         status=status_filter,
         tag=tag,
         recipient=recipient,
-        created_after=_aware(created_after),
-        created_before=_aware(created_before),
+        created_after=aware(created_after),
+        created_before=aware(created_before),
     )
     page, next_id = await service.search(query, limit=limit, before=before)
     return EmailPage(
@@ -229,7 +233,7 @@ async def retry_failed(
     created_after: Annotated[datetime | None, Query()] = None,
 ) -> Requeued:
     """Queue every failed message again (optionally only those created after a time)."""
-    count = await service.retry_failed(now=datetime.now(UTC), created_after=_aware(created_after))
+    count = await service.retry_failed(now=datetime.now(UTC), created_after=aware(created_after))
     return Requeued(requeued=count, status=status_filter)
 
 
@@ -277,15 +281,6 @@ async def retry_email(message_id: MessageId, service: ServiceDep) -> EmailOut:
 async def cancel_email(message_id: MessageId, service: ServiceDep) -> EmailOut:
     """Cancel a message that is still pending or scheduled (409 once it is being sent)."""
     return _email_out(await service.cancel(message_id, now=datetime.now(UTC)))
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    try:
-        return utc(moment)
-    except ValueError as exc:
-        raise HTTPException(422, f"time {exc}") from None
 
 
 def _summary(message: QueuedEmail) -> dict[str, object]:
