@@ -1,28 +1,40 @@
-"""Feature harness: the real app over httpx, a worker over the same store, a real SMTP server.
+"""The app harness: the real app (lifespan running) on the test's database, reached over httpx.
 
-Every test here goes POST → deliver() → parse what the aiosmtpd server received,
-on SQLite and on PostgreSQL (the `database_url` fixture of tests/conftest.py).
-Tests change settings by parametrising `settings_overrides`.
+Every in-process app test builds its app here, whatever its folder:
 
-Two things keep the folder fast without changing what is exercised:
+- `make_settings(**overrides)`: Settings on this test's database (`database_url`, so both
+  engines), the outbox provider, the template files of TEMPLATES, then the folder's
+  `settings_defaults` (tests/security/conftest.py gives every app there its API keys), then
+  `overrides`. Hermetic: no ./.env from the working directory.
+- `settings`: `make_settings(**settings_overrides)`; parametrise `settings_overrides` to
+  change fields for one test.
+- `start_client(settings)`: start an app and a client on it; everything started is stopped
+  after the test. `client` is one started on `settings`.
+- `features`: a `Harness` whose app delivers by SMTP to the recording aiosmtpd server
+  (`smtp_server`), and a worker over the app's store (`deliver()`), so a test goes
+  POST → deliver() → parse what the server received.
 
-- A SQLite database is seeded with a copy of one migrated by the real migrations once
-  per session; the app's lifespan still runs `migrate()` on it (a no-op at head).
+Two things keep app tests fast without changing what is exercised:
+
+- A SQLite database is seeded with a copy of one migrated by the real migrations once per
+  session (only when the test has not made the file itself); the app's lifespan still runs
+  `migrate()` on it (a no-op at head). The migrations from scratch run in tests/store/.
 - TLS is off towards the test SMTP server, yet every SmtpProvider builds a default SSL
-  context, which loads the system CA bundle (~0.1 s each, several per test). The
-  `features` fixture points SSL_CERT_FILE/SSL_CERT_DIR at nothing for the test's duration.
+  context, which loads the system CA bundle (several per test). `features` points
+  SSL_CERT_FILE/SSL_CERT_DIR at nothing for the test's duration.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -34,15 +46,67 @@ from odiseo.config import Settings
 from odiseo.storage.sqlite import SqliteStore
 from tests.support.smtp import Received, SmtpServer
 
+BASE_URL = "http://odiseo"  # the Host the apps allow (api_allowed_hosts): the check stays on
 FROM_DEFAULT = "noreply@odiseo.io"
+
+SEND_KEY = "sendkey-0123456789abcdef"
+READ_KEY = "readkey-0123456789abcdef"
+ADMIN_KEY = "adminkey-0123456789abcd"
+ALL_KEY = "allkey-0123456789abcdefgh"
+API_KEYS = f"{SEND_KEY}:send,{READ_KEY}:read,{ADMIN_KEY}:admin,{ALL_KEY}"
+SECRETS = (SEND_KEY, READ_KEY, ADMIN_KEY, ALL_KEY)
+
+# The file templates every app's TEMPLATES_DIR holds (id -> (html, subject)).
+TEMPLATES = {
+    "order": ("<p>Order {{ number }} for {{ name }}</p>", "Your order {{ number }}"),
+    "shadowed": ("<p>FILE version for {{ name }}</p>", "From the file"),
+}
+
+
+def write_templates(directory: Path) -> Path:
+    """`directory` (made if needed) holding the file templates of TEMPLATES."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, (html, subject) in TEMPLATES.items():
+        (directory / f"{name}.html").write_text(html)
+        (directory / f"{name}.subject.txt").write_text(subject)
+    return directory
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def email(**fields: Any) -> dict[str, Any]:
+    """A valid POST /emails body, with `fields` replacing or adding to it."""
+    return {"to": ["to@example.com"], "subject": "Hello", "body": "<p>Hi</p>", **fields}
+
+
+def raw_header(data: bytes, name: str) -> str:
+    """One header exactly as it was on the wire (unfolded); it must be 7-bit."""
+    head = data.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    lines = head.replace("\r\n ", " ").replace("\r\n\t", " ").split("\r\n")
+    prefix = f"{name.lower()}:"
+    found = [line.split(":", 1)[1].strip() for line in lines if line.lower().startswith(prefix)]
+    assert len(found) == 1, (name, found)
+    return found[0]
+
+
+class SettingsFactory(Protocol):
+    def __call__(self, **overrides: Any) -> Settings: ...
+
+
+class ClientFactory(Protocol):
+    def __call__(
+        self, settings: Settings, *, raise_app_exceptions: bool = ..., with_worker: bool = ...
+    ) -> Awaitable[httpx.AsyncClient]: ...
+
+
 @dataclass
-class Features:
+class Harness:
     """The running app, its HTTP client, and the SMTP server it delivers to."""
 
     app: FastAPI
@@ -89,15 +153,27 @@ class Features:
 
 
 @pytest.fixture
+def settings_defaults() -> dict[str, Any]:
+    """Settings fields of every app in a folder; a folder's conftest.py may override this."""
+    return {"allowed_senders": "billing@odiseo.io,@acme.example"}
+
+
+@pytest.fixture
 def settings_overrides() -> dict[str, Any]:
     """Extra Settings fields; parametrise this fixture to change them for one test."""
     return {}
 
 
+@pytest.fixture
+def raise_app_exceptions() -> bool:
+    """Whether `client` raises an app's exception (True) or answers it as a 500."""
+    return True
+
+
 @pytest.fixture(scope="session")
 def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite file brought to the newest schema by the real migrations, to copy from."""
-    path = tmp_path_factory.mktemp("features-template") / "migrated.db"
+    path = tmp_path_factory.mktemp("migrated") / "migrated.db"
 
     async def migrate() -> None:
         store = SqliteStore(path)
@@ -111,65 +187,98 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def features_settings(
+def make_settings(
     database_url: tuple[str, str],
+    tmp_path: Path,
+    settings_defaults: dict[str, Any],
+    migrated_sqlite: Path,
+) -> SettingsFactory:
+    """Settings on this test's database: see the module docstring for what they hold."""
+    url, schema = database_url
+    templates = write_templates(tmp_path / "templates")
+
+    def make(**overrides: Any) -> Settings:
+        if url.startswith("sqlite:///"):
+            target = Path(url.removeprefix("sqlite:///"))
+            if not target.exists():
+                shutil.copyfile(migrated_sqlite, target)
+        values: dict[str, Any] = {
+            "database_url": url,
+            "schema_name": schema,
+            "email_provider": "outbox",
+            "outbox_dir": tmp_path / "outbox",
+            "templates_dir": templates,
+            "log_to_file": False,
+            "api_allowed_hosts": "odiseo",
+            **settings_defaults,
+            **overrides,
+        }
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory, settings_overrides: dict[str, Any]) -> Settings:
+    return make_settings(**settings_overrides)
+
+
+@contextlib.asynccontextmanager
+async def running_app(
+    settings: Settings, *, raise_app_exceptions: bool = True, with_worker: bool = False
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The app built from `settings` with its lifespan entered, and a client on it."""
+    app = create_app(settings, with_worker=with_worker)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+            yield app, http
+
+
+@pytest.fixture
+async def start_client() -> AsyncIterator[ClientFactory]:
+    """Start apps (lifespan entered) and clients on them; all stopped after the test."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(
+            settings: Settings, *, raise_app_exceptions: bool = True, with_worker: bool = False
+        ) -> httpx.AsyncClient:
+            started = running_app(
+                settings, raise_app_exceptions=raise_app_exceptions, with_worker=with_worker
+            )
+            _app, http = await stack.enter_async_context(started)
+            return http
+
+        yield start
+
+
+@pytest.fixture
+async def client(
+    settings: Settings, start_client: ClientFactory, raise_app_exceptions: bool
+) -> httpx.AsyncClient:
+    """A client on an app built from `settings`."""
+    return await start_client(settings, raise_app_exceptions=raise_app_exceptions)
+
+
+@pytest.fixture
+async def features(
+    make_settings: SettingsFactory,
+    settings_overrides: dict[str, Any],
     smtp_server: SmtpServer,
     tmp_path: Path,
-    settings_overrides: dict[str, Any],
-    migrated_sqlite: Path,
-) -> Settings:
-    url, schema = database_url
-    if url.startswith("sqlite:///"):
-        target = Path(url.removeprefix("sqlite:///"))
-        assert not target.exists()
-        shutil.copyfile(migrated_sqlite, target)
-    templates = tmp_path / "templates"
-    templates.mkdir()
-    (templates / "order.html").write_text("<p>Order {{ number }} for {{ name }}</p>")
-    (templates / "order.subject.txt").write_text("Your order {{ number }}")
-    (templates / "shadowed.html").write_text("<p>FILE version for {{ name }}</p>")
-    (templates / "shadowed.subject.txt").write_text("From the file")
-    fields: dict[str, Any] = {
-        "database_url": url,
-        "schema_name": schema,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Harness]:
+    """The app delivering by SMTP to `smtp_server`; see the module docstring."""
+    missing = str(tmp_path / "no-ca-bundle")
+    monkeypatch.setenv("SSL_CERT_FILE", missing)
+    monkeypatch.setenv("SSL_CERT_DIR", missing)
+    smtp = {
         "email_provider": "smtp",
         "smtp_host": "127.0.0.1",
         "smtp_port": smtp_server.port,
         "smtp_use_tls": False,
         "smtp_timeout_seconds": 5.0,
-        "log_to_file": False,
-        "allowed_senders": "billing@odiseo.io,@acme.example",
-        "templates_dir": templates,
-        "api_allowed_hosts": "odiseo",  # the client's base_url; the Host check stays on
-        **settings_overrides,
     }
-    return Settings(_env_file=None, **fields)  # hermetic: no ./.env from the working directory
-
-
-@pytest.fixture
-async def features(
-    features_settings: Settings, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Features]:
-    missing = str(features_settings.templates_dir.parent / "no-ca-bundle")
-    monkeypatch.setenv("SSL_CERT_FILE", missing)
-    monkeypatch.setenv("SSL_CERT_DIR", missing)
-    app = create_app(features_settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://odiseo") as http:
-            yield Features(app=app, client=http, settings=features_settings, smtp=smtp_server)
-
-
-def email(**fields: Any) -> dict[str, Any]:
-    """A valid POST /emails body, with `fields` replacing or adding to it."""
-    return {"to": ["to@example.com"], "subject": "Hello", "body": "<p>Hi</p>", **fields}
-
-
-def raw_header(data: bytes, name: str) -> str:
-    """One header exactly as it was on the wire (unfolded); it must be 7-bit."""
-    head = data.split(b"\r\n\r\n", 1)[0].decode("ascii")
-    lines = head.replace("\r\n ", " ").replace("\r\n\t", " ").split("\r\n")
-    prefix = f"{name.lower()}:"
-    found = [line.split(":", 1)[1].strip() for line in lines if line.lower().startswith(prefix)]
-    assert len(found) == 1, (name, found)
-    return found[0]
+    settings = make_settings(**{**smtp, **settings_overrides})
+    async with running_app(settings) as (app, http):
+        yield Harness(app=app, client=http, settings=settings, smtp=smtp_server)
