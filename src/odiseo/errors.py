@@ -6,6 +6,8 @@ says something useful.
 
 from __future__ import annotations
 
+from odiseo.domain.models import Refusal
+
 
 class OdiseoError(Exception):
     """Odiseo failed."""
@@ -73,11 +75,13 @@ class DeliveryFailure(OdiseoError):
         code: int | None = None,
         retry_after: float | None = None,
         reason: str = "other",
+        refusals: tuple[Refusal, ...] = (),
     ) -> None:
         super().__init__(message)
         self.code = code
         self.retry_after = retry_after
         self.reason = reason  # a short label for metrics: smtp_4xx, connection, timeout…
+        self.refusals = refusals  # when every recipient was refused at RCPT: each refusal
 
 
 class TransientFailure(DeliveryFailure):

@@ -38,6 +38,11 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.suppressed = Counter(
+            "odiseo_emails_suppressed",
+            "Messages that ended untried: every recipient on the suppression list.",
+            registry=self.registry,
+        )
         self.delivery_latency = Histogram(
             "odiseo_delivery_latency_seconds",
             "From enqueue to accepted by the provider.",

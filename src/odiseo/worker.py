@@ -140,13 +140,18 @@ class Worker:
                 f"expired: not sent by {message.expires_at.isoformat()}", reason="expired"
             )
             return self._failed(message, expired, started=started)
+        recipients = _unsuppressed(message)
+        if not recipients:
+            if prepared is not None:
+                _discard(prepared)
+            return self._suppressed(message, started=started)
         try:
             data = await (prepared or self.prepare(message, date=started))
             with self.metrics.provider_call.time():
                 receipt = await self.provider.deliver(
                     data,
                     sender=message.email.from_email,
-                    recipients=message.email.recipients,
+                    recipients=recipients,
                     message_id=message.message_id,
                 )
         except DeliveryFailure as failure:
@@ -162,12 +167,34 @@ class Worker:
         log.info("sent: %s", _receipt_text(receipt), extra={**extra, "status": "sent"})
         return AttemptResult(
             email_id=message.id,
+            message_id=message.message_id,
             attempt=message.attempts,
             outcome=Outcome.SENT,
             started_at=started,
             finished_at=finished,
             smtp_code=receipt.code,
             response=_receipt_text(receipt),
+            accepted=_accepted(recipients, receipt),
+            refused=receipt.refused,
+            suppressed=message.suppressed,
+        )
+
+    def _suppressed(self, message: QueuedEmail, *, started: datetime) -> AttemptResult:
+        """Every recipient is on the suppression list: the message ends, untried."""
+        log.info(
+            "suppressed: every recipient is on the suppression list",
+            extra={"message_id": message.message_id, "status": Outcome.SUPPRESSED.value},
+        )
+        self.metrics.suppressed.inc()
+        return AttemptResult(
+            email_id=message.id,
+            message_id=message.message_id,
+            attempt=message.attempts,
+            outcome=Outcome.SUPPRESSED,
+            started_at=started,
+            finished_at=self.clock(),
+            response="every recipient is on the suppression list",
+            suppressed=message.suppressed,
         )
 
     async def prepare(self, message: QueuedEmail, *, date: datetime) -> bytes:
@@ -207,6 +234,7 @@ class Worker:
         )
         return AttemptResult(
             email_id=message.id,
+            message_id=message.message_id,
             attempt=message.attempts,
             outcome=outcome,
             started_at=started,
@@ -214,6 +242,8 @@ class Worker:
             next_attempt_at=retry_at,
             smtp_code=failure.code,
             response=reason,
+            refused=failure.refusals,
+            suppressed=message.suppressed,
         )
 
 
@@ -481,9 +511,22 @@ def _discard(task: asyncio.Future[bytes]) -> None:
         task.exception()
 
 
+def _unsuppressed(message: QueuedEmail) -> tuple[str, ...]:
+    """The recipients to try: all but those on the suppression list when claimed."""
+    if not message.suppressed:
+        return message.email.recipients
+    skipped = set(message.suppressed)
+    return tuple(r for r in message.email.recipients if r not in skipped)
+
+
+def _accepted(recipients: tuple[str, ...], receipt: Receipt) -> tuple[str, ...]:
+    refused = {r.recipient for r in receipt.refused}
+    return tuple(r for r in recipients if r not in refused)
+
+
 def _receipt_text(receipt: Receipt) -> str:
     text = f"{receipt.code} {receipt.response}" if receipt.code else receipt.response
     if receipt.refused:
-        refused = "; ".join(f"{addr}: {reply}" for addr, reply in receipt.refused.items())
+        refused = "; ".join(f"{r.recipient}: {r.response}" for r in receipt.refused)
         text += f" (refused: {refused})"
     return text

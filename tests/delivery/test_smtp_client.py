@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
+from odiseo.domain.models import Refusal
 from odiseo.errors import PermanentFailure, TransientFailure
 from odiseo.providers.smtp._client import (
     AuthError,
@@ -153,7 +154,7 @@ async def test_envelope_goes_in_one_write_when_the_server_pipelines(fake: Any) -
 
     result = await client.send(MESSAGE, sender="a@odiseo.test", recipients=["b@x.test", "c@x.test"])
 
-    assert result.code == 250 and result.refused == {}
+    assert result.code == 250 and result.refused == ()
     mail_at = server.commands().index("MAIL FROM:<a@odiseo.test>")
     assert server.commands()[mail_at : mail_at + 4] == [
         "MAIL FROM:<a@odiseo.test>",
@@ -181,7 +182,7 @@ async def test_some_recipients_refused_in_a_pipeline_is_a_result(fake: Any) -> N
 
     result = await client.send(MESSAGE, sender="a@odiseo.test", recipients=["x@x.test", "y@x.test"])
 
-    assert result.refused == {"x@x.test": "550 5.1.1 gone"}
+    assert [tuple(r) for r in result.refused] == [("x@x.test", 550, "5.1.1 gone")]
     assert server.bodies == [MESSAGE]
 
 
@@ -604,7 +605,14 @@ async def test_provider_over_pipelining_refusals_keep_the_connection(smtp: SmtpH
         )
 
     assert provider._client is not None and provider._client.extensions.get("PIPELINING") == ""
-    assert receipt.refused == {"gone@example.com": "550 5.1.1 No such user"}
+    assert receipt.refused == (
+        Refusal(
+            recipient="gone@example.com",
+            code=550,
+            response="550 5.1.1 No such user",
+            permanent=True,
+        ),
+    )
     assert raised.value.reason == "recipients_refused"
     assert (deferred.value.code, deferred.value.retry_after) == (451, 120)
     assert [r.recipients for r in server.received] == [["ok@example.com"]]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from odiseo.domain.models import OutgoingEmail
+from odiseo.domain.models import OutgoingEmail, Refusal
 from odiseo.errors import DeliveryFailure, PermanentFailure, TransientFailure
 from tests.support.factories import new_email
 from tests.support.smtp import SmtpServer, free_port
@@ -45,7 +45,7 @@ async def test_delivers_message_with_envelope_headers_and_both_parts(smtp: SmtpH
     receipt = await deliver(provider, email)
 
     assert receipt.code == 250
-    assert receipt.refused == {}
+    assert receipt.refused == ()
     assert "Message accepted" in receipt.response
     (got,) = server.received
     assert got.sender == SENDER
@@ -260,7 +260,14 @@ async def test_some_recipients_refused_still_delivers_to_the_rest(smtp: SmtpHarn
     receipt = await deliver(provider, an_email(to="ok@example.com", cc=("gone@example.com",)))
 
     assert receipt.code == 250
-    assert receipt.refused == {"gone@example.com": "550 5.1.1 No such user"}
+    assert receipt.refused == (
+        Refusal(
+            recipient="gone@example.com",
+            code=550,
+            response="550 5.1.1 No such user",
+            permanent=True,
+        ),
+    )
     (got,) = server.received
     assert got.recipients == ["ok@example.com"]
 

@@ -28,7 +28,15 @@ from tests.support.app import (
     auth,
 )
 
-ZERO = {"pending": 0, "scheduled": 0, "processing": 0, "sent": 0, "failed": 0, "cancelled": 0}
+ZERO = {
+    "pending": 0,
+    "scheduled": 0,
+    "processing": 0,
+    "sent": 0,
+    "failed": 0,
+    "cancelled": 0,
+    "suppressed": 0,
+}
 BASE = '{"to": ["user@example.com"], "subject": "s", "body": "b"'  # add fields, then "}"
 UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
 

@@ -13,7 +13,15 @@ from odiseo.api.hosts import HostPolicy
 from tests.security.conftest import EMAIL, eventually, queue_counts
 from tests.support.app import READ_KEY, ClientFactory, SettingsFactory, auth
 
-ZERO = {"pending": 0, "scheduled": 0, "processing": 0, "sent": 0, "failed": 0, "cancelled": 0}
+ZERO = {
+    "pending": 0,
+    "scheduled": 0,
+    "processing": 0,
+    "sent": 0,
+    "failed": 0,
+    "cancelled": 0,
+    "suppressed": 0,
+}
 JSON_TEXT = b'{"to": ["user@example.com"], "subject": "from a web page", "body": "<p>hi</p>"}'
 
 

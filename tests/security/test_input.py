@@ -19,7 +19,15 @@ from tests.security.conftest import EMAIL, eventually, queue_counts
 from tests.support.app import ALL_KEY, ClientFactory, SettingsFactory, auth
 
 KEY = auth(ALL_KEY)
-ZERO = {"pending": 0, "scheduled": 0, "processing": 0, "sent": 0, "failed": 0, "cancelled": 0}
+ZERO = {
+    "pending": 0,
+    "scheduled": 0,
+    "processing": 0,
+    "sent": 0,
+    "failed": 0,
+    "cancelled": 0,
+    "suppressed": 0,
+}
 ATTACHMENT = {"filename": "a.txt", "content": base64.b64encode(b"hello").decode()}
 
 

@@ -204,6 +204,7 @@ async def test_counts_cover_every_status(store: Store) -> None:
         Status.SENT: 0,
         Status.FAILED: 0,
         Status.CANCELLED: 0,
+        Status.SUPPRESSED: 0,
     }
 
 

@@ -27,13 +27,14 @@ def outgoing(**changes: Any) -> OutgoingEmail:
 
 def new_email(
     *,
-    to: str = "user@example.com",
+    to: str | tuple[str, ...] = "user@example.com",
     subject: str = "Hello",
     priority: int = 5,
     max_retries: int = 3,
     send_at: datetime | None = None,
     client_message_id: str | None = None,
     payload_hash: str | None = None,
+    tags: tuple[str, ...] = (),
     **email_fields: Any,
 ) -> NewEmail:
     message_id = str(uuid.uuid4())
@@ -42,7 +43,7 @@ def new_email(
         "rfc_message_id": f"<{message_id}@odiseo.test>",
         "from_email": "noreply@odiseo.test",
         "from_name": "Odiseo",
-        "to": (to,),
+        "to": (to,) if isinstance(to, str) else to,
         "subject": subject,
         "html": "<p>Hi</p>",
         "text": None,
@@ -55,4 +56,5 @@ def new_email(
         send_at=send_at,
         client_message_id=client_message_id,
         payload_hash=payload_hash,
+        tags=tags,
     )

@@ -356,6 +356,7 @@ class QueueStatus(BaseModel):
     sent: int
     failed: int
     cancelled: int
+    suppressed: int
     oldest_pending_seconds: float
     timestamp: datetime
 

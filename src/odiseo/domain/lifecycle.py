@@ -13,11 +13,19 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.PENDING: frozenset({Status.PROCESSING, Status.CANCELLED, Status.SCHEDULED}),
     Status.SCHEDULED: frozenset({Status.PROCESSING, Status.CANCELLED, Status.PENDING}),
     Status.PROCESSING: frozenset(
-        {Status.SENT, Status.SCHEDULED, Status.FAILED, Status.PENDING, Status.PROCESSING}
+        {
+            Status.SENT,
+            Status.SCHEDULED,
+            Status.FAILED,
+            Status.PENDING,
+            Status.PROCESSING,
+            Status.SUPPRESSED,
+        }
     ),
     Status.SENT: frozenset(),
     Status.FAILED: frozenset({Status.PENDING}),
     Status.CANCELLED: frozenset(),
+    Status.SUPPRESSED: frozenset(),
 }
 
 # What a claim may take: waiting messages, and processing ones whose lease ran out
@@ -30,6 +38,7 @@ AFTER_ATTEMPT = {
     Outcome.SENT: Status.SENT,
     Outcome.RETRY: Status.SCHEDULED,
     Outcome.FAILED: Status.FAILED,
+    Outcome.SUPPRESSED: Status.SUPPRESSED,
 }
 FINISHED = frozenset(status for status, onward in TRANSITIONS.items() if not onward)
 

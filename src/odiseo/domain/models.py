@@ -17,6 +17,7 @@ class Status(enum.StrEnum):
     SENT = "sent"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    SUPPRESSED = "suppressed"  # every recipient is on the suppression list: never tried
 
 
 class FailureKind(enum.StrEnum):
@@ -59,6 +60,35 @@ class Outcome(enum.StrEnum):
     SENT = "sent"
     RETRY = "retry"
     FAILED = "failed"
+    SUPPRESSED = "suppressed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Refusal:
+    """A recipient the relay refused at RCPT, with its reply."""
+
+    recipient: str
+    code: int
+    response: str
+    permanent: bool
+
+
+class SuppressionReason(enum.StrEnum):
+    HARD_BOUNCE = "hard_bounce"
+    COMPLAINT = "complaint"
+    MANUAL = "manual"
+    UNSUBSCRIBE = "unsubscribe"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Suppression:
+    """An address Odiseo no longer sends to, and why."""
+
+    address: str
+    reason: SuppressionReason
+    created_at: datetime
+    message_id: str | None = None  # the message that caused it, if one did
+    detail: str | None = None  # the SMTP reply or the operator's note
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,15 +145,46 @@ class NewEmail:
 
 @dataclass(frozen=True, kw_only=True)
 class Event:
-    """One entry of a message's history: a delivery attempt and its result."""
+    """One entry of a message's history; with a `type` it is also a published event
+    (domain/events.py), which GET /events lists and webhooks deliver."""
 
     at: datetime
     kind: str
+    id: int = 0
+    type: str | None = None
+    recipient: str | None = None
+    data: dict[str, Any] | None = None
     attempt: int | None = None
     smtp_code: int | None = None
     response: str | None = None
+    accepted: tuple[str, ...] = ()  # recipients the relay took
+    refused: tuple[Refusal, ...] = ()  # recipients the relay refused at RCPT
+    suppressed: tuple[str, ...] = ()  # recipients skipped: on the suppression list
     duration_ms: int | None = None
     worker: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishedEvent:
+    """A typed event with what it is about, as GET /events and webhooks show it."""
+
+    event: Event
+    message_id: str | None = None
+    client_message_id: str | None = None
+    recipients: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventFilter:
+    """What GET /events narrows the list to; every field is optional."""
+
+    type: str | None = None
+    message_id: str | None = None
+    recipient: str | None = None
+    after: datetime | None = None
+    before: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,6 +211,7 @@ class QueuedEmail:
     tags: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
     events: tuple[Event, ...] = ()
+    suppressed: tuple[str, ...] = ()  # recipients on the suppression list when claimed
 
     @property
     def message_id(self) -> str:
@@ -163,8 +225,12 @@ class AttemptResult:
     email_id: int
     attempt: int
     outcome: Outcome
+    message_id: str | None = None
     started_at: datetime
     finished_at: datetime
     next_attempt_at: datetime | None = None
     smtp_code: int | None = None
     response: str | None = None
+    accepted: tuple[str, ...] = ()  # recipients the relay took
+    refused: tuple[Refusal, ...] = ()  # recipients the relay refused at RCPT
+    suppressed: tuple[str, ...] = ()  # recipients skipped: on the suppression list

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
+
+from odiseo.domain.models import Refusal
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -13,7 +15,7 @@ class Receipt:
 
     code: int | None
     response: str
-    refused: dict[str, str] = field(default_factory=dict)
+    refused: tuple[Refusal, ...] = ()  # recipients refused at RCPT while others were taken
 
 
 class Provider(Protocol):

@@ -12,13 +12,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from odiseo.domain.events import EventType
 from odiseo.domain.models import (
     AttemptResult,
     EmailFilter,
+    EventFilter,
     NewEmail,
+    PublishedEvent,
     QueuedEmail,
     Status,
     StoredTemplate,
+    Suppression,
+    SuppressionReason,
 )
 
 
@@ -29,6 +34,7 @@ class Enqueued:
     message_id: str
     created: bool
     same_payload: bool = True
+    suppressed: tuple[str, ...] = ()  # recipients on the suppression list: they are skipped
 
 
 class Templates(Protocol):
@@ -50,11 +56,43 @@ class Templates(Protocol):
     async def delete(self, template_id: str) -> bool: ...
 
 
+class Outcomes(Protocol):
+    """Published events and the suppression list (storage/outcomes.py)."""
+
+    async def events(
+        self, query: EventFilter, *, limit: int, before: int | None
+    ) -> tuple[list[PublishedEvent], int | None]: ...
+
+    async def publish(self, type_: EventType, *, data: dict[str, Any], now: datetime) -> int: ...
+
+    async def suppressed(self, addresses: Sequence[str]) -> set[str]: ...
+
+    async def suppression(self, address: str) -> Suppression | None: ...
+
+    async def suppressions(
+        self,
+        *,
+        search: str | None = None,
+        reason: SuppressionReason | None = None,
+        limit: int,
+        after: str | None = None,
+    ) -> tuple[list[Suppression], str | None]: ...
+
+    async def suppress(self, entry: Suppression) -> Suppression: ...
+
+    async def unsuppress(self, address: str) -> bool: ...
+
+    async def unsubscribe(self, *, address: str, message_id: str, now: datetime) -> bool: ...
+
+
 class Store(Protocol):
     """The durable queue."""
 
     @property
     def templates(self) -> Templates: ...
+
+    @property
+    def outcomes(self) -> Outcomes: ...
 
     # -- life ------------------------------------------------------------------------
     async def migrate(self) -> None:

@@ -40,6 +40,9 @@ from odiseo.storage.rows import (
     client_key,
     enqueued,
     event_rows,
+    recipient_event_rows,
+    recipients_of,
+    suppression_rows,
     to_row,
 )
 from odiseo.storage.shared import SharedVerbs
@@ -78,6 +81,7 @@ Q = sql.load(
     insert_arrays=", ".join(
         f"${n}::{_array_type(emails.c[c])}[]" for n, c in enumerate(INSERT_COLUMNS, start=1)
     ),
+    recipients_param=str(len(INSERT_COLUMNS) + 1),
     claimable=CLAIMABLE_SQL,
     outcome_kinds=OUTCOME_KINDS_SQL,
     processing=Status.PROCESSING.value,
@@ -244,14 +248,17 @@ class PostgresStore(SharedVerbs):
         rows = [to_row(item, now=now) for item in items]
         async with self.connection() as conn:
             try:
-                inserted, found = await _store_rows(conn, rows, items, copy=True)
+                inserted, found, barred = await _store_rows(conn, rows, items, copy=True)
             except asyncpg.UniqueViolationError:
                 # Another request stored one of these keys after we looked (nothing of
                 # ours was committed): ON CONFLICT waits for it and skips it.
-                inserted, found = await _store_rows(conn, rows, items, copy=False)
+                inserted, found, barred = await _store_rows(conn, rows, items, copy=False)
+            if barred is None:
+                new = [r for r in rows if r["message_id"] in inserted]
+                barred = await _suppressed(conn, recipients_of(new))
         if inserted:
             self._wake_after_commit()
-        return enqueued(rows, inserted, found)
+        return enqueued(rows, inserted, found, barred)
 
     async def claim_due(
         self, *, limit: int, worker: str, lease_seconds: float, now: datetime
@@ -259,11 +266,13 @@ class PostgresStore(SharedVerbs):
         # One statement claims and logs expired leases; it commits before any SMTP
         # traffic, so no row lock is held across the network.
         until = now + timedelta(seconds=lease_seconds)
-        async with self.connection() as conn, conn.transaction():
-            rows = await conn.fetch(Q["claim"], now, limit, worker, until)
-            carrying = [r["id"] for r in rows if r["attachment_count"]]
-            files = await conn.fetch(Q["attachments"], carrying) if carrying else []
-        return claimed_messages(rows, attachments_by_email(files))
+        async with self.connection() as conn:
+            async with conn.transaction():
+                rows = await conn.fetch(Q["claim"], now, limit, worker, until)
+                carrying = [r["id"] for r in rows if r["attachment_count"]]
+                files = await conn.fetch(Q["attachments"], carrying) if carrying else []
+            barred = await _suppressed(conn, recipients_of(rows)) if rows else set()
+        return claimed_messages(rows, attachments_by_email(files), barred)
 
     async def heartbeat(self, *, worker: str, lease_seconds: float, now: datetime) -> int:
         until = now + timedelta(seconds=lease_seconds)
@@ -288,10 +297,12 @@ class PostgresStore(SharedVerbs):
 
 async def _store_rows(
     conn: asyncpg.Connection, rows: list[dict[str, Any]], items: Sequence[NewEmail], *, copy: bool
-) -> tuple[set[str], dict[tuple[str, str], tuple[str, str | None]]]:
+) -> tuple[set[str], dict[tuple[str, str], tuple[str, str | None]], set[str] | None]:
     """Store `rows` (with the attachments of `items`) in one transaction.
 
-    Returns the message ids inserted, and what is stored under each taken key. With
+    Returns the message ids inserted, what is stored under each taken key, and, when
+    one INSERT stored a single row, which of its recipients are suppressed (else None:
+    the caller asks). With
     `copy`, the rows COPY can take are looked up by key first and COPYed if new; a key
     stored meanwhile by another request makes the COPY raise UniqueViolationError,
     having stored nothing.
@@ -305,6 +316,7 @@ async def _store_rows(
     rest = [r for r in rows if id(r) not in done and not _found(r, found)]
     carrying = [i.email for i in items if i.email.attachments]
     inserted = {row["message_id"] for row in copied}
+    barred: set[str] | None = None
     several = (bool(copied) and bool(rest)) or bool(carrying)  # else one statement commits
     async with conn.transaction() if several else contextlib.nullcontext():
         if copied:
@@ -313,6 +325,8 @@ async def _store_rows(
             )
         if rest:
             stored = await _insert(conn, rest)
+            if len(rest) == 1 and not copied:
+                barred = set(stored[0]["suppressed"]) if stored else set()
             inserted.update(r["message_id"] for r in stored)
             ids = {r["message_id"]: r["id"] for r in stored}
             placed = [(ids[e.message_id], e.attachments) for e in carrying if e.message_id in ids]
@@ -320,7 +334,12 @@ async def _store_rows(
                 await conn.execute(Q["insert_attachments"], *_attachment_args(placed))
     if taken := [client_key(r) for r in rest if r["message_id"] not in inserted]:
         found.update(await _existing(conn, taken))
-    return inserted, found
+    return inserted, found, barred
+
+
+async def _suppressed(conn: asyncpg.Connection, addresses: list[str]) -> set[str]:
+    """Which of these normalised addresses are on the suppression list."""
+    return {r["address"] for r in await conn.fetch(Q["suppressed"], addresses)}
 
 
 def _found(row: dict[str, Any], found: dict[tuple[str, str], Any]) -> bool:
@@ -330,7 +349,8 @@ def _found(row: dict[str, Any], found: dict[tuple[str, str], Any]) -> bool:
 async def _insert(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> list[Any]:
     """INSERT one row with VALUES, or many with one array per column."""
     if len(rows) == 1:
-        return list(await conn.fetch(Q["insert_one"], *_record(rows[0])))
+        recipients = recipients_of(rows)
+        return list(await conn.fetch(Q["insert_one"], *_record(rows[0]), recipients))
     arrays = [
         [json_text(row[name]) for row in rows]
         if name in _JSON_COLUMNS
@@ -382,6 +402,10 @@ def _attachment_args(placed: Sequence[tuple[int, Sequence[Any]]]) -> list[list[A
 def _record_args(results: Sequence[AttemptResult], worker: str, now: datetime) -> list[Any]:
     """The arguments of the record query, column by column."""
     events = event_rows(results, worker=worker)
+    for event in events:
+        event["data"] = None if event["data"] is None else json_text(event["data"])
+    about = recipient_event_rows(results, worker=worker)
+    barred = suppression_rows(results)
     return [
         [r.email_id for r in results],
         [r.attempt for r in results],
@@ -392,6 +416,8 @@ def _record_args(results: Sequence[AttemptResult], worker: str, now: datetime) -
         now,
         worker,
         *([event[name] for event in events] for name in _EVENT_COLUMNS),
+        *([row[name] for row in about] for name in _ABOUT_COLUMNS),
+        *([row[name] for row in barred] for name in _BARRED_COLUMNS),
     ]
 
 
@@ -404,7 +430,11 @@ _EVENT_COLUMNS = (
     "response",
     "duration_ms",
     "worker",
+    "type",
+    "data",
 )
+_ABOUT_COLUMNS = ("email_id", "attempt", "at", "kind", "type", "recipient", "smtp_code", "response")
+_BARRED_COLUMNS = ("email_id", "attempt", "address", "reason", "message_id", "detail")
 
 
 def json_text(value: Any) -> str:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from odiseo.domain.bounces import bad_address, normalise_address
+from odiseo.domain.events import OF_OUTCOME, EventType
 from odiseo.domain.models import (
     Attachment,
     AttemptResult,
     Event,
     NewEmail,
+    Outcome,
     OutgoingEmail,
     QueuedEmail,
     Status,
+    SuppressionReason,
 )
 from odiseo.storage.contract import Enqueued
 
@@ -53,6 +57,23 @@ def to_row(item: NewEmail, *, now: datetime) -> dict[str, Any]:
     }
 
 
+def event_of(row: Mapping[str, Any]) -> Event:
+    """A history row as an Event."""
+    return Event(
+        id=row["id"],
+        at=row["at"],
+        kind=row["kind"],
+        type=row["type"],
+        recipient=row["recipient"],
+        data=row["data"],
+        attempt=row["attempt"],
+        smtp_code=row["smtp_code"],
+        response=row["response"],
+        duration_ms=row["duration_ms"],
+        worker=row["worker"],
+    )
+
+
 def client_key(row: Mapping[str, Any]) -> tuple[str, str]:
     """Where a keyed row's client_message_id is unique: within its idempotency scope."""
     return (row["idempotency_scope"], row["client_message_id"])
@@ -77,6 +98,7 @@ def from_row(
     *,
     events: tuple[Event, ...] = (),
     attachments: tuple[Attachment, ...] = (),
+    barred: Collection[str] = (),
 ) -> QueuedEmail:
     email = OutgoingEmail(
         message_id=row["message_id"],
@@ -113,6 +135,7 @@ def from_row(
         expires_at=row["expires_at"],
         tags=tuple(row["tags"]),
         metadata=dict(row["meta"]),
+        suppressed=tuple(a for a in email.recipients if barred and normalise_address(a) in barred),
         events=events,
     )
 
@@ -136,12 +159,16 @@ def enqueued(
     rows: Sequence[Mapping[str, Any]],
     inserted: set[str],
     existing: Mapping[tuple[str, str], tuple[str, str | None]],
+    barred: Collection[str] = (),
 ) -> list[Enqueued]:
-    """Each row's outcome: created now, or the message already stored under its client id."""
+    """Each row's outcome: created now (with its recipients on the suppression list,
+    `barred` being normalised addresses), or the message already stored under its
+    client id."""
     results = []
     for row in rows:
         if row["message_id"] in inserted:
-            results.append(Enqueued(message_id=row["message_id"], created=True))
+            skipped = _barred(row, barred) if barred else ()
+            results.append(Enqueued(message_id=row["message_id"], created=True, suppressed=skipped))
         else:
             message_id, payload_hash = existing[client_key(row)]
             same = payload_hash == row["payload_hash"]
@@ -149,26 +176,124 @@ def enqueued(
     return results
 
 
+def _barred(row: Mapping[str, Any], barred: Collection[str]) -> tuple[str, ...]:
+    addresses = dict.fromkeys([*row["to_addrs"], *row["cc_addrs"], *row["bcc_addrs"]])
+    return tuple(a for a in addresses if normalise_address(a) in barred)
+
+
 def claimed_messages(
-    rows: Sequence[Mapping[str, Any]], files: Mapping[int, tuple[Attachment, ...]]
+    rows: Sequence[Mapping[str, Any]],
+    files: Mapping[int, tuple[Attachment, ...]],
+    barred: Collection[str] = (),
 ) -> list[QueuedEmail]:
-    """Claimed rows as messages, in claim order (priority, due time, id)."""
-    claimed = [from_row(r, attachments=files.get(r["id"], ())) for r in rows]
+    """Claimed rows as messages, in claim order (priority, due time, id), each with its
+    recipients that are on the suppression list (`barred`, normalised)."""
+    claimed = [from_row(r, attachments=files.get(r["id"], ()), barred=barred) for r in rows]
     return sorted(claimed, key=lambda m: (m.priority, m.next_attempt_at or m.created_at, m.id))
 
 
+def recipients_of(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every recipient of these message rows, normalised, each once."""
+    found: dict[str, None] = {}
+    for row in rows:
+        for column in ("to_addrs", "cc_addrs", "bcc_addrs"):
+            found.update((normalise_address(a), None) for a in row[column])
+    return list(found)
+
+
 def event_rows(results: Sequence[AttemptResult], *, worker: str) -> list[dict[str, Any]]:
-    """The history entries of finished attempts (the outcome, once each)."""
-    return [
-        {
-            "email_id": r.email_id,
-            "at": r.finished_at,
-            "kind": r.outcome.value,
-            "attempt": r.attempt,
-            "smtp_code": r.smtp_code,
-            "response": r.response,
-            "duration_ms": round((r.finished_at - r.started_at).total_seconds() * 1000),
-            "worker": worker,
-        }
-        for r in results
+    """The history entries of finished attempts: the outcome, once each, typed as the
+    event it publishes (domain/events.py)."""
+    rows = []
+    for r in results:
+        type_ = OF_OUTCOME[r.outcome]
+        rows.append(
+            {
+                "email_id": r.email_id,
+                "at": r.finished_at,
+                "kind": r.outcome.value,
+                "type": type_ and type_.value,
+                "data": _outcome_data(r),
+                "webhook_pending": type_ is not None,
+                "attempt": r.attempt,
+                "smtp_code": r.smtp_code,
+                "response": r.response,
+                "duration_ms": round((r.finished_at - r.started_at).total_seconds() * 1000),
+                "worker": worker,
+            }
+        )
+    return rows
+
+
+def _outcome_data(result: AttemptResult) -> dict[str, Any] | None:
+    refused = [
+        {"recipient": r.recipient, "smtp_code": r.code, "response": r.response}
+        for r in result.refused
     ]
+    if result.outcome is Outcome.SENT:
+        return {"accepted": list(result.accepted), "refused": refused}
+    if result.outcome is Outcome.RETRY:
+        retry = result.next_attempt_at
+        return {"reason": result.response, "next_attempt_at": retry and retry.isoformat()}
+    if result.outcome is Outcome.FAILED:
+        return {"reason": result.response, "refused": refused}
+    return None
+
+
+def recipient_event_rows(results: Sequence[AttemptResult], *, worker: str) -> list[dict[str, Any]]:
+    """The per-recipient events of finished attempts, written only beside an outcome
+    logged for the first time: a recipient refused for good (email.bounced), and one
+    skipped because it is suppressed (email.suppressed)."""
+    rows = []
+    for r in results:
+        base = {
+            "email_id": r.email_id,
+            "attempt": r.attempt,
+            "at": r.finished_at,
+            "worker": worker,
+            "webhook_pending": True,
+        }
+        for refusal in r.refused:
+            if refusal.permanent:
+                rows.append(
+                    {
+                        **base,
+                        "kind": "bounced",
+                        "type": EventType.EMAIL_BOUNCED.value,
+                        "recipient": refusal.recipient,
+                        "smtp_code": refusal.code,
+                        "response": refusal.response,
+                    }
+                )
+        for address in r.suppressed:
+            rows.append(
+                {
+                    **base,
+                    "kind": "skipped",
+                    "type": EventType.EMAIL_SUPPRESSED.value,
+                    "recipient": address,
+                    "smtp_code": None,
+                    "response": "on the suppression list",
+                }
+            )
+    return rows
+
+
+def suppression_rows(results: Sequence[AttemptResult]) -> list[dict[str, Any]]:
+    """The addresses these attempts prove bad (domain/bounces.py): refused at RCPT with
+    a reply that says the mailbox or address does not exist."""
+    rows = []
+    for r in results:
+        for refusal in r.refused:
+            if bad_address(refusal.code, refusal.response):
+                rows.append(
+                    {
+                        "email_id": r.email_id,
+                        "attempt": r.attempt,
+                        "address": normalise_address(refusal.recipient),
+                        "reason": SuppressionReason.HARD_BOUNCE.value,
+                        "message_id": r.message_id,
+                        "detail": refusal.response,
+                    }
+                )
+    return rows

@@ -9,19 +9,21 @@ one connection pool.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from odiseo.domain.events import EventType
 from odiseo.domain.lifecycle import WAITING, sources
-from odiseo.domain.models import Attachment, EmailFilter, Event, QueuedEmail, Status
+from odiseo.domain.models import Attachment, EmailFilter, QueuedEmail, Status
 from odiseo.errors import InvalidTransition, NotFound
 from odiseo.storage.database import Database, Tx
-from odiseo.storage.rows import attachments_by_email, from_row
+from odiseo.storage.outcomes import OutcomeStore
+from odiseo.storage.rows import attachments_by_email, event_of, from_row
+from odiseo.storage.search import json_element, json_text
 from odiseo.storage.tables import email_attachments, email_events, emails, rate_limits
 from odiseo.storage.templates import TemplateStore
 
@@ -35,6 +37,7 @@ class SharedVerbs:
         self.db = db
         self.wake = wake  # wakes waiting workers once a transaction commits
         self.templates = TemplateStore(db)
+        self.outcomes = OutcomeStore(db, dialect=self.dialect)
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers a trivial query."""
@@ -55,18 +58,7 @@ class SharedVerbs:
                 .order_by(email_events.c.id)
             )
             files = await attachments(tx, [row["id"]] if row["attachment_count"] else [])
-        history = tuple(
-            Event(
-                at=e["at"],
-                kind=e["kind"],
-                attempt=e["attempt"],
-                smtp_code=e["smtp_code"],
-                response=e["response"],
-                duration_ms=e["duration_ms"],
-                worker=e["worker"],
-            )
-            for e in events
-        )
+        history = tuple(event_of(e) for e in events)
         return from_row(row, events=history, attachments=files.get(row["id"], ()))
 
     async def counts(self) -> dict[Status, int]:
@@ -161,9 +153,10 @@ class SharedVerbs:
                 .returning(emails.c.id)
             )
             if changed is not None:
-                await tx.run(
-                    email_events.insert(), [{"email_id": changed, "at": now, "kind": event}]
-                )
+                type_ = EventType.EMAIL_CANCELLED if values["status"] is Status.CANCELLED else None
+                entry = {"email_id": changed, "at": now, "kind": event}
+                entry |= {"type": type_, "webhook_pending": type_ is not None}
+                await tx.run(email_events.insert(), [entry])
                 if values["status"] == Status.PENDING:
                     await self.wake(tx)
                 return
@@ -215,28 +208,16 @@ def _conditions(query: EmailFilter) -> list[Any]:
     if query.status is not None:
         conditions.append(emails.c.status == query.status)
     if query.tag is not None:
-        conditions.append(_json_text(emails.c.tags).like(_element(query.tag), escape="\\"))
+        conditions.append(json_text(emails.c.tags).like(json_element(query.tag), escape="\\"))
     if query.recipient is not None:
-        pattern = _element(query.recipient.lower())
+        pattern = json_element(query.recipient.lower())
         conditions.append(
-            func.lower(_json_text(emails.c.to_addrs)).like(pattern, escape="\\")
-            | func.lower(_json_text(emails.c.cc_addrs)).like(pattern, escape="\\")
-            | func.lower(_json_text(emails.c.bcc_addrs)).like(pattern, escape="\\")
+            func.lower(json_text(emails.c.to_addrs)).like(pattern, escape="\\")
+            | func.lower(json_text(emails.c.cc_addrs)).like(pattern, escape="\\")
+            | func.lower(json_text(emails.c.bcc_addrs)).like(pattern, escape="\\")
         )
     if query.created_after is not None:
         conditions.append(emails.c.created_at >= query.created_after)
     if query.created_before is not None:
         conditions.append(emails.c.created_at < query.created_before)
     return conditions
-
-
-def _json_text(column: Any) -> Any:
-    return cast(column, Text)
-
-
-def _element(value: str) -> str:
-    """A LIKE pattern matching `value` as one element of a JSON array: written as the
-    JSON serialiser wrote it (quotes, escapes and \\u sequences included), then literal."""
-    encoded = json.dumps(value)
-    escaped = encoded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"

@@ -31,6 +31,9 @@ from odiseo.storage.rows import (
     client_key,
     enqueued,
     event_rows,
+    recipient_event_rows,
+    recipients_of,
+    suppression_rows,
     to_row,
 )
 from odiseo.storage.shared import SharedVerbs, attachments
@@ -41,13 +44,12 @@ from odiseo.storage.tables import (
     email_attachments,
     email_events,
     emails,
+    suppressions,
 )
 
 BUSY_TIMEOUT_MS = 30_000
 _KEYED = sqlite_insert(emails).on_conflict_do_nothing(index_elements=CLIENT_KEY)
-_OUTCOME_ONCE = sqlite_insert(email_events).on_conflict_do_nothing(
-    index_elements=["email_id", "attempt", "at"], index_where=text(OUTCOME_KINDS_SQL)
-)
+_SUPPRESS = sqlite_insert(suppressions).on_conflict_do_nothing()
 
 
 class SqliteStore(SharedVerbs):
@@ -103,9 +105,10 @@ class SqliteStore(SharedVerbs):
             taken = [client_key(r) for r in keyed if r["message_id"] not in inserted]
             existing = await _existing(tx, taken)
             await _store_attachments(tx, items, inserted)
+            barred = await _suppressed(tx, [r for r in rows if r["message_id"] in inserted])
             if inserted:
                 await self._wake(tx)
-        return enqueued(rows, inserted, existing)
+        return enqueued(rows, inserted, existing, barred)
 
     async def claim_due(
         self, *, limit: int, worker: str, lease_seconds: float, now: datetime
@@ -136,7 +139,8 @@ class SqliteStore(SharedVerbs):
             )
             await _log_lost_leases(tx, due, claimed, worker=worker, now=now)
             files = await attachments(tx, [r["id"] for r in claimed if r["attachment_count"]])
-        return claimed_messages(claimed, files)
+            barred = await _suppressed(tx, claimed)
+        return claimed_messages(claimed, files, barred)
 
     async def heartbeat(self, *, worker: str, lease_seconds: float, now: datetime) -> int:
         until = now + timedelta(seconds=lease_seconds)
@@ -160,7 +164,7 @@ class SqliteStore(SharedVerbs):
             mine = [r for r in results if (r.email_id, r.attempt) in owned]
             if mine:
                 await tx.run(_RECORD, [_record_values(r, now=now) for r in mine])
-            await tx.run(_OUTCOME_ONCE, event_rows(results, worker=worker))
+            await _log_outcomes(tx, results, worker=worker, now=now)
         return len(mine)
 
     async def release(self, ids: Sequence[int], *, worker: str, now: datetime) -> int:
@@ -247,6 +251,41 @@ async def _log_lost_leases(
     ]
     if lost:
         await tx.run(email_events.insert(), lost)
+
+
+async def _log_outcomes(
+    tx: Tx, results: Sequence[AttemptResult], *, worker: str, now: datetime
+) -> None:
+    """Each attempt's outcome, once; beside those logged now for the first time, their
+    per-recipient events and the addresses they proved bad (as PostgreSQL's record)."""
+    logged = await tx.rows(
+        select(email_events.c.email_id, email_events.c.attempt).where(
+            text(OUTCOME_KINDS_SQL), email_events.c.email_id.in_([r.email_id for r in results])
+        )
+    )
+    before = {(r["email_id"], r["attempt"]) for r in logged}
+    new = [r for r in results if (r.email_id, r.attempt) not in before]
+    if not new:
+        return
+    await tx.run(email_events.insert(), event_rows(new, worker=worker))
+    if about := recipient_event_rows(new, worker=worker):
+        await tx.run(email_events.insert(), about)
+    barred = {row["address"]: row for row in suppression_rows(new)}
+    if barred:
+        columns = ("address", "reason", "message_id", "detail")
+        rows = [{c: row[c] for c in columns} | {"created_at": now} for row in barred.values()]
+        await tx.run(_SUPPRESS, rows)
+
+
+async def _suppressed(tx: Tx, rows: Sequence[Any]) -> set[str]:
+    """Which recipients of these message rows are on the suppression list (normalised)."""
+    addresses = recipients_of(rows)
+    if not addresses:
+        return set()
+    found = await tx.rows(
+        select(suppressions.c.address).where(suppressions.c.address.in_(addresses))
+    )
+    return {r["address"] for r in found}
 
 
 async def _existing(

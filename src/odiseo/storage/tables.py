@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -121,19 +122,46 @@ emails = Table(
 WRITTEN_LATER = frozenset({"id", "locked_until", "locked_by", "last_error", "sent_at"})
 INSERT_COLUMNS = tuple(c.name for c in emails.c if c.name not in WRITTEN_LATER)
 
+# A message's history. Rows with a `type` (domain/events.py) are published events:
+# GET /events lists them, and webhook_pending marks those the webhook dispatcher has
+# not fanned out yet. System events (webhook.*, *.throttled) have no email_id.
 email_events = Table(
     "email_events",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("email_id", Id, ForeignKey("emails.id", ondelete="CASCADE"), nullable=False),
+    Column("email_id", Id, ForeignKey("emails.id", ondelete="CASCADE"), nullable=True),
     Column("at", UTCDateTime, nullable=False),
     Column("kind", String(32), nullable=False),
+    Column("type", String(32), nullable=True),
+    Column("recipient", String(320), nullable=True),
+    Column("data", JSON(none_as_null=True), nullable=True),
+    Column("webhook_pending", Boolean, nullable=False, server_default=text("false")),
     Column("attempt", Integer, nullable=True),
     Column("smtp_code", Integer, nullable=True),
     Column("response", Text, nullable=True),
     Column("duration_ms", Integer, nullable=True),
     Column("worker", String(255), nullable=True),
     Index("ix_email_events_email_id", "email_id"),
+    Index(
+        "ix_email_events_type",
+        "type",
+        "id",
+        postgresql_where=text("type IS NOT NULL"),
+        sqlite_where=text("type IS NOT NULL"),
+    ),
+    Index(
+        "ix_email_events_recipient",
+        "recipient",
+        "id",
+        postgresql_where=text("recipient IS NOT NULL"),
+        sqlite_where=text("recipient IS NOT NULL"),
+    ),
+    Index(
+        "ix_email_events_webhook_pending",
+        "id",
+        postgresql_where=text("webhook_pending"),
+        sqlite_where=text("webhook_pending"),
+    ),
     # An attempt's outcome is logged once, however often its write is retried.
     Index(
         "ux_email_events_outcome",
@@ -144,6 +172,17 @@ email_events = Table(
         postgresql_where=text(OUTCOME_KINDS_SQL),
         sqlite_where=text(OUTCOME_KINDS_SQL),
     ),
+)
+
+# Addresses Odiseo no longer sends to (lower-cased), why, and what caused it.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("address", String(320), primary_key=True),
+    Column("reason", String(16), nullable=False),
+    Column("message_id", String(36), nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
 )
 
 # Requests per API key per minute, shared by every API process (RATE_LIMIT_PER_MINUTE).

@@ -35,6 +35,7 @@ async def queue_status(service: ServiceDep) -> QueueStatus:
         sent=counts[Status.SENT],
         failed=counts[Status.FAILED],
         cancelled=counts[Status.CANCELLED],
+        suppressed=counts[Status.SUPPRESSED],
         timestamp=now,
     )
 

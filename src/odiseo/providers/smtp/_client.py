@@ -270,8 +270,7 @@ class SmtpClient:
         wire.data_written = False  # answered: the server's word, not a lost connection, decides
         if reply.code != 250:
             raise await self._refused(ReplyError(*reply, command="DATA"), wire)
-        refusals = {r.recipient: f"{r.code} {r.message}" for r in refused}
-        return SendResult(code=reply.code, message=reply.message, refused=refusals)
+        return SendResult(code=reply.code, message=reply.message, refused=tuple(refused))
 
     async def _refused(self, error: SmtpError, wire: Wire, *, pending: bool = False) -> SmtpError:
         """Bring the session back in step (RSET) after a refusal, or close it; give `error` back."""

@@ -42,7 +42,7 @@ class SendResult:
 
     code: int
     message: str
-    refused: dict[str, str]
+    refused: tuple[Refusal, ...]
 
 
 class SmtpError(Exception):

@@ -16,6 +16,7 @@ import ssl
 from collections.abc import Sequence
 from pathlib import Path
 
+from odiseo.domain.models import Refusal
 from odiseo.errors import DeliveryFailure, PermanentFailure, TransientFailure
 from odiseo.providers.base import Receipt
 from odiseo.providers.smtp._client import (
@@ -28,6 +29,7 @@ from odiseo.providers.smtp._client import (
     SmtpError,
     TlsUnavailable,
 )
+from odiseo.providers.smtp._client import Refusal as WireRefusal
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +194,8 @@ class SmtpProvider:
     ) -> Receipt:
         client = await self._connected(slot)
         result = await client.send(data, sender=sender, recipients=recipients)
-        return Receipt(code=result.code, response=result.message, refused=result.refused)
+        refused = tuple(_refusal(r) for r in result.refused)
+        return Receipt(code=result.code, response=result.message, refused=refused)
 
     @staticmethod
     def _drop(slot: _Slot) -> None:
@@ -218,6 +221,15 @@ class SmtpProvider:
         await asyncio.gather(*(client.quit() for client in clients))
 
 
+def _refusal(refused: WireRefusal) -> Refusal:
+    return Refusal(
+        recipient=refused.recipient,
+        code=refused.code,
+        response=f"{refused.code} {refused.message}",
+        permanent=refused.code >= 500,
+    )
+
+
 def classify(exc: BaseException) -> DeliveryFailure:
     """The one place an SMTP or network error becomes transient or permanent."""
     if isinstance(exc, DeliveryFailure):
@@ -226,11 +238,18 @@ def classify(exc: BaseException) -> DeliveryFailure:
         replies = [(r.code, f"{r.recipient}: {r.code} {r.message}") for r in exc.refusals]
         text = "all recipients refused: " + "; ".join(reply for _, reply in replies)
         lowest = min((code for code, _ in replies), default=None)
+        refusals = tuple(_refusal(r) for r in exc.refusals)
         if replies and all(code >= 500 for code, _ in replies):
-            return PermanentFailure(text, code=lowest, reason="recipients_refused")
+            return PermanentFailure(
+                text, code=lowest, reason="recipients_refused", refusals=refusals
+            )
         waits = [w for r in exc.refusals if (w := stated_wait(r.message)) is not None]
         return TransientFailure(
-            text, code=lowest, reason="recipients_deferred", retry_after=max(waits, default=None)
+            text,
+            code=lowest,
+            reason="recipients_deferred",
+            retry_after=max(waits, default=None),
+            refusals=refusals,
         )
     if isinstance(exc, AuthError) or (isinstance(exc, ReplyError) and exc.code == AUTH_REQUIRED):
         # Our credentials, not the message: keep it for when the operator fixes them.

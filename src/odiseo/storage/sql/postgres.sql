@@ -7,10 +7,17 @@
 -- release), so two of them never deadlock.
 
 -- name: insert_one
--- One message; a client_message_id already stored in its scope is skipped.
+-- One message; a client_message_id already stored in its scope is skipped. The last
+-- parameter is its recipients, normalised: those on the suppression list come back.
 INSERT INTO emails ({insert_columns}) VALUES ({insert_values})
 ON CONFLICT (idempotency_scope, client_message_id) DO NOTHING
-RETURNING id, message_id
+RETURNING id, message_id,
+    ARRAY(SELECT address FROM suppressions WHERE address = ANY(${recipients_param}::text[]))
+        AS suppressed
+
+-- name: suppressed
+-- Which of these normalised addresses are on the suppression list.
+SELECT address FROM suppressions WHERE address = ANY($1::text[])
 
 -- name: insert_many
 -- Many messages, one array per column (JSON travels as text[]: asyncpg cannot build
@@ -58,7 +65,10 @@ SELECT * FROM claimed
 
 -- name: record
 -- A batch of finished attempts: rows this worker still holds take their new state;
--- every attempt's outcome enters the history once (a retried write adds nothing).
+-- every attempt's outcome enters the history once (a retried write adds nothing), as
+-- a typed event marked for the webhooks. Beside an outcome logged for the first time
+-- come its per-recipient events (bounced, suppressed) and the addresses it proved
+-- bad join the suppression list.
 WITH result AS (
     SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::timestamptz[],
                          $5::timestamptz[], $6::text[])
@@ -76,12 +86,32 @@ WITH result AS (
     WHERE e.id = result.id AND e.id IN (SELECT id FROM locked)
     RETURNING e.id
 ), logged AS (
-    INSERT INTO email_events (email_id, at, kind, attempt, smtp_code, response, duration_ms, worker)
-    SELECT email_id, at, kind, attempt, smtp_code, response, duration_ms, worker
+    INSERT INTO email_events (email_id, at, kind, attempt, smtp_code, response, duration_ms,
+                              worker, type, data, webhook_pending)
+    SELECT email_id, at, kind, attempt, smtp_code, response, duration_ms, worker, type,
+           data::json, type IS NOT NULL
     FROM unnest($9::int8[], $10::timestamptz[], $11::text[], $12::int4[], $13::int4[],
-                $14::text[], $15::int4[], $16::text[])
-        AS ev(email_id, at, kind, attempt, smtp_code, response, duration_ms, worker)
+                $14::text[], $15::int4[], $16::text[], $17::text[], $18::text[])
+        AS ev(email_id, at, kind, attempt, smtp_code, response, duration_ms, worker, type, data)
     ON CONFLICT (email_id, attempt, at) WHERE {outcome_kinds} DO NOTHING
+    RETURNING email_id, attempt
+), about AS (
+    INSERT INTO email_events (email_id, attempt, at, kind, type, recipient, smtp_code, response,
+                              worker, webhook_pending)
+    SELECT p.email_id, p.attempt, p.at, p.kind, p.type, p.recipient, p.smtp_code, p.response,
+           $8, true
+    FROM unnest($19::int8[], $20::int4[], $21::timestamptz[], $22::text[], $23::text[],
+                $24::text[], $25::int4[], $26::text[])
+        AS p(email_id, attempt, at, kind, type, recipient, smtp_code, response)
+    JOIN logged USING (email_id, attempt)
+), barred AS (
+    INSERT INTO suppressions (address, reason, message_id, detail, created_at)
+    SELECT DISTINCT ON (s.address) s.address, s.reason, s.message_id, s.detail, $7
+    FROM unnest($27::int8[], $28::int4[], $29::text[], $30::text[], $31::text[], $32::text[])
+        AS s(email_id, attempt, address, reason, message_id, detail)
+    JOIN logged USING (email_id, attempt)
+    ORDER BY s.address
+    ON CONFLICT (address) DO NOTHING
 )
 SELECT count(*) FROM updated
 
