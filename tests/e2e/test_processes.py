@@ -97,7 +97,9 @@ def test_run_delivers_the_readme_example(
         assert queue.status_code == 200, queue.text
         counts = queue.json()
         # oldest_pending_seconds is an addition to the original keys.
-        assert set(counts) - {"cancelled", "timestamp", "oldest_pending_seconds"} == QUEUE_KEYS
+        assert set(counts) - {"cancelled", "suppressed", "timestamp", "oldest_pending_seconds"} == (
+            QUEUE_KEYS
+        )
         assert counts["sent"] == 1
         assert counts["pending"] == counts["processing"] == counts["failed"] == 0
 

@@ -13,17 +13,16 @@ from pydantic import SecretStr
 
 from odiseo.api.app import create_app
 from odiseo.errors import ConfigError
-from tests.security.conftest import (
+from tests.security.conftest import EMAIL, wait_for_fresh_minute
+from tests.support.app import (
     ADMIN_KEY,
     ALL_KEY,
-    EMAIL,
     READ_KEY,
     SECRETS,
     SEND_KEY,
     ClientFactory,
     SettingsFactory,
     auth,
-    wait_for_fresh_minute,
 )
 
 UNKNOWN = "00000000-0000-0000-0000-000000000000"
