@@ -124,3 +124,14 @@ async def test_pages_of_deliveries_follow_the_cursor(client: httpx.AsyncClient) 
         if cursor is None:
             break
     assert seen == sorted(sent, reverse=True)
+
+
+async def test_metrics_show_the_oldest_pending_delivery(client: httpx.AsyncClient) -> None:
+    created = await create(client)
+    assert (await client.post(f"/webhooks/{created['id']}/test")).status_code == 202
+    text = (await client.get("/metrics")).text
+    line = next(
+        x for x in text.splitlines() if x.startswith("odiseo_webhook_oldest_pending_seconds ")
+    )
+    assert float(line.split()[1]) >= 0
+    assert "# TYPE odiseo_webhook_deliveries_total counter" in text

@@ -15,7 +15,7 @@ from typing import Any
 from odiseo.domain.events import PER_RECIPIENT
 from odiseo.domain.models import PublishedEvent
 
-# Seconds before each attempt of a delivery: the first at once, the last about 32 h
+# Seconds before each attempt of a delivery: the first at once, the last about 28 h
 # after the event (issue 13: "retried with backoff for at least a day").
 RETRY_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 SECRET_OVERLAP = timedelta(hours=24)  # a rotated secret keeps signing this long
