@@ -1,10 +1,25 @@
-"""Shared fixtures: the store on both engines, and a real SMTP server."""
+"""The fixtures every folder uses, defined once.
+
+- A database: `engine` (sqlite, postgres) -> `database_url` (a fresh one: a SQLite file in
+  tmp_path, or a PostgreSQL schema of its own), seen as `store` (migrated) and
+  `more_stores`, or as environment entries (`database`) for processes. Pin an engine with
+  `@pytest.mark.parametrize("engine", ["postgres"])`; `sqlite_database` is the same on
+  SQLite only, for tests of the process rather than the store.
+- The app harness (tests/support/app.py): `make_settings`, `settings`, `start_client`,
+  `client`, `features`.
+- Peers: `smtp_server` (a recording aiosmtpd server), `smtp` (servers and providers of the
+  delivery tests), `tls` (a private CA and a 127.0.0.1 certificate), `launcher` (odiseo
+  processes).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+import concurrent.futures
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -17,6 +32,10 @@ from odiseo.storage.sqlite import SqliteStore
 from tests.support.postgres import TEST_DATABASE_URL, drop_schema, new_schema_name, require_postgres
 from tests.support.processes import Launcher
 from tests.support.smtp import SmtpServer
+from tests.support.smtp_harness import SmtpHarness
+from tests.support.tls import TlsMaterial, make_tls
+
+pytest_plugins = ["tests.support.app"]
 
 # Property tests: 150 examples each; `--hypothesis-profile=thorough` for a long search.
 settings.register_profile("default", max_examples=150)
@@ -31,18 +50,31 @@ def engine(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-async def database_url(engine: str, tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
-    """(DATABASE_URL, SCHEMA_NAME) of a fresh, empty database on `engine`."""
+@contextlib.contextmanager
+def fresh_database(engine: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(DATABASE_URL, SCHEMA_NAME) of a fresh, empty database on `engine`; dropped after."""
     if engine == "sqlite":
         yield f"sqlite:///{tmp_path / 'odiseo.db'}", "unused"
         return
-    await require_postgres()
+    run_apart(require_postgres())
     schema = new_schema_name()
     try:
         yield TEST_DATABASE_URL, schema
     finally:
-        await drop_schema(schema)
+        run_apart(drop_schema(schema))
+
+
+def run_apart(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run `coroutine` to the end on a loop of its own thread (the test's loop is untouched)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coroutine).result()
+
+
+@pytest.fixture
+def database_url(engine: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(DATABASE_URL, SCHEMA_NAME) of a fresh, empty database on `engine`."""
+    with fresh_database(engine, tmp_path) as url:
+        yield url
 
 
 def sqlalchemy_engine(url: str, schema: str) -> AsyncEngine:
@@ -106,19 +138,34 @@ def launcher(tmp_path: Path) -> Iterator[Launcher]:
 
 
 @pytest.fixture
-def database(engine: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """DATABASE_URL (and SCHEMA_NAME) of a fresh database on `engine`, as environment entries."""
-    if engine == "sqlite":
-        yield {"DATABASE_URL": f"sqlite:///{tmp_path / 'odiseo.db'}"}
-        return
-    asyncio.run(require_postgres())
-    schema = new_schema_name()
-    try:
-        yield {"DATABASE_URL": TEST_DATABASE_URL, "SCHEMA_NAME": schema}
-    finally:
-        asyncio.run(drop_schema(schema))
+def database(database_url: tuple[str, str]) -> dict[str, str]:
+    """`database_url` as the environment entries of a process (DATABASE_URL, SCHEMA_NAME)."""
+    return environment(*database_url)
 
 
 @pytest.fixture
-def sqlite_database(tmp_path: Path) -> dict[str, str]:
-    return {"DATABASE_URL": f"sqlite:///{tmp_path / 'odiseo.db'}"}
+def sqlite_database(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """`database` on SQLite only, for tests of the process rather than of the store."""
+    with fresh_database("sqlite", tmp_path) as url:
+        yield environment(*url)
+
+
+def environment(url: str, schema: str) -> dict[str, str]:
+    if url.startswith("sqlite"):
+        return {"DATABASE_URL": url}
+    return {"DATABASE_URL": url, "SCHEMA_NAME": schema}
+
+
+@pytest.fixture
+async def smtp() -> AsyncIterator[SmtpHarness]:
+    """Servers and providers of the delivery tests; all stopped (providers first) after."""
+    harness = SmtpHarness()
+    try:
+        yield harness
+    finally:
+        await harness.close()
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
+    return make_tls(tmp_path_factory.mktemp("tls"))

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from odiseo.domain.webhooks import RETRY_SCHEDULE
 from odiseo.errors import ConfigError
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -84,6 +85,17 @@ ENVIRONMENT = {
     "TEMPLATE_RENDER_PROCESSES": "render processes per API process, started on first use (2)",
     "MAX_RENDERED_BYTES": "largest rendered subject, HTML or text part of a template (1048576)",
     "MAX_MESSAGE_BYTES": "largest message content, bodies + attachments (10485760); 413 beyond",
+    "WEBHOOK_ALLOW_PRIVATE": "let webhook URLs be plain http and reach private, loopback and "
+    "link-local addresses (false: https to globally routable addresses only)",
+    "WEBHOOK_TIMEOUT_SECONDS": "a webhook POST must be answered within this, or it is retried (10)",
+    "WEBHOOK_CONCURRENCY": "webhook POSTs in flight at once to one endpoint, per worker (4)",
+    "WEBHOOK_DISABLE_AFTER_DAYS": "an endpoint failing without a success for this long is "
+    "disabled, with a webhook.disabled event (5)",
+    "WEBHOOK_RETRY_SCHEDULE": "seconds before each attempt of a webhook delivery, comma-separated "
+    "(0,5,300,1800,7200,18000,36000,36000)",
+    "WEBHOOK_LEASE_SECONDS": "a claimed delivery is sent again after this if its worker died (60)",
+    "WEBHOOK_POLL_INTERVAL": "seconds between a worker's looks for new events and due "
+    "webhook deliveries (1)",
     "LOG_LEVEL": "DEBUG, INFO, WARNING, ERROR (INFO)",
     "LOG_TO_FILE": "also write LOG_DIR/email_service.log, rotated (true)",
     "LOG_DIR": "log directory (./logs)",
@@ -164,6 +176,14 @@ class Settings(BaseSettings):
     max_rendered_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    webhook_concurrency: int = Field(default=4, ge=1, le=64)
+    webhook_disable_after_days: float = Field(default=5.0, gt=0)
+    webhook_retry_schedule: str = ",".join(f"{s:g}" for s in RETRY_SCHEDULE)
+    webhook_lease_seconds: float = Field(default=60.0, ge=1)
+    webhook_poll_interval: float = Field(default=1.0, gt=0)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_to_file: bool = True
     log_dir: Path = Path("logs")
@@ -219,6 +239,30 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_password_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value else value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule_is_seconds(cls, value: str) -> str:
+        try:
+            delays = [float(part) for part in value.split(",")]
+        except ValueError:
+            raise ValueError("must be seconds separated by commas, e.g. 0,5,300") from None
+        if not delays or any(d < 0 or d != d or d == float("inf") for d in delays):
+            raise ValueError("must be one or more non-negative numbers of seconds")
+        return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_post(self) -> Settings:
+        if self.webhook_lease_seconds <= 2 * self.webhook_timeout_seconds:
+            raise ValueError(
+                "WEBHOOK_LEASE_SECONDS must be more than twice WEBHOOK_TIMEOUT_SECONDS "
+                "(a delivery may wait for its endpoint's slot, then take its own timeout)"
+            )
+        return self
+
+    @property
+    def webhook_schedule(self) -> tuple[float, ...]:
+        return tuple(float(part) for part in self.webhook_retry_schedule.split(","))
 
     @field_validator("template_render_memory_bytes")
     @classmethod

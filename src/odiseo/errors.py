@@ -94,3 +94,7 @@ class TransientFailure(DeliveryFailure):
 
 class PermanentFailure(DeliveryFailure):
     """Delivery failed for good; trying again would fail the same way."""
+
+
+class WebhookRefused(OdiseoError):
+    """The webhook URL is not allowed: https to globally routable addresses only."""

@@ -67,6 +67,18 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.webhook_deliveries = Counter(
+            "odiseo_webhook_deliveries",
+            "Webhook delivery attempts, by outcome: succeeded, retrying, failed (given up).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.webhook_oldest_pending = Gauge(
+            "odiseo_webhook_oldest_pending_seconds",
+            "Age of the oldest webhook delivery not yet succeeded or given up, at scrape time.",
+            registry=self.registry,
+        )
+
     def observe_queue(self, counts: Mapping[str, int], oldest_due_seconds: float) -> None:
         for status, count in counts.items():
             self.queue.labels(status=status).set(count)

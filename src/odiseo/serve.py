@@ -142,13 +142,14 @@ def run_worker(settings: Settings, *, migrate: bool) -> int:
 
 
 async def _work(settings: Settings, *, migrate: bool) -> None:
-    from odiseo.api.wiring import build_store, build_worker
+    from odiseo.api.wiring import build_store, build_webhook_worker, build_worker
 
     store = build_store(settings)
     try:
         if migrate:
             await store.migrate()
         worker = build_worker(settings, store)
+        hooks = build_webhook_worker(settings, store, worker)
         if settings.email_worker_metrics_port is not None:
             from prometheus_client import start_http_server
 
@@ -159,10 +160,15 @@ async def _work(settings: Settings, *, migrate: bool) -> None:
             )
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, worker.stop)
-        await worker.run()
+            loop.add_signal_handler(signum, _stop_both, worker, hooks)
+        await asyncio.gather(worker.run(), hooks.run())
     finally:
         await store.close()
+
+
+def _stop_both(worker: Any, hooks: Any) -> None:
+    worker.stop()
+    hooks.stop()
 
 
 def _tune_collector() -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from odiseo.domain.models import EventFilter, Status, SuppressionReason
 from odiseo.storage.contract import Store
-from tests.delivery.smtp_helpers import SmtpHarness, connections
 from tests.delivery.test_worker_delivery import setup, stored
 from tests.support.factories import new_email
+from tests.support.smtp_harness import SmtpHarness, connections
 
 GONE = "gone@example.com"
 PICKY = "picky@example.com"

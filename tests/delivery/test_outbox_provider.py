@@ -10,8 +10,8 @@ import pytest
 
 from odiseo.errors import TransientFailure
 from odiseo.providers.outbox import OutboxProvider
-from tests.delivery.smtp_helpers import deliver
 from tests.support.factories import new_email
+from tests.support.smtp_harness import deliver
 
 
 def names(directory: Path) -> list[str]:

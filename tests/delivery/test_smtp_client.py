@@ -30,15 +30,15 @@ from odiseo.providers.smtp._client import (
     TlsUnavailable,
     parse_extensions,
 )
-from tests.delivery.smtp_helpers import (
+from tests.support.smtp import SmtpServer
+from tests.support.smtp_harness import (
     SmtpHarness,
-    TlsMaterial,
     TrackingRecorder,
     connections,
     drop_connections,
     tracked,
 )
-from tests.support.smtp import SmtpServer
+from tests.support.tls import TlsMaterial
 
 MESSAGE = b"From: a@odiseo.test\r\nTo: b@example.com\r\nSubject: hi\r\n\r\nHello\r\n"
 Reply = str | bytes | None  # text (CRLF added), raw bytes, or None: hang up

@@ -10,15 +10,15 @@ import pytest
 
 from odiseo.domain.models import OutgoingEmail, Refusal
 from odiseo.errors import DeliveryFailure, PermanentFailure, TransientFailure
-from tests.delivery.smtp_helpers import (
+from tests.support.factories import new_email
+from tests.support.smtp import SmtpServer, free_port
+from tests.support.smtp_harness import (
     SmtpHarness,
-    TlsMaterial,
     connections,
     deliver,
     drop_connections,
 )
-from tests.support.factories import new_email
-from tests.support.smtp import SmtpServer, free_port
+from tests.support.tls import TlsMaterial
 
 SENDER = "noreply@odiseo.test"
 

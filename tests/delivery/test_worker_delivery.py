@@ -8,9 +8,9 @@ from odiseo.domain.models import QueuedEmail, Status
 from odiseo.providers.smtp import SmtpProvider
 from odiseo.storage.contract import Store
 from odiseo.worker import Worker, WorkerOptions
-from tests.delivery.smtp_helpers import SmtpHarness, connections
 from tests.support.factories import new_email
 from tests.support.smtp import SmtpServer
+from tests.support.smtp_harness import SmtpHarness, connections
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 BACKOFF = 60.0

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.security.conftest import API_KEYS
+from tests.support.app import API_KEYS
 from tests.support.processes import Launcher, Process, base_env
 
 pytestmark = pytest.mark.e2e

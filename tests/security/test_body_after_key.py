@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 
 from odiseo.api.app import create_app
 from odiseo.api.auth import Scope
-from tests.security.conftest import ADMIN_KEY, ALL_KEY, READ_KEY, SEND_KEY, SettingsFactory, auth
+from tests.support.app import ADMIN_KEY, ALL_KEY, READ_KEY, SEND_KEY, SettingsFactory, auth
 
 KEYS_BY_SCOPE = {Scope.SEND: SEND_KEY, Scope.READ: READ_KEY, Scope.ADMIN: ADMIN_KEY}
 MALFORMED = b'{not json, "to": ['

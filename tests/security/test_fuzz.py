@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from odiseo.api.app import create_app
 from odiseo.config import Settings
-from tests.security.conftest import ALL_KEY, API_KEYS, auth
+from tests.support.app import ALL_KEY, API_KEYS, auth, write_templates
 
 MAX_EXAMPLES = 25
 
@@ -60,8 +60,7 @@ schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True, d
 def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     """The app the cases are sent to: its own SQLite file; schemathesis runs its lifespan."""
     root = tmp_path_factory.mktemp("fuzz")
-    (root / "templates").mkdir()
-    (root / "templates" / "order.html").write_text("<p>Order {{ number }}</p>")
+    write_templates(root / "templates")
     app = create_app(fuzz_settings(root))
     try:
         yield app

@@ -17,16 +17,15 @@ from fastapi.routing import APIRoute, iter_route_contexts
 
 from odiseo.api.app import create_app
 from odiseo.api.routes import emails
-from tests.security.conftest import (
+from tests.security.conftest import EMAIL, queue_counts
+from tests.support.app import (
     ADMIN_KEY,
     ALL_KEY,
-    EMAIL,
     READ_KEY,
     SEND_KEY,
     ClientFactory,
     SettingsFactory,
     auth,
-    queue_counts,
 )
 
 ZERO = {

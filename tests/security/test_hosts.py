@@ -3,19 +3,15 @@ Host header naming someone else's site (DNS rebinding) is refused."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import pytest
 from pydantic import SecretStr
 
 from odiseo.api.hosts import HostPolicy
-from tests.security.conftest import (
-    EMAIL,
-    READ_KEY,
-    ClientFactory,
-    SettingsFactory,
-    auth,
-    queue_counts,
-)
+from tests.security.conftest import EMAIL, eventually, queue_counts
+from tests.support.app import READ_KEY, ClientFactory, SettingsFactory, auth
 
 ZERO = {
     "pending": 0,
@@ -168,3 +164,27 @@ async def test_a_listed_name_is_served(
     refused = await client.get("/queue/status", headers={**auth(READ_KEY), "Host": "other"})
     assert refused.status_code == 421, refused.text
     assert (await client.post("/emails", json=EMAIL)).status_code == 401  # Host fine, no key
+
+
+async def test_a_cross_site_post_cannot_requeue_failed_mail_on_a_keyless_api(
+    make_settings: SettingsFactory, start_client: ClientFactory
+) -> None:
+    """README, Security: "No cross-site requests… every body must be application/json…
+    else 415, so such a request is never read." POST /emails/retry has no body, so the
+    media-type check never runs: a page in the operator's browser (a form, or fetch with
+    mode no-cors: a simple request, and Host 127.0.0.1:8001 passes the Host check) makes a
+    keyless API queue every failed message again. /emails/{id}/retry and /cancel likewise."""
+    settings = make_settings(api_keys=SecretStr(""), email_worker_poll_interval=0.1)
+    client = await start_client(settings, raise_app_exceptions=False, with_worker=True)
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    sent = await client.post("/emails", json={**EMAIL, "expires_at": past})
+    assert sent.status_code == 202, sent.text
+
+    async def failed() -> bool:
+        return (await queue_counts(client))["failed"] == 1
+
+    await eventually(failed, timeout=15, what="the expired message to fail")
+    browser = {"Host": "127.0.0.1:8001", "Origin": "http://evil.example", "Accept": "*/*"}
+    response = await client.post("/emails/retry", headers=browser)
+    assert response.status_code in (403, 415), response.text
+    assert (await queue_counts(client))["failed"] == 1

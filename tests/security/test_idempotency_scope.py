@@ -18,15 +18,8 @@ from sqlalchemy import insert
 from odiseo.storage.migrate import alembic_config
 from odiseo.storage.tables import emails
 from tests.conftest import sqlalchemy_engine
-from tests.security.conftest import (
-    ALL_KEY,
-    EMAIL,
-    SEND_KEY,
-    ClientFactory,
-    SettingsFactory,
-    auth,
-    queue_counts,
-)
+from tests.security.conftest import EMAIL, queue_counts
+from tests.support.app import ALL_KEY, SEND_KEY, ClientFactory, SettingsFactory, auth
 
 OTHER_KEY = "otherapp-0123456789abcdef"
 KEYED = {**EMAIL, "client_message_id": "order-42"}

@@ -15,15 +15,8 @@ from typing import Any
 import httpx
 
 from odiseo.api.app import create_app
-from tests.security.conftest import (
-    ALL_KEY,
-    EMAIL,
-    ClientFactory,
-    SettingsFactory,
-    auth,
-    eventually,
-    queue_counts,
-)
+from tests.security.conftest import EMAIL, eventually, queue_counts
+from tests.support.app import ALL_KEY, ClientFactory, SettingsFactory, auth
 
 KEY = auth(ALL_KEY)
 ZERO = {
@@ -447,3 +440,36 @@ async def test_message_content_over_max_message_bytes_is_413(
     )
     assert attached.status_code == 413, attached.text
     assert (await queue_counts(client)) == ZERO
+
+
+async def test_a_container_type_guessed_from_the_file_name_is_not_attached(
+    client: httpx.AsyncClient,
+) -> None:
+    """AttachmentIn refuses content_type multipart/* and message/* (lower-cased), and drops
+    such a type when guessed from the name, but that check is case-sensitive:
+    mimetypes.guess_type reads a `data:` file name's type as written, so the name
+    `data:Multipart/mixed,report.pdf` is stored with content_type `Multipart/mixed` (202)
+    and written as a base64 leaf with no boundary (NoBoundaryInMultipartDefect)."""
+    content = base64.b64encode(b"%PDF-1.4 hello").decode()
+    for filename in ("data:Multipart/mixed,report.pdf", "data:Message/rfc822,report.pdf"):
+        payload = {**EMAIL, "attachments": [{"filename": filename, "content": content}]}
+        response = await client.post("/emails", json=payload, headers=KEY)
+        if response.status_code == 422:
+            continue  # refused: fine
+        assert response.status_code == 202, response.text
+        stored = await client.get(f"/emails/{response.json()['message_id']}", headers=KEY)
+        (attachment,) = stored.json()["attachments"]
+        kind = attachment["content_type"].lower()
+        assert not kind.startswith(("multipart/", "message/")), attachment
+
+
+async def test_the_special_use_name_localhost_is_accepted_by_default(
+    client: httpx.AsyncClient,
+) -> None:
+    """README: REFUSE_SPECIAL_USE_DOMAINS is off by default, so addresses at special-use
+    names (it lists `.localhost`) "are accepted". `root@localhost`, the name itself and the
+    commonest test address, is refused with 422 ("It should have a period"), as is any
+    single-label intranet host (`ops@mailhub`)."""
+    for address in ("root@localhost", "ops@mailhub"):
+        response = await client.post("/emails", json={**EMAIL, "to": [address]}, headers=KEY)
+        assert response.status_code == 202, f"{address}: {response.text}"

@@ -13,17 +13,16 @@ from pydantic import SecretStr
 
 from odiseo.api.app import create_app
 from odiseo.errors import ConfigError
-from tests.security.conftest import (
+from tests.security.conftest import EMAIL, wait_for_fresh_minute
+from tests.support.app import (
     ADMIN_KEY,
     ALL_KEY,
-    EMAIL,
     READ_KEY,
     SECRETS,
     SEND_KEY,
     ClientFactory,
     SettingsFactory,
     auth,
-    wait_for_fresh_minute,
 )
 
 UNKNOWN = "00000000-0000-0000-0000-000000000000"
@@ -45,6 +44,16 @@ ROUTES: list[tuple[str, str, object, str]] = [
     ("POST", f"/emails/{UNKNOWN}/cancel", None, "admin"),
     ("PATCH", f"/emails/{UNKNOWN}", {"send_at": "2030-01-01T00:00:00Z"}, "admin"),
     ("POST", "/emails/retry", None, "admin"),
+    ("GET", "/webhooks", None, "admin"),
+    ("POST", "/webhooks", {"url": "https://93.184.216.34/hooks"}, "admin"),
+    ("GET", "/webhooks/wh_nope", None, "admin"),
+    ("PATCH", "/webhooks/wh_nope", {"enabled": True}, "admin"),
+    ("DELETE", "/webhooks/wh_nope", None, "admin"),
+    ("POST", "/webhooks/wh_nope/rotate-secret", None, "admin"),
+    ("POST", "/webhooks/wh_nope/test", None, "admin"),
+    ("GET", "/webhooks/wh_nope/deliveries", None, "admin"),
+    ("POST", "/webhooks/wh_nope/deliveries/1/replay", None, "admin"),
+    ("POST", "/webhooks/wh_nope/replay", {"since": "2026-01-01T00:00:00Z"}, "admin"),
     ("GET", "/events", None, "read"),
     ("GET", "/suppressions", None, "read"),
     ("GET", "/suppressions/nobody@example.com", None, "read"),

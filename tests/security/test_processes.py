@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.security.conftest import ALL_KEY, API_KEYS, EMAIL, READ_KEY, SECRETS, SEND_KEY, auth
+from tests.security.conftest import EMAIL
+from tests.support.app import ALL_KEY, API_KEYS, READ_KEY, SECRETS, SEND_KEY, auth
 from tests.support.processes import Launcher, Process, base_env, poll
 
 pytestmark = pytest.mark.e2e

@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.security.conftest import (
-    ALL_KEY,
-    EMAIL,
-    READ_KEY,
-    SEND_KEY,
-    ClientFactory,
-    SettingsFactory,
-    auth,
-    wait_for_fresh_minute,
-)
+from tests.security.conftest import EMAIL, wait_for_fresh_minute
+from tests.support.app import ALL_KEY, READ_KEY, SEND_KEY, ClientFactory, SettingsFactory, auth
 
 LIMIT = 3
 

@@ -7,7 +7,7 @@ from pydantic import SecretStr
 
 from odiseo.config import Settings, load_settings
 from odiseo.errors import ConfigError
-from tests.security.conftest import API_KEYS, SECRETS
+from tests.support.app import API_KEYS, SECRETS
 
 PASSWORD = "smtp-PASSWORD-s3cr3t"
 DKIM_KEY = "-----BEGIN PRIVATE KEY-----\nMIIdkimSECRETkeyMaterial\n-----END PRIVATE KEY-----"

@@ -14,8 +14,8 @@ from odiseo.api.wiring import build_provider
 from odiseo.config import Settings
 from odiseo.errors import TransientFailure
 from odiseo.providers.smtp import SmtpProvider, client_tls_context
-from tests.security.conftest import Tls
 from tests.support.smtp import SmtpServer
+from tests.support.tls import TlsMaterial
 
 MESSAGE = (
     b"From: noreply@odiseo.io\r\nTo: user@example.com\r\nSubject: Hi\r\n"
@@ -25,7 +25,7 @@ WARNING = "SMTP_TLS_VERIFY=false"
 
 
 @pytest.fixture
-def starttls_server(tls: Tls) -> Iterator[SmtpServer]:
+def starttls_server(tls: TlsMaterial) -> Iterator[SmtpServer]:
     """An aiosmtpd server with a certificate from a CA nobody trusts; MAIL only after STARTTLS."""
     with SmtpServer(tls_context=tls.server_context) as server:
         yield server
@@ -80,7 +80,7 @@ async def test_an_untrusted_certificate_is_refused_by_a_bare_provider(
     assert starttls_server.received == []
 
 
-async def test_a_trusted_ca_delivers(starttls_server: SmtpServer, tls: Tls) -> None:
+async def test_a_trusted_ca_delivers(starttls_server: SmtpServer, tls: TlsMaterial) -> None:
     provider = build_provider(smtp_settings(starttls_server.port, smtp_tls_ca_file=tls.ca_file))
     assert isinstance(provider, SmtpProvider)
     await deliver(provider)
@@ -104,7 +104,7 @@ def der(ca: trustme.CA) -> bytes:
 
 
 async def test_the_ca_file_adds_to_the_system_trust_store(
-    system_ca: trustme.CA, starttls_server: SmtpServer, tls: Tls
+    system_ca: trustme.CA, starttls_server: SmtpServer, tls: TlsMaterial
 ) -> None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     system_ca.issue_cert("127.0.0.1").configure_cert(context)
@@ -121,7 +121,7 @@ async def test_the_ca_file_adds_to_the_system_trust_store(
     assert sorted(trusted) == sorted([der(system_ca), private])
 
 
-def test_the_ca_file_keeps_every_ca_of_the_real_system_store(tls: Tls) -> None:
+def test_the_ca_file_keeps_every_ca_of_the_real_system_store(tls: TlsMaterial) -> None:
     system = ssl.create_default_context().get_ca_certs(binary_form=True)
     trusted = client_tls_context(ca_file=tls.ca_file, verify=True).get_ca_certs(binary_form=True)
     assert set(system) <= set(trusted)

@@ -21,13 +21,8 @@ import pytest
 
 from odiseo.errors import TemplateLimit
 from odiseo.render_process import ProcessRenderer
-from tests.security.conftest import (
-    ALL_KEY,
-    ClientFactory,
-    SettingsFactory,
-    auth,
-    queue_counts,
-)
+from tests.security.conftest import queue_counts
+from tests.support.app import ALL_KEY, ClientFactory, SettingsFactory, auth
 from tests.support.processes import Launcher, base_env
 
 KEY = auth(ALL_KEY)

@@ -7,14 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.security.conftest import (
-    ADMIN_KEY,
-    ALL_KEY,
-    ClientFactory,
-    SettingsFactory,
-    auth,
-    queue_counts,
-)
+from tests.security.conftest import queue_counts
+from tests.support.app import ADMIN_KEY, ALL_KEY, ClientFactory, SettingsFactory, auth
 
 KEY = auth(ALL_KEY)
 MARKER = "odiseo-pwned-marker"  # a file the payloads below try to create in the working directory

@@ -15,16 +15,9 @@ import httpx
 import pytest
 
 from odiseo.errors import ConfigError
-from tests.security.conftest import (
-    ALL_KEY,
-    EMAIL,
-    ClientFactory,
-    SettingsFactory,
-    auth,
-    eventually,
-    queue_counts,
-)
+from tests.security.conftest import EMAIL, eventually, queue_counts
 from tests.security.test_input import ATTACHMENT, injected
+from tests.support.app import ALL_KEY, ClientFactory, SettingsFactory, auth
 
 KEY = auth(ALL_KEY)
 

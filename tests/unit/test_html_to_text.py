@@ -116,3 +116,24 @@ def test_time_is_linear_in_hostile_input() -> None:
         started = time.process_time()
         html_to_text(hostile)
         assert time.process_time() - started < 5, piece
+
+
+def test_html_to_text_is_linear_on_an_unclosed_tag_with_a_long_name() -> None:
+    """text.py: "its cost is linear in the input whatever it holds". `_TOKEN` has two
+    adjacent quantifiers over overlapping classes (`[A-Za-z0-9-]*` then `[^<>]*`) before a
+    `>` that never comes, so the search backtracks through every split: quadratic. 40,000
+    characters took 5.7 s here; a 5 MB `body` (the API's limit) would hold the worker's event
+    loop (build_message runs on it, lease renewal included) for about a day. Possessive
+    quantifiers (`*+`, Python 3.11) would make it linear."""
+    for hostile in ("<a" + "b" * 60_000, "</p" + "-" * 60_000, "<x" + "y" * 30_000 + "<"):
+        started = time.process_time()
+        html_to_text(hostile)
+        assert time.process_time() - started < 2, hostile[:4]
+
+
+def test_table_cells_do_not_run_together() -> None:
+    """html_to_text should give "sensible text": adjacent <td>/<th> cells (layout tables
+    are everywhere in transactional mail) are glued into one word — "Total:$10", "AB"."""
+    html = "<table><tr><td>Total:</td><td>$10</td></tr><tr><th>A</th><th>B</th></tr></table>"
+    text = html_to_text(html)
+    assert "Total:$10" not in text and "AB" not in text, text

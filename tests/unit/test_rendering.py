@@ -116,3 +116,15 @@ def test_check_renders_with_the_samples_or_only_for_limits_without(renderer: Ren
     hostile = "{{ 'x' * 10**9 }}{{ name }}"
     with pytest.raises(TemplateLimit, match="MAX_RENDERED_BYTES"):
         renderer.check("t", subject=None, html=hostile, text=None, sample_variables=None)
+
+
+def test_a_template_subject_keeps_its_non_breaking_and_ideographic_spaces() -> None:
+    """Renderer._subject folds "the template's own line breaks" with `source.split()`, which
+    also splits at NO-BREAK SPACE, U+3000 and every other Unicode space and joins with an
+    ASCII space: a stored subject `Precio:\\xa0100\\xa0€` (admitted by the API) is sent
+    as `Precio: 100 €`, and runs of spaces collapse."""
+    subject = "Precio:\u00a0100\u00a0€ — 東京\u3000駅"
+    rendered = Renderer(None).render_source(
+        "t", subject=subject, html="<p>x</p>", text=None, variables={}
+    )
+    assert rendered.subject == subject

@@ -23,12 +23,15 @@ from odiseo.api.hosts import HostCheck, HostPolicy
 from odiseo.api.limits import RequestSizeLimit
 from odiseo.api.openapi import document_openapi
 from odiseo.api.outcome_schemas import SuppressionIn
-from odiseo.api.routes import emails, outcomes, system, templates, unsubscribe
+from odiseo.api.routes import emails, outcomes, system, templates, unsubscribe, webhooks
 from odiseo.api.schemas import BatchIn, EmailIn, RenderIn, RescheduleIn, TemplateIn
+from odiseo.api.webhook_schemas import ReplayIn, WebhookIn, WebhookPatch
 from odiseo.api.wiring import (
     build_provider,
     build_service,
     build_store,
+    build_webhook_service,
+    build_webhook_worker,
     build_worker,
     unsubscribe_links,
 )
@@ -41,6 +44,7 @@ from odiseo.errors import (
     StoreUnavailable,
     TemplateError,
     TooLarge,
+    WebhookRefused,
 )
 from odiseo.metrics import Metrics
 from odiseo.outcomes import OutcomeService
@@ -71,8 +75,11 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
             templates=store.templates, renderer=app.state.service.renderer
         )
         app.state.health = HealthCheck(service=app.state.service, provider=build_provider(settings))
+        app.state.webhooks = build_webhook_service(settings, store)
         worker = build_worker(settings, store, app.state.metrics) if with_worker else None
         task = asyncio.create_task(worker.run(), name="worker") if worker else None
+        hooks = build_webhook_worker(settings, store, worker) if worker else None
+        hooks_task = asyncio.create_task(hooks.run(), name="webhooks") if hooks else None
         log.info("API ready on %s (store %r)", settings.api_port, store)
         try:
             yield
@@ -80,6 +87,9 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
             if worker is not None and task is not None:
                 worker.stop()
                 await task
+            if hooks is not None and hooks_task is not None:
+                hooks.stop()
+                await hooks_task
             await app.state.health.close()
             await app.state.health.provider.close()
             await app.state.service.renderer.close()
@@ -106,12 +116,23 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
     app.include_router(system.router)
     app.include_router(outcomes.router)
     app.include_router(unsubscribe.router)
+    app.include_router(webhooks.router)
     _install_error_handlers(app)
     refuse_declared_bodies(app)
     document_openapi(
         app,
-        models=(EmailIn, BatchIn, TemplateIn, RenderIn, RescheduleIn, SuppressionIn),
-        routers=(emails.router, templates.router, system.router, outcomes.router),
+        models=(
+            EmailIn,
+            BatchIn,
+            TemplateIn,
+            RenderIn,
+            RescheduleIn,
+            WebhookIn,
+            WebhookPatch,
+            ReplayIn,
+            SuppressionIn,
+        ),
+        routers=(emails.router, templates.router, system.router, outcomes.router, webhooks.router),
     )
     return app
 
@@ -148,6 +169,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TemplateError)
     async def template_error(_: Request, exc: TemplateError) -> JSONResponse:
         return _problem(422, f"template: {exc.message}")
+
+    @app.exception_handler(WebhookRefused)
+    async def webhook_refused(_: Request, exc: WebhookRefused) -> JSONResponse:
+        return _problem(422, exc.message)
 
     @app.exception_handler(TooLarge)
     async def too_large(_: Request, exc: TooLarge) -> JSONResponse:

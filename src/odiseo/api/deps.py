@@ -11,6 +11,7 @@ from odiseo.config import Settings
 from odiseo.metrics import Metrics
 from odiseo.service import EmailService
 from odiseo.template_service import TemplateService
+from odiseo.webhooks.service import WebhookService
 
 
 async def _service(request: Request) -> EmailService:
@@ -45,3 +46,11 @@ TemplatesDep = Annotated[TemplateService, Depends(_templates)]
 ServiceDep = Annotated[EmailService, Depends(_service)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 HealthDep = Annotated[HealthCheck, Depends(_health)]
+
+
+async def _webhooks(request: Request) -> WebhookService:
+    webhooks: WebhookService = request.app.state.webhooks
+    return webhooks
+
+
+WebhooksDep = Annotated[WebhookService, Depends(_webhooks)]

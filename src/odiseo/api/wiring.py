@@ -6,6 +6,7 @@ With cli.py, the only place that names concrete engines.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from odiseo.config import Settings
 from odiseo.dkim_signing import DkimSigner
@@ -20,7 +21,9 @@ from odiseo.service import EmailService, Sender
 from odiseo.storage.contract import Store
 from odiseo.storage.engines import open_store
 from odiseo.unsubscribe import UnsubscribeLinks, links_from
-from odiseo.worker import Worker, WorkerOptions
+from odiseo.webhooks.sender import WebhookOptions, WebhookWorker
+from odiseo.webhooks.service import WebhookService
+from odiseo.worker import Worker, WorkerOptions, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -137,5 +140,31 @@ def build_worker(settings: Settings, store: Store, metrics: Metrics | None = Non
             shutdown_seconds=settings.email_worker_shutdown_seconds,
             store_retry_seconds=settings.email_worker_db_retry_seconds,
             concurrency=settings.smtp_pool_size,
+        ),
+    )
+
+
+def build_webhook_service(settings: Settings, store: Store) -> WebhookService:
+    return WebhookService(store=store.webhooks, allow_private=settings.webhook_allow_private)
+
+
+def build_webhook_worker(settings: Settings, store: Store, worker: Worker) -> WebhookWorker:
+    """The webhook tasks that run beside `worker` (its name, its metrics)."""
+    if settings.webhook_allow_private:
+        log.warning("WEBHOOK_ALLOW_PRIVATE=true: webhooks may reach private addresses over http")
+    return WebhookWorker(
+        store=store.webhooks,
+        name=worker.name,
+        clock=utcnow,
+        metrics=worker.metrics,
+        options=WebhookOptions(
+            allow_private=settings.webhook_allow_private,
+            timeout=settings.webhook_timeout_seconds,
+            per_endpoint=settings.webhook_concurrency,
+            lease_seconds=settings.webhook_lease_seconds,
+            disable_after=timedelta(days=settings.webhook_disable_after_days),
+            poll_interval=settings.webhook_poll_interval,
+            shutdown_seconds=settings.email_worker_shutdown_seconds,
+            schedule=settings.webhook_schedule,
         ),
     )

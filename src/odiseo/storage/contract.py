@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from odiseo.domain.events import EventType
@@ -25,6 +25,7 @@ from odiseo.domain.models import (
     Suppression,
     SuppressionReason,
 )
+from odiseo.domain.webhooks import Attempt, Claimed, Delivery, Endpoint, Verdict
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +55,71 @@ class Templates(Protocol):
     async def list(self) -> list[StoredTemplate]: ...
 
     async def delete(self, template_id: str) -> bool: ...
+
+
+class Webhooks(Protocol):
+    """Webhook endpoints and deliveries (storage/webhooks.py, storage/deliveries.py)."""
+
+    async def create(
+        self,
+        endpoint_id: str,
+        *,
+        url: str,
+        description: str | None,
+        events: Sequence[str],
+        secret: str,
+        now: datetime,
+    ) -> Endpoint: ...
+
+    async def get(self, endpoint_id: str) -> Endpoint | None: ...
+
+    async def endpoints(self) -> list[Endpoint]: ...
+
+    async def update(
+        self, endpoint_id: str, *, changes: dict[str, Any], now: datetime
+    ) -> Endpoint: ...
+
+    async def delete(self, endpoint_id: str) -> bool: ...
+
+    async def rotate(
+        self, endpoint_id: str, *, secret: str, overlap: timedelta, now: datetime
+    ) -> Endpoint: ...
+
+    async def send_test(self, endpoint_id: str, *, now: datetime) -> Delivery: ...
+
+    async def deliveries(
+        self, endpoint_id: str, *, limit: int, before: int | None
+    ) -> tuple[list[Delivery], int | None]: ...
+
+    async def replay(self, endpoint_id: str, delivery_id: int, *, now: datetime) -> Delivery: ...
+
+    async def replay_failed(self, endpoint_id: str, *, since: datetime, now: datetime) -> int: ...
+
+    async def oldest_pending_seconds(self, *, now: datetime) -> float: ...
+
+    async def fan_out(self, *, limit: int, now: datetime) -> int: ...
+
+    async def claim_deliveries(
+        self,
+        *,
+        limit: int,
+        per_endpoint: int,
+        busy: Sequence[str] = (),
+        worker: str,
+        lease_seconds: float,
+        now: datetime,
+    ) -> list[Claimed]: ...
+
+    async def record_delivery(
+        self,
+        claimed: Claimed,
+        *,
+        attempt: Attempt,
+        verdict: Verdict,
+        worker: str,
+        disable_after: timedelta,
+        now: datetime,
+    ) -> str | None: ...
 
 
 class Outcomes(Protocol):
@@ -93,6 +159,9 @@ class Store(Protocol):
 
     @property
     def outcomes(self) -> Outcomes: ...
+
+    @property
+    def webhooks(self) -> Webhooks: ...
 
     # -- life ------------------------------------------------------------------------
     async def migrate(self) -> None:

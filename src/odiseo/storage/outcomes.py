@@ -28,7 +28,8 @@ from odiseo.storage.rows import event_of
 from odiseo.storage.search import json_element, json_text
 from odiseo.storage.tables import email_events, emails, suppressions
 
-_ABOUT = (
+# The columns of its message an event is shown with (GET /events, webhooks).
+ABOUT = (
     emails.c.message_id,
     emails.c.client_message_id,
     emails.c.to_addrs,
@@ -57,7 +58,7 @@ class OutcomeStore:
         if before is not None:
             conditions.append(email_events.c.id < before)
         statement = (
-            select(email_events, *_ABOUT)
+            select(email_events, *ABOUT)
             .select_from(email_events.outerjoin(emails, emails.c.id == email_events.c.email_id))
             .where(*conditions)
             .order_by(email_events.c.id.desc())

@@ -26,6 +26,7 @@ from odiseo.storage.rows import attachments_by_email, event_of, from_row
 from odiseo.storage.search import json_element, json_text
 from odiseo.storage.tables import email_attachments, email_events, emails, rate_limits
 from odiseo.storage.templates import TemplateStore
+from odiseo.storage.webhooks import WebhookStore
 
 
 class SharedVerbs:
@@ -38,6 +39,7 @@ class SharedVerbs:
         self.wake = wake  # wakes waiting workers once a transaction commits
         self.templates = TemplateStore(db)
         self.outcomes = OutcomeStore(db, dialect=self.dialect)
+        self.webhooks = WebhookStore(db)
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers a trivial query."""

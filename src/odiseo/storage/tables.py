@@ -233,3 +233,74 @@ template_versions = Table(
     Column("sample_variables", JSON(none_as_null=True), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+# Webhook endpoints (odiseo/webhooks/): where events are POSTed, signed with `secret`
+# (and `previous_secret` until `previous_expires_at`, after a rotation).
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("description", Text, nullable=True),
+    Column("events", JSON, nullable=False),  # event types it receives; [] means all
+    Column("enabled", Boolean, nullable=False),
+    Column("secret", String(128), nullable=False),
+    Column("previous_secret", String(128), nullable=True),
+    Column("previous_expires_at", UTCDateTime, nullable=True),
+    Column("failing_since", UTCDateTime, nullable=True),  # first failure since a success
+    Column("disabled_reason", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# One event for one endpoint. Claimed like emails: a claim moves next_attempt_at to the
+# lease end, so a delivery whose worker died is simply due again.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "endpoint_id",
+        String(40),
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("event_id", Id, ForeignKey("email_events.id", ondelete="CASCADE"), nullable=False),
+    Column("event_type", String(32), nullable=False),
+    Column("webhook_id", String(40), nullable=False, unique=True),
+    Column("payload", Text, nullable=False),  # the exact body every attempt sends
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("locked_by", String(255), nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(
+        "ix_webhook_deliveries_due",
+        "next_attempt_at",
+        "id",
+        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text("status = 'pending'"),
+    ),
+    Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+)
+
+# Each POST of a delivery: when, how long, what came back (an excerpt) or what failed.
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "delivery_id",
+        Id,
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("at", UTCDateTime, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("duration_ms", Integer, nullable=False),
+    Column("response", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_webhook_attempts_delivery", "delivery_id", "id"),
+)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from odiseo.api.auth import ReadKey, Scope, requires
-from odiseo.api.deps import HealthDep, MetricsDep, ServiceDep, SettingsDep
+from odiseo.api.deps import HealthDep, MetricsDep, ServiceDep, SettingsDep, WebhooksDep
 from odiseo.api.schemas import Health, Problem, QueueStatus
 from odiseo.domain.models import Status
 from odiseo.metrics import CONTENT_TYPE_LATEST
@@ -45,8 +45,11 @@ async def queue_status(service: ServiceDep) -> QueueStatus:
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
 )
-async def metrics(request: Request, service: ServiceDep, registry: MetricsDep) -> Response:
-    """Prometheus metrics: delivery counters and latencies, queue depth by status.
+async def metrics(
+    request: Request, service: ServiceDep, webhooks: WebhooksDep, registry: MetricsDep
+) -> Response:
+    """Prometheus metrics: delivery counters and latencies, queue depth by status, webhook
+    deliveries by outcome and the age of the oldest pending one.
 
     Open, unless METRICS_REQUIRE_KEY asks for a key with the read scope.
     """
@@ -54,6 +57,9 @@ async def metrics(request: Request, service: ServiceDep, registry: MetricsDep) -
         await requires(Scope.READ)(request)
     depth = await service.queue_depth(now=datetime.now(UTC))
     registry.observe_queue({s.value: n for s, n in depth.counts.items()}, depth.oldest_due_seconds)
+    registry.webhook_oldest_pending.set(
+        await webhooks.oldest_pending_seconds(now=datetime.now(UTC))
+    )
     return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -20,7 +20,7 @@ from odiseo.outcomes import OutcomeService
 from odiseo.unsubscribe import UnsubscribeLinks, Unsubscriber
 
 router = APIRouter(tags=["unsubscribe"])
-_HTML_PAGE = {"content": {"text/html": {}}}
+_HTML_PAGE: dict[str, Any] = {"content": {"text/html": {}}}
 RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {**_HTML_PAGE, "description": "a damaged or expired link"},
     404: {**_HTML_PAGE, "description": "unsubscribe links are not enabled"},

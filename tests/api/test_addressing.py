@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from tests.features.conftest import FROM_DEFAULT, Features, email, raw_header
+from tests.support.app import FROM_DEFAULT, Harness, email, raw_header
 
 
-async def test_to_cc_bcc_reply_to_arrive_and_bcc_is_envelope_only(features: Features) -> None:
+async def test_to_cc_bcc_reply_to_arrive_and_bcc_is_envelope_only(features: Harness) -> None:
     message_id = await features.send(
         email(
             subject="full",
@@ -63,7 +63,7 @@ async def test_to_cc_bcc_reply_to_arrive_and_bcc_is_envelope_only(features: Feat
     assert only.message["Reply-To"] == "single@example.com"  # one address, not a list
 
 
-async def test_allowed_from_email_appears_in_from_with_its_name(features: Features) -> None:
+async def test_allowed_from_email_appears_in_from_with_its_name(features: Harness) -> None:
     senders = ["billing@odiseo.io", "Billing@Odiseo.IO", "alerts@acme.example", "ops@acme.example"]
     for sender in senders:
         await features.send(email(from_email=sender, from_name="Billing Team", subject=sender))
@@ -81,7 +81,7 @@ async def test_allowed_from_email_appears_in_from_with_its_name(features: Featur
     assert (await features.email(default_id))["from_email"] == FROM_DEFAULT
 
 
-async def test_a_sender_not_allowed_is_422_naming_from_email(features: Features) -> None:
+async def test_a_sender_not_allowed_is_422_naming_from_email(features: Harness) -> None:
     for sender in [
         "someone@evil.example",
         "billing@odiseo.io.evil.example",
@@ -97,7 +97,7 @@ async def test_a_sender_not_allowed_is_422_naming_from_email(features: Features)
     assert features.received == []
 
 
-async def test_custom_headers_arrive(features: Features) -> None:
+async def test_custom_headers_arrive(features: Harness) -> None:
     headers = {
         "X-Campaign": "spring-2026",
         "List-Unsubscribe": "<mailto:unsubscribe@example.com>",
@@ -118,7 +118,7 @@ async def test_custom_headers_arrive(features: Features) -> None:
     assert unicode.message["X-Campaign"] == "\u00c9t\u00e9 2026 \u2713"
 
 
-async def test_a_custom_header_may_not_override_ours(features: Features) -> None:
+async def test_a_custom_header_may_not_override_ours(features: Harness) -> None:
     for name in [
         "From",
         "To",
@@ -141,7 +141,7 @@ async def test_a_custom_header_may_not_override_ours(features: Features) -> None
     await features.nothing_stored()
 
 
-async def test_line_breaks_and_bad_header_names_are_422(features: Features) -> None:
+async def test_line_breaks_and_bad_header_names_are_422(features: Harness) -> None:
     for value in ["a\r\nBcc: victim@example.com", "a\nX-Injected: 1", "a\rb", "a\x00b"]:
         response = await features.client.post("/emails", json=email(headers={"X-Campaign": value}))
         assert response.status_code == 422, (value, response.text)
@@ -160,7 +160,7 @@ async def test_line_breaks_and_bad_header_names_are_422(features: Features) -> N
 
 
 async def test_tags_and_metadata_are_stored_and_returned_but_never_sent(
-    features: Features,
+    features: Harness,
 ) -> None:
     for field, value in [
         ("tags", [f"t{i}" for i in range(21)]),
@@ -187,7 +187,7 @@ async def test_tags_and_metadata_are_stored_and_returned_but_never_sent(
     assert not any(name.lower().startswith(("x-tag", "x-meta")) for name in received.message)
 
 
-async def test_recipient_limits_and_bad_addresses(features: Features) -> None:
+async def test_recipient_limits_and_bad_addresses(features: Harness) -> None:
     many = [f"r{i}@example.com" for i in range(51)]
     for field in ["to", "cc", "bcc"]:
         response = await features.client.post("/emails", json=email(**{field: many}))
@@ -215,7 +215,7 @@ async def test_recipient_limits_and_bad_addresses(features: Features) -> None:
     assert len(received.message["To"].addresses) == 50
 
 
-async def test_international_domains_are_sent_as_idna(features: Features) -> None:
+async def test_international_domains_are_sent_as_idna(features: Harness) -> None:
     message_id = await features.send(
         email(to=["ana@b\u00fccher.example"], cc=["bo@M\u00dcNCHEN.example"])
     )
@@ -230,7 +230,7 @@ async def test_international_domains_are_sent_as_idna(features: Features) -> Non
 @pytest.mark.parametrize(
     "settings_overrides", [{"allowed_senders": "@b\u00fccher.example,ana@m\u00fcnchen.example"}]
 )
-async def test_allowed_senders_on_international_domains(features: Features) -> None:
+async def test_allowed_senders_on_international_domains(features: Harness) -> None:
     """ALLOWED_SENDERS may name international domains as written (fixed in a72dba5)."""
     for sender in [
         "news@b\u00fccher.example",
@@ -261,7 +261,7 @@ NON_ASCII = [
 
 
 async def test_non_ascii_names_and_subjects_are_rfc2047_and_decode_back(
-    features: Features,
+    features: Harness,
 ) -> None:
     sent = {}
     for name, subject in NON_ASCII:
@@ -291,7 +291,7 @@ async def test_non_ascii_names_and_subjects_are_rfc2047_and_decode_back(
     assert sent == {}
 
 
-async def test_a_non_ascii_body_arrives_intact(features: Features) -> None:
+async def test_a_non_ascii_body_arrives_intact(features: Harness) -> None:
     body: dict[str, Any] = {
         "body": "<p>Ol\u00e1 \u2014 caf\u00e9 \u2713</p>",
         "text": "Ol\u00e1 \u2014 caf\u00e9 \u2713\n",

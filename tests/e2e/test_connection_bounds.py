@@ -1,4 +1,5 @@
-"""Adversarial review of issue 11 (point 14): a client that never reads its answers."""
+"""Connections the API must not keep: a client that never reads its answers, a header that
+never ends (README: "silent or trickling clients cannot hold the process's descriptors")."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import time
 import pytest
 
 from tests.e2e.test_connections import BODY, HEADER, KEEPALIVE, LIMITS, MARGIN, descriptors
-from tests.security.conftest import API_KEYS
+from tests.support.app import API_KEYS
 from tests.support.processes import Launcher, base_env
 
 pytestmark = pytest.mark.e2e
 
 
-def test_a_client_that_never_reads_its_answers_cannot_keep_its_socket_review(
+def test_a_client_that_never_reads_its_answers_cannot_keep_its_socket(
     launcher: Launcher, sqlite_database: dict[str, str]
 ) -> None:
     """README: "silent or trickling clients cannot hold the process's descriptors". A
@@ -51,7 +52,7 @@ def _peak_rss_mb(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
-def test_a_request_header_cannot_grow_without_bound_review(
+def test_a_request_header_cannot_grow_without_bound(
     launcher: Launcher, sqlite_database: dict[str, str]
 ) -> None:
     """README, Bounded input: bodies stop at MAX_REQUEST_BYTES (16 MB) before they are read,

@@ -14,7 +14,7 @@ from odiseo.providers.base import Receipt
 
 def deadlock() -> asyncpg.exceptions.DeadlockDetectedError:
     """The error PostgreSQL raises when two statements wait on each other's row locks
-    (test_hot_sql_review shows RECORD and EXTEND doing exactly that)."""
+    (store/test_postgres_lock_order.py shows RECORD and EXTEND doing exactly that)."""
     return asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
 
 

@@ -1,15 +1,13 @@
-"""Helpers for the delivery tests: connection-counting aiosmtpd servers, TLS material, providers."""
+"""SMTP peers for the delivery tests: connection-counting aiosmtpd servers and the providers
+that talk to them, all stopped after the test (fixture `smtp`)."""
 
 from __future__ import annotations
 
-import ssl
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import trustme
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from odiseo.domain.models import OutgoingEmail
@@ -83,23 +81,6 @@ def drop_connections(server: SmtpServer) -> None:
 
     loop.call_soon_threadsafe(close_all)
     assert closed.wait(5), "the SMTP server did not close its connections"
-
-
-@dataclass(frozen=True)
-class TlsMaterial:
-    ca_file: Path
-    server_context: ssl.SSLContext
-
-
-def make_tls(directory: Path) -> TlsMaterial:
-    """A private CA (its PEM written into `directory`) and a 127.0.0.1 certificate it signed."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(context)
-    ca_file = directory / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    return TlsMaterial(ca_file=ca_file, server_context=context)
 
 
 class SmtpHarness:

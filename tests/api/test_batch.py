@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from odiseo.api.schemas import BatchItemOut, BatchOut
-from tests.features.conftest import Features, b64, email
+from tests.support.app import Harness, b64, email
 
 
-async def post_batch(features: Features, body: dict[str, Any], expect: int) -> dict[str, Any]:
+async def post_batch(features: Harness, body: dict[str, Any], expect: int) -> dict[str, Any]:
     response = await features.client.post("/emails/batch", json=body)
     assert response.status_code == expect, response.text
     out = response.json()
@@ -22,7 +22,7 @@ async def post_batch(features: Features, body: dict[str, Any], expect: int) -> d
 
 
 async def test_a_partial_batch_stores_the_valid_items_and_explains_the_rest(
-    features: Features,
+    features: Harness,
 ) -> None:
     items = [
         email(to=["a@example.com"], subject="batch A"),
@@ -51,7 +51,7 @@ async def test_a_partial_batch_stores_the_valid_items_and_explains_the_rest(
         assert (await features.email(message_id))["status"] == "sent"
 
 
-async def test_service_level_errors_of_an_item_name_their_field(features: Features) -> None:
+async def test_service_level_errors_of_an_item_name_their_field(features: Harness) -> None:
     items = [
         email(subject="ok"),
         email(from_email="someone@evil.example"),
@@ -75,7 +75,7 @@ async def test_service_level_errors_of_an_item_name_their_field(features: Featur
     assert [m["Subject"] for m in features.messages()] == ["ok"]
 
 
-async def test_an_atomic_batch_with_one_invalid_item_stores_nothing(features: Features) -> None:
+async def test_an_atomic_batch_with_one_invalid_item_stores_nothing(features: Harness) -> None:
     items = [email(subject="A"), email(to=["bad address"]), email(subject="C")]
     out = await post_batch(features, {"emails": items, "atomic": True}, 422)
     assert out["status"] == "rejected"
@@ -111,7 +111,7 @@ async def test_an_atomic_batch_with_one_invalid_item_stores_nothing(features: Fe
     ]
 
 
-async def test_batch_size_limits(features: Features) -> None:
+async def test_batch_size_limits(features: Harness) -> None:
     too_many = [email(to=[f"r{i}@example.com"]) for i in range(501)]
     response = await features.client.post("/emails/batch", json={"emails": too_many})
     assert response.status_code == 422, response.text
@@ -124,7 +124,7 @@ async def test_batch_size_limits(features: Features) -> None:
 
 
 async def test_batch_items_repeating_a_client_message_id_are_duplicates(
-    features: Features,
+    features: Harness,
 ) -> None:
     original = email(subject="invoice 42", client_message_id="invoice-42")
     first_id = await features.send(original)
@@ -150,7 +150,7 @@ async def test_batch_items_repeating_a_client_message_id_are_duplicates(
     assert sorted(m["Subject"] for m in features.messages()) == ["invoice 42", "new one", "once"]
 
 
-async def test_batch_items_may_carry_every_feature(features: Features) -> None:
+async def test_batch_items_may_carry_every_feature(features: Harness) -> None:
     items = [
         email(
             subject="full",

@@ -1,4 +1,4 @@
-"""Regressions: what the new SMTP client hands on to the rest of the worker."""
+"""What the SMTP client hands on to the rest of the worker: reply text the store must hold."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ async def test_a_reply_with_a_nul_byte_is_recorded_on_both_stores(store: Store) 
     C0 controls). The reply text becomes the attempt's response/last_error; PostgreSQL
     text cannot hold NUL, so RECORD fails with CharacterNotInRepertoireError (not
     StoreUnavailable): the message was delivered, its result is never written, and
-    the worker gives up on it (see test_worker_review) - on SQLite the same reply is fine.
+    the worker gives up on it (see test_worker_pipeline.py) - on SQLite the same reply is fine.
     The next worker to take the message over sends it again, gets the same reply..."""
     script = Fake(replies={"BODY": "250 2.0.0 queued as \x00A1B2"})
     server = await asyncio.start_server(script.handle, "127.0.0.1", 0)

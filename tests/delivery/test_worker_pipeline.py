@@ -1,4 +1,4 @@
-"""Regressions: the pipelined worker (lanes, claim-ahead, background writes, heartbeat)."""
+"""The pipelined worker: lanes, claim-ahead, background result writes, the heartbeat."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from odiseo.domain.models import Status
 from odiseo.storage.contract import Store
 from odiseo.worker import Worker, WorkerOptions
-from tests.regressions.helpers import FakeProvider, StoreWrapper, deadlock
 from tests.support.factories import new_email
+from tests.support.scripted import FakeProvider, StoreWrapper, deadlock
 
 
 def make_worker(
@@ -95,7 +95,7 @@ async def test_a_failed_result_write_is_retried_not_kept_processing_forever(
     store: Store,
 ) -> None:
     """_record retries only StoreUnavailable. Any other database error (the RECORD/EXTEND
-    deadlock of test_hot_sql_review, a NUL in a reply on PostgreSQL...) ends the
+    deadlock of store/test_postgres_lock_order.py, a NUL in a reply on PostgreSQL...) ends the
     background task with the error stored and _held never cleared, so the heartbeat
     keeps extending the lease of a message that was sent but never recorded, for as
     long as the worker lives: it is neither recorded nor handed to another worker."""
@@ -162,8 +162,9 @@ async def test_stop_after_a_failed_result_write_ends_the_heartbeat(store: Store)
 
 async def test_a_failed_lease_extension_does_not_end_the_heartbeat(store: Store) -> None:
     """The heartbeat caught only StoreUnavailable: one DeadlockDetectedError from
-    renewing the leases (see test_hot_sql) and the heartbeat task is gone for the worker's
-    life, so a slow delivery loses its lease and another worker sends it again."""
+    renewing the leases (see store/test_postgres_lock_order.py) and the heartbeat task
+    is gone for the worker's life, so a slow delivery loses its lease and another worker
+    sends it again."""
     wrapped = StoreWrapper(store)
     failures = [deadlock()]
 

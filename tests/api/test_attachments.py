@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.features.conftest import Features, b64, email
+from tests.support.app import Harness, b64, email
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(255, -1, -1)) * 2
@@ -31,7 +31,7 @@ def payload_bytes(part: EmailMessage) -> bytes:
     return data
 
 
-async def test_a_file_arrives_with_filename_type_and_exact_bytes(features: Features) -> None:
+async def test_a_file_arrives_with_filename_type_and_exact_bytes(features: Harness) -> None:
     message_id = await features.send(
         email(
             attachments=[
@@ -60,7 +60,7 @@ async def test_a_file_arrives_with_filename_type_and_exact_bytes(features: Featu
     ]
 
 
-async def test_content_type_is_guessed_from_the_filename(features: Features) -> None:
+async def test_content_type_is_guessed_from_the_filename(features: Harness) -> None:
     unknown = os.urandom(64)
     accented = "r\u00e9sum\u00e9 \u2014 2026.pdf"
     message_id = await features.send(
@@ -94,7 +94,7 @@ async def test_content_type_is_guessed_from_the_filename(features: Features) -> 
     ]
 
 
-async def test_an_inline_image_joins_the_html_in_multipart_related(features: Features) -> None:
+async def test_an_inline_image_joins_the_html_in_multipart_related(features: Harness) -> None:
     html = '<p>Hello</p><img src="cid:logo" alt="logo">'
     message_id = await features.send(
         email(
@@ -138,7 +138,7 @@ async def test_an_inline_image_joins_the_html_in_multipart_related(features: Fea
     assert [p["Content-ID"] for p in images] == ["<logo@acme>"]
 
 
-async def test_invalid_attachments_are_422_naming_attachments(features: Features) -> None:
+async def test_invalid_attachments_are_422_naming_attachments(features: Harness) -> None:
     bad: list[dict[str, Any]] = [
         {"filename": "a.pdf", "content": "not base64!!"},
         {"filename": "a.pdf", "content": "QUJ"},  # missing padding
@@ -180,7 +180,7 @@ async def test_invalid_attachments_are_422_naming_attachments(features: Features
 
 @pytest.mark.parametrize("settings_overrides", [{"max_message_bytes": 50_000}])
 async def test_a_message_over_max_message_bytes_is_413_and_not_stored(
-    features: Features,
+    features: Harness,
 ) -> None:
     big = os.urandom(60_000)
     response = await features.client.post(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from email.message import EmailMessage
 from typing import Any
 
-from tests.features.conftest import Features
+from tests.support.app import Harness
 
 WELCOME_V1 = {
     "subject": "Welcome {{ name }}",
@@ -19,7 +19,7 @@ WELCOME_V2 = {
 }
 
 
-async def put(features: Features, template_id: str, body: dict[str, Any], expect: int) -> Any:
+async def put(features: Harness, template_id: str, body: dict[str, Any], expect: int) -> Any:
     response = await features.client.put(f"/templates/{template_id}", json=body)
     assert response.status_code == expect, response.text
     return response.json()
@@ -33,7 +33,7 @@ def parts(message: EmailMessage) -> tuple[str, str]:
 
 
 async def test_put_creates_then_versions_and_old_versions_stay_readable(
-    features: Features,
+    features: Harness,
 ) -> None:
     first = await put(features, "welcome2", WELCOME_V1, 201)
     assert (first["id"], first["version"]) == ("welcome2", 1)
@@ -77,7 +77,7 @@ async def test_put_creates_then_versions_and_old_versions_stay_readable(
     assert "(v1)" not in plain
 
 
-async def test_render_previews_subject_html_and_text(features: Features) -> None:
+async def test_render_previews_subject_html_and_text(features: Harness) -> None:
     await put(features, "welcome2", WELCOME_V1, 201)
     response = await features.client.post(
         "/templates/welcome2/render", json={"variables": {"name": "Ana & <Bo>"}}
@@ -109,7 +109,7 @@ async def test_render_previews_subject_html_and_text(features: Features) -> None
     assert unknown.status_code == 404 and unknown.json()["detail"]
 
 
-async def test_a_rendered_subject_cannot_inject_headers(features: Features) -> None:
+async def test_a_rendered_subject_cannot_inject_headers(features: Harness) -> None:
     await put(features, "welcome2", WELCOME_V1, 201)
     injected = {"name": "Ana\r\nBcc: victim@example.com\nX-Injected: 1"}
     for payload in (
@@ -128,7 +128,7 @@ async def test_a_rendered_subject_cannot_inject_headers(features: Features) -> N
     assert features.received == []
 
 
-async def test_request_parts_and_template_parts_combine(features: Features) -> None:
+async def test_request_parts_and_template_parts_combine(features: Harness) -> None:
     await put(features, "welcome2", WELCOME_V1, 201)
     await put(features, "nosubject", {"html": "<p>Hi {{ name }}</p>"}, 201)
     no_subject = {
@@ -163,7 +163,7 @@ async def test_request_parts_and_template_parts_combine(features: Features) -> N
     assert "Hi C" in parts(by_to["c@example.com"])[1]
 
 
-async def test_a_missing_variable_is_422_and_stores_nothing(features: Features) -> None:
+async def test_a_missing_variable_is_422_and_stores_nothing(features: Harness) -> None:
     await put(features, "welcome2", WELCOME_V2, 201)
     response = await features.client.post(
         "/emails",
@@ -183,7 +183,7 @@ async def test_a_missing_variable_is_422_and_stores_nothing(features: Features) 
 
 
 async def test_a_template_reaching_for_internals_or_not_parsing_is_422_at_put(
-    features: Features,
+    features: Harness,
 ) -> None:
     for body in [
         {"html": "{{ ''.__class__.__mro__ }}"},
@@ -213,7 +213,7 @@ async def test_a_template_reaching_for_internals_or_not_parsing_is_422_at_put(
     await features.nothing_stored()
 
 
-async def test_delete_then_get_is_404_but_old_versions_stay(features: Features) -> None:
+async def test_delete_then_get_is_404_but_old_versions_stay(features: Harness) -> None:
     await put(features, "welcome2", WELCOME_V1, 201)
     await put(features, "welcome2", WELCOME_V2, 200)
     sent_with_v2 = await features.send(
@@ -259,7 +259,7 @@ async def test_delete_then_get_is_404_but_old_versions_stay(features: Features) 
     assert features.messages()[1]["Subject"] == "Welcome B"
 
 
-async def test_creating_a_deleted_template_again_answers_201(features: Features) -> None:
+async def test_creating_a_deleted_template_again_answers_201(features: Harness) -> None:
     await put(features, "welcome2", WELCOME_V1, 201)
     assert (await features.client.delete("/templates/welcome2")).status_code == 204
     assert (await features.client.get("/templates/welcome2")).status_code == 404
@@ -275,7 +275,7 @@ async def test_creating_a_deleted_template_again_answers_201(features: Features)
     assert await features.deliver() == 1
 
 
-async def test_a_stored_template_wins_over_a_file_of_the_same_id(features: Features) -> None:
+async def test_a_stored_template_wins_over_a_file_of_the_same_id(features: Harness) -> None:
     # the file template "shadowed" exists in TEMPLATES_DIR (see conftest)
     vars_ = {"name": "Ana"}
     await features.send(
@@ -306,7 +306,7 @@ async def test_a_stored_template_wins_over_a_file_of_the_same_id(features: Featu
     assert features.messages()[-1]["Subject"] == "From the file"
 
 
-async def test_file_templates_still_work(features: Features) -> None:
+async def test_file_templates_still_work(features: Harness) -> None:
     message_id = await features.send(
         {
             "to": ["a@example.com"],
@@ -337,7 +337,7 @@ async def test_file_templates_still_work(features: Features) -> None:
 
 
 async def test_sample_variables_are_kept_with_each_version_and_rendered_at_save(
-    features: Features,
+    features: Harness,
 ) -> None:
     first = await put(features, "samples", {**WELCOME_V1, "sample_variables": {"name": "Ana"}}, 201)
     assert first["sample_variables"] == {"name": "Ana"}
@@ -367,7 +367,7 @@ async def test_sample_variables_are_kept_with_each_version_and_rendered_at_save(
     await features.nothing_stored()
 
 
-async def test_sample_variables_are_bounded_like_template_vars(features: Features) -> None:
+async def test_sample_variables_are_bounded_like_template_vars(features: Harness) -> None:
     big = {"v": "x" * 70_000}
     response = await features.client.put(
         "/templates/big", json={"html": "<p>{{ v }}</p>", "sample_variables": big}

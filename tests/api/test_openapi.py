@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.features.conftest import Features, email
+from tests.support.app import Harness, email
 
 NEW_EMAIL_FIELDS = [
     "attachments",
@@ -38,7 +38,7 @@ def request_schema(document: dict[str, Any], path: str, method: str) -> dict[str
     return resolve(document, schema)
 
 
-async def test_every_new_field_and_path_is_in_the_openapi_document(features: Features) -> None:
+async def test_every_new_field_and_path_is_in_the_openapi_document(features: Harness) -> None:
     response = await features.client.get("/openapi.json")
     assert response.status_code == 200
     document = response.json()
@@ -107,7 +107,7 @@ async def test_every_new_field_and_path_is_in_the_openapi_document(features: Fea
     )
 
 
-async def test_the_document_says_which_operations_need_an_api_key(features: Features) -> None:
+async def test_the_document_says_which_operations_need_an_api_key(features: Harness) -> None:
     document = (await features.client.get("/openapi.json")).json()
     scheme = document["components"]["securitySchemes"]["HTTPBearer"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from tests.features.conftest import Features, email
+from tests.support.app import Harness, email
 
 
 def iso(moment: datetime) -> str:
@@ -17,7 +17,7 @@ def close(stored: str, expected: datetime) -> bool:
     return abs(datetime.fromisoformat(stored) - expected) < timedelta(seconds=1)
 
 
-async def test_send_at_ahead_is_scheduled_and_not_delivered(features: Features) -> None:
+async def test_send_at_ahead_is_scheduled_and_not_delivered(features: Harness) -> None:
     later = datetime.now(UTC) + timedelta(hours=1)
     aware = await features.send(email(send_at=iso(later)))
     naive = await features.send(email(send_at=later.replace(tzinfo=None).isoformat()))  # UTC
@@ -34,7 +34,7 @@ async def test_send_at_ahead_is_scheduled_and_not_delivered(features: Features) 
     assert (await features.counts())["scheduled"] == 3
 
 
-async def test_send_at_in_the_past_is_delivered_now(features: Features) -> None:
+async def test_send_at_in_the_past_is_delivered_now(features: Harness) -> None:
     message_id = await features.send(
         email(subject="late", send_at=iso(datetime.now(UTC) - timedelta(days=1)))
     )
@@ -44,7 +44,7 @@ async def test_send_at_in_the_past_is_delivered_now(features: Features) -> None:
     assert (await features.email(message_id))["status"] == "sent"
 
 
-async def test_patch_moves_a_waiting_message(features: Features) -> None:
+async def test_patch_moves_a_waiting_message(features: Harness) -> None:
     scheduled = await features.send(
         email(subject="moved", send_at=iso(datetime.now(UTC) + timedelta(hours=1)))
     )
@@ -68,7 +68,7 @@ async def test_patch_moves_a_waiting_message(features: Features) -> None:
     assert (await features.email(pending))["status"] == "scheduled"
 
 
-async def test_patch_on_a_sent_unknown_or_invalid_message(features: Features) -> None:
+async def test_patch_on_a_sent_unknown_or_invalid_message(features: Harness) -> None:
     message_id = await features.send(email())
     assert await features.deliver() == 1
     response = await features.client.patch(
@@ -91,7 +91,7 @@ async def test_patch_on_a_sent_unknown_or_invalid_message(features: Features) ->
     assert len(features.received) == 1
 
 
-async def test_an_expired_message_fails_and_is_never_sent(features: Features) -> None:
+async def test_an_expired_message_fails_and_is_never_sent(features: Harness) -> None:
     now = datetime.now(UTC)
     expired = await features.send(
         email(subject="too late", expires_at=iso(now - timedelta(minutes=1)))
@@ -123,7 +123,7 @@ async def test_an_expired_message_fails_and_is_never_sent(features: Features) ->
 
 
 @pytest.mark.parametrize("settings_overrides", [{"smtp_pool_size": 1}])
-async def test_lower_priority_number_arrives_first(features: Features) -> None:
+async def test_lower_priority_number_arrives_first(features: Harness) -> None:
     for priority in (-1, 10, "high"):
         response = await features.client.post("/emails", json=email(priority=priority))
         assert response.status_code == 422, (priority, response.text)
@@ -144,7 +144,7 @@ async def test_lower_priority_number_arrives_first(features: Features) -> None:
 
 
 @pytest.mark.parametrize("settings_overrides", [{"smtp_pool_size": 4}])
-async def test_urgent_mail_goes_out_before_older_bulk(features: Features) -> None:
+async def test_urgent_mail_goes_out_before_older_bulk(features: Harness) -> None:
     # Sent 4 at a time, in waves taken in claim order: every p0 message has arrived
     # before any p9 one, although the p9 ones were queued first.
     for i in range(4):
