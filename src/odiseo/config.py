@@ -68,6 +68,13 @@ ENVIRONMENT = {
     "EMAIL_WORKER_METRICS_PORT": "odiseo worker: serve Prometheus metrics on this port (off)",
     "EMAIL_RETRY_MAX_ATTEMPTS": "retries after the first attempt (3)",
     "EMAIL_RETRY_BACKOFF_SECONDS": "first retry delay, doubled each retry (300)",
+    "PUBLIC_URL": "the URL recipients reach this API at, for unsubscribe links "
+    "(e.g. https://mail.example.com; its host is also allowed by the Host check)",
+    "UNSUBSCRIBE_SECRET": "signs one-click unsubscribe links (at least 16 characters; "
+    "never logged); with PUBLIC_URL it turns unsubscribe links on",
+    "UNSUBSCRIBE_LINK_DAYS": "how long an unsubscribe link works (60)",
+    "UNSUBSCRIBE_TAGS": "messages with any of these tags get an unsubscribe link, "
+    "comma-separated (none)",
     "DKIM_DOMAIN": "sign outgoing mail with DKIM for this domain (off)",
     "DKIM_SELECTOR": "DKIM selector: the key is published at SELECTOR._domainkey.DOMAIN",
     "DKIM_PRIVATE_KEY": "the DKIM private key: PEM text, or the path of a PEM file (never logged)",
@@ -153,6 +160,11 @@ class Settings(BaseSettings):
     email_retry_max_attempts: int = Field(default=3, ge=0, le=100)
     email_retry_backoff_seconds: float = Field(default=300.0, ge=0)
 
+    public_url: str | None = None
+    unsubscribe_secret: SecretStr | None = Field(default=None, repr=False)
+    unsubscribe_link_days: int = Field(default=60, ge=1, le=3650)
+    unsubscribe_tags: str = ""
+
     dkim_domain: str | None = None
     dkim_selector: str | None = None
     dkim_private_key: SecretStr | None = None
@@ -189,6 +201,8 @@ class Settings(BaseSettings):
         "api_keys_file",
         "dkim_domain",
         "dkim_selector",
+        "public_url",
+        "unsubscribe_secret",
         mode="before",
     )
     @classmethod
@@ -201,6 +215,25 @@ class Settings(BaseSettings):
         if any(v is not None for v in given) and not all(v is not None for v in given):
             raise ValueError("DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY go together")
         return self
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError("must be an http(s) URL with no query, e.g. https://mail.example.com")
+        return value
+
+    @field_validator("unsubscribe_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @property
+    def unsubscribe_tag_set(self) -> frozenset[str]:
+        """UNSUBSCRIBE_TAGS as a set of tags."""
+        return frozenset(t.strip() for t in self.unsubscribe_tags.split(",") if t.strip())
 
     @field_validator("smtp_password", "dkim_private_key", mode="before")
     @classmethod

@@ -45,6 +45,10 @@ class InvalidEmail(OdiseoError):
     """The email cannot be sent as given."""
 
 
+class InvalidLink(OdiseoError):
+    """This unsubscribe link is not valid."""
+
+
 class TooLarge(OdiseoError):
     """The message is larger than allowed."""
 

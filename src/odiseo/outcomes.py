@@ -69,7 +69,6 @@ class OutcomeService:
         log.info("a suppression was removed")
 
     async def unsubscribe(self, *, address: str, message_id: str, now: datetime) -> None:
-        """A recipient's one-click unsubscribe; raises NotFound for an unknown message."""
-        if not await self.outcomes.unsubscribe(address=address, message_id=message_id, now=now):
-            raise NotFound(f"no message {message_id!r}")
-        log.info("unsubscribed", extra={"message_id": message_id})
+        """A recipient's one-click unsubscribe: suppressed, with an event."""
+        await self.outcomes.unsubscribe(address=address, message_id=message_id, now=now)
+        log.info("a recipient unsubscribed", extra={"message_id": message_id})

@@ -225,12 +225,15 @@ async def test_suppressions_search_page_replace_and_remove(store: Store) -> None
 async def test_unsubscribe_suppresses_and_publishes_once(store: Store) -> None:
     item = new_email(to=("reader@example.com",))
     await store.enqueue([item], now=T0)
-    assert await store.outcomes.unsubscribe(
+    await store.outcomes.unsubscribe(
         address="reader@example.com", message_id=item.email.message_id, now=later(5)
     )
     entry = await store.outcomes.suppression("reader@example.com")
     assert entry is not None and entry.reason is SuppressionReason.UNSUBSCRIBE
     assert await all_events(store) == [("email.unsubscribed", "reader@example.com")]
-    assert not await store.outcomes.unsubscribe(
-        address="reader@example.com", message_id="00000000-0000-4000-8000-000000000000", now=T0
+    # A message no longer stored: the address is still suppressed, with no event.
+    await store.outcomes.unsubscribe(
+        address="later@example.com", message_id="00000000-0000-4000-8000-000000000000", now=T0
     )
+    assert await store.outcomes.suppressed(["later@example.com"]) == {"later@example.com"}
+    assert len(await all_events(store)) == 1

@@ -281,6 +281,11 @@ class EmailIn(RequestModel):
     expires_at: datetime | None = Field(
         default=None, description="not sent after this time: it ends failed with reason expired"
     )
+    unsubscribe: bool = Field(
+        default=False,
+        description="add a one-click unsubscribe link (RFC 8058) for the one recipient; "
+        "needs PUBLIC_URL and UNSUBSCRIBE_SECRET",
+    )
 
     @field_validator("headers")
     @classmethod
@@ -335,6 +340,7 @@ class EmailIn(RequestModel):
             metadata=self.metadata,
             attachments=tuple(a.to_attachment() for a in self.attachments),
             expires_at=self.expires_at,
+            unsubscribe=self.unsubscribe,
         )
 
 

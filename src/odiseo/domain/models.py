@@ -118,6 +118,7 @@ class OutgoingEmail:
     text: str | None
     headers: tuple[tuple[str, str], ...] = ()
     attachments: tuple[Attachment, ...] = ()
+    list_unsubscribe: str | None = None  # the one-click unsubscribe URL (unsubscribe.py)
 
     @property
     def recipients(self) -> tuple[str, ...]:

@@ -109,6 +109,9 @@ def _head(email: OutgoingEmail, *, date: datetime) -> bytes:
     for name, value in email.headers:
         check_header_name(name)
         fields.append(unstructured(name, value, field=f"headers.{name}"))
+    if email.list_unsubscribe is not None:  # RFC 8058 one-click: both fields, DKIM-signed
+        fields.append(unstructured("List-Unsubscribe", f"<{email.list_unsubscribe}>"))
+        fields.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
     fields.append(b"MIME-Version: 1.0\r\n")
     head = b"".join(fields)
     if check_block(head) != len(fields):

@@ -157,10 +157,10 @@ class OutcomeStore:
             )
         return removed > 0
 
-    async def unsubscribe(self, *, address: str, message_id: str, now: datetime) -> bool:
+    async def unsubscribe(self, *, address: str, message_id: str, now: datetime) -> None:
         """A recipient's one-click unsubscribe from a message: suppressed with reason
-        `unsubscribe` and an email.unsubscribed event, in one transaction. False if
-        the message does not exist (then nothing is written)."""
+        `unsubscribe` (an earlier suppression is kept as it was) and, if the message is
+        still stored, an email.unsubscribed event, in one transaction."""
         key = normalise_address(address)
         statement = self._insert(suppressions).values(
             address=key,
@@ -171,9 +171,9 @@ class OutcomeStore:
         )
         async with self.db.write() as tx:
             email_id = await tx.scalar(select(emails.c.id).where(emails.c.message_id == message_id))
-            if email_id is None:
-                return False
             await tx.run(statement.on_conflict_do_nothing(index_elements=["address"]))
+            if email_id is None:
+                return
             event = {
                 "email_id": email_id,
                 "at": now,
@@ -183,7 +183,6 @@ class OutcomeStore:
                 "webhook_pending": True,
             }
             await tx.run(email_events.insert(), [event])
-        return True
 
 
 def published(row: Row) -> PublishedEvent:

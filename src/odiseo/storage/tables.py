@@ -90,6 +90,7 @@ emails = Table(
     Column("bcc_addrs", JSON, nullable=False),
     Column("reply_to", JSON, nullable=False),
     Column("headers", JSON, nullable=False),
+    Column("list_unsubscribe", Text, nullable=True),
     Column("subject", Text, nullable=False),
     Column("html", Text, nullable=True),
     Column("text", Text, nullable=True),
