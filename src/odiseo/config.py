@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from odiseo.domain.webhooks import RETRY_SCHEDULE
 from odiseo.errors import ConfigError
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # used with fullmatch
 _MIN_RENDER_MEMORY = 64 * 1024 * 1024  # room for a render process to start and compile
 
 # Which commands read a variable (its `commands`): `--help` of each lists exactly these.
@@ -624,7 +624,7 @@ class Settings(BaseSettings):
     @field_validator("schema_name")
     @classmethod
     def _schema_is_identifier(cls, value: str) -> str:
-        if not _IDENTIFIER.match(value):
+        if not _IDENTIFIER.fullmatch(value):
             raise ValueError("must be a plain SQL identifier (letters, digits, _)")
         return value
 

@@ -71,6 +71,7 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ("EMAIL_WORKER_BATCH_SIZE", "abc"),
         ("API_PORT", "70000"),
         ("SCHEMA_NAME", "bad name;drop"),
+        ("SCHEMA_NAME", "odiseo\n"),  # `$` matched before a final newline
         ("EMAIL_PROVIDER", "carrier-pigeon"),
         ("DATABASE_URL", "mysql://x"),
         ("LOG_TO_FILE", "perhaps"),
