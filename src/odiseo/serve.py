@@ -14,10 +14,13 @@ import gc
 import logging
 import signal
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from odiseo.config import Settings, load_settings
-from odiseo.errors import OdiseoError
+from odiseo.config import Settings, database_problem, load_settings
+from odiseo.errors import OdiseoError, StoreRefused, StoreUnavailable
+
+if TYPE_CHECKING:
+    from odiseo.storage.contract import Store
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -37,7 +40,8 @@ def serve_api(settings: Settings, *, with_worker: bool, migrate: bool) -> int:
 
     setup_logging(settings)
     check_exposure(settings)
-    app = create_app(settings, with_worker=with_worker, migrate=migrate)
+    run_loop(prepare_store(settings, migrate=migrate))  # a wrong DATABASE_URL stops us here
+    app = create_app(settings, with_worker=with_worker, migrate=False)
     server = uvicorn.Server(server_config(settings, app))
     # uvicorn re-raises a handled SIGTERM once it has shut down; with the default handler
     # that would turn a clean stop into exit code 143.
@@ -67,8 +71,7 @@ def serve_api_processes(settings: Settings, *, migrate: bool) -> int:
         )
     setup_logging(settings)
     check_exposure(settings)
-    if migrate:
-        run_loop(migrate_schema(settings))
+    run_loop(prepare_store(settings, migrate=migrate))
     config = server_config(
         settings, f"{__name__}:api_process", factory=True, workers=settings.api_workers
     )
@@ -122,15 +125,39 @@ def check_exposure(settings: Settings) -> None:
     )
 
 
-async def migrate_schema(settings: Settings) -> None:
-    """Create or upgrade the schema of the configured store."""
+async def prepare_store(settings: Settings, *, migrate: bool) -> None:
+    """Before serving: migrate the schema, or (`--no-migrate`) check that it can be used.
+
+    A wrong DATABASE_URL (refused, unknown host, role, password, database, privilege)
+    raises StoreUnavailable here, before uvicorn runs, so the command stops in one line.
+    """
     from odiseo.api.wiring import build_store
 
     store = build_store(settings)
     try:
-        await store.migrate()
+        await ready(store, settings=settings, migrate=migrate)
     finally:
         await store.close()
+
+
+async def ready(store: Store, *, settings: Settings, migrate: bool) -> None:
+    """Migrate, or (`--no-migrate`) check that the tables answer: a database that refuses
+    us stops the start, one not up yet does not (requests get 503, the worker waits)."""
+    if migrate:
+        await store.migrate()
+        return
+    try:
+        await store.ping()
+    except StoreRefused as exc:
+        raise StoreRefused(
+            f"{exc.cause} (with --no-migrate: is SCHEMA_NAME={settings.schema_name} migrated "
+            "and usable by this role? `odiseo migrate` creates it)"
+        ) from exc
+    except StoreUnavailable as exc:
+        logging.getLogger("odiseo").warning(
+            "%s; starting anyway (--no-migrate), until it answers",
+            database_problem(settings.database_url, exc),
+        )
 
 
 def run_worker(settings: Settings, *, migrate: bool) -> int:
@@ -146,8 +173,7 @@ async def _work(settings: Settings, *, migrate: bool) -> None:
 
     store = build_store(settings)
     try:
-        if migrate:
-            await store.migrate()
+        await ready(store, settings=settings, migrate=migrate)
         worker = build_worker(settings, store)
         hooks = build_webhook_worker(settings, store, worker)
         if settings.email_worker_metrics_port is not None:
