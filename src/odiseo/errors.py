@@ -85,6 +85,14 @@ class TemplateLimit(TemplateError):
     """Rendering the template went over one of its limits (time, memory, size, work)."""
 
 
+class MissingVariable(TemplateError):
+    """The template uses a variable the request did not give."""
+
+    def __init__(self, message: str | None = None, *, variable: str | None = None) -> None:
+        super().__init__(message)
+        self.variable = variable
+
+
 class DeliveryFailure(OdiseoError):
     """The provider did not accept the message."""
 

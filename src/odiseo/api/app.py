@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect
 from odiseo import __version__
 from odiseo.api.auth import KeyRing
 from odiseo.api.body import refuse_declared_bodies
-from odiseo.api.errors import describe_errors, error_list
+from odiseo.api.errors import describe_errors, error_list, template_problem
 from odiseo.api.health import HealthCheck
 from odiseo.api.hosts import HostCheck, HostPolicy
 from odiseo.api.limits import RequestSizeLimit
@@ -167,8 +167,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _problem(422, exc.message)
 
     @app.exception_handler(TemplateError)
-    async def template_error(_: Request, exc: TemplateError) -> JSONResponse:
-        return _problem(422, f"template: {exc.message}")
+    async def template_error(request: Request, exc: TemplateError) -> JSONResponse:
+        errors = [template_problem(exc, path=request.url.path)]
+        return _problem(422, f"template: {exc.message}", errors=errors)
 
     @app.exception_handler(WebhookRefused)
     async def webhook_refused(_: Request, exc: WebhookRefused) -> JSONResponse:
