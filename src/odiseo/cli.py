@@ -239,8 +239,7 @@ def cmd_suppressions(settings: Settings, args: argparse.Namespace) -> int:
                     args.address, reason=reason, detail=args.detail, now=now
                 )
                 return [f"suppressed {entry.address} ({entry.reason})"]
-            await outcomes.unsuppress(args.address)
-            return [f"removed {args.address.strip().lower()}"]
+            return [f"removed {await outcomes.unsuppress(args.address)}"]
         finally:
             await store.close()
 
