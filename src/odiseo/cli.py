@@ -165,9 +165,8 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from odiseo.api.errors import describe_errors
-    from odiseo.api.schemas import EmailIn
     from odiseo.api.wiring import build_service, build_store
+    from odiseo.requests import EmailIn, describe_errors
 
     payload = _send_payload(args)
     try:
@@ -212,9 +211,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_suppressions(settings: Settings, args: argparse.Namespace) -> int:
     from pydantic import TypeAdapter, ValidationError
 
-    from odiseo.api.schemas import Address
     from odiseo.api.wiring import build_store
     from odiseo.outcomes import OutcomeService
+    from odiseo.requests import Address
 
     if args.action == "add":
         try:
