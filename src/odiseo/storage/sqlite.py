@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, case, event, select, text, tuple_, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from odiseo.domain.events import EventType
 from odiseo.domain.lifecycle import AFTER_ATTEMPT, lease_lost, released
 from odiseo.domain.models import AttemptResult, NewEmail, Outcome, QueuedEmail, Status
 from odiseo.storage.contract import Enqueued
@@ -268,13 +269,29 @@ async def _log_outcomes(
     if not new:
         return
     await tx.run(email_events.insert(), event_rows(new, worker=worker))
-    if about := recipient_event_rows(new, worker=worker):
+    if about := await _not_yet_skipped(tx, recipient_event_rows(new, worker=worker)):
         await tx.run(email_events.insert(), about)
     barred = {row["address"]: row for row in suppression_rows(new)}
     if barred:
         columns = ("address", "reason", "message_id", "detail")
         rows = [{c: row[c] for c in columns} | {"created_at": now} for row in barred.values()]
         await tx.run(_SUPPRESS, rows)
+
+
+async def _not_yet_skipped(tx: Tx, about: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-recipient events without the email.suppressed of a recipient already skipped
+    at an earlier attempt of the same message (one event per message and recipient)."""
+    skipped = EventType.EMAIL_SUPPRESSED.value
+    ids = {row["email_id"] for row in about if row["type"] == skipped}
+    if not ids:
+        return about
+    found = await tx.rows(
+        select(email_events.c.email_id, email_events.c.recipient).where(
+            email_events.c.type == skipped, email_events.c.email_id.in_(ids)
+        )
+    )
+    seen = {(r["email_id"], r["recipient"]) for r in found}
+    return [r for r in about if r["type"] != skipped or (r["email_id"], r["recipient"]) not in seen]
 
 
 async def _suppressed(tx: Tx, rows: Sequence[Any]) -> set[str]:
