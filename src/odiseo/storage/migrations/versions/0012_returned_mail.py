@@ -1,8 +1,8 @@
 """What finds a message again when mail comes back: the relay's id for it (recorded
 with email.sent) and an index on the Message-IDs that are not Odiseo's own.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-02
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
@@ -40,5 +40,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_emails_foreign_rfc_message_id", "emails")
     op.drop_index("ix_emails_relay_message_id", "emails")
-    with op.batch_alter_table("emails") as batch:
-        batch.drop_column("relay_message_id")
+    # Not batch mode: a rebuilt emails table would lose the status_counts triggers (0011).
+    op.drop_column("emails", "relay_message_id")
