@@ -420,6 +420,7 @@ def _record_args(results: Sequence[AttemptResult], worker: str, now: datetime) -
         *([event[name] for event in events] for name in _EVENT_COLUMNS),
         *([row[name] for row in about] for name in _ABOUT_COLUMNS),
         *([row[name] for row in barred] for name in _BARRED_COLUMNS),
+        [r.relay_message_id if r.outcome is Outcome.SENT else None for r in results],
     ]
 
 

@@ -200,6 +200,7 @@ _RECORD = (
         status=bindparam("b_status"),
         next_attempt_at=bindparam("b_next"),
         sent_at=bindparam("b_sent"),
+        relay_message_id=bindparam("b_relay"),
         last_error=bindparam("b_error"),
         locked_until=None,
         locked_by=None,
@@ -215,6 +216,7 @@ def _record_values(result: AttemptResult, *, now: datetime) -> dict[str, Any]:
         "b_status": AFTER_ATTEMPT[result.outcome],
         "b_next": result.next_attempt_at,
         "b_sent": result.finished_at if sent else None,
+        "b_relay": result.relay_message_id if sent else None,
         "b_error": None if sent else result.response,
         "b_now": now,
     }

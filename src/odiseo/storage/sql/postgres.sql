@@ -71,8 +71,8 @@ SELECT * FROM claimed
 -- and the addresses it proved bad join the suppression list.
 WITH result AS (
     SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::timestamptz[],
-                         $5::timestamptz[], $6::text[])
-        AS r(id, attempt, status, next_at, sent_at, error)
+                         $5::timestamptz[], $6::text[], $33::text[])
+        AS r(id, attempt, status, next_at, sent_at, error, relay_id)
 ), locked AS (
     SELECT e.id FROM emails AS e JOIN result ON e.id = result.id AND e.attempts = result.attempt
     WHERE e.status = '{processing}' AND e.locked_by = $8
@@ -80,7 +80,7 @@ WITH result AS (
     FOR NO KEY UPDATE OF e
 ), updated AS (
     UPDATE emails AS e SET status = result.status, next_attempt_at = result.next_at,
-        sent_at = result.sent_at, last_error = result.error,
+        sent_at = result.sent_at, last_error = result.error, relay_message_id = result.relay_id,
         locked_until = NULL, locked_by = NULL, updated_at = $7
     FROM result
     WHERE e.id = result.id AND e.id IN (SELECT id FROM locked)
