@@ -84,8 +84,8 @@ ENVIRONMENT = {
     "WEBHOOK_CONCURRENCY": "webhook POSTs in flight at once to one endpoint, per worker (4)",
     "WEBHOOK_DISABLE_AFTER_DAYS": "an endpoint failing without a success for this long is "
     "disabled, with a webhook.disabled event (5)",
-    "WEBHOOK_RETRY_SCHEDULE": "seconds before each attempt of a webhook delivery, comma-separated "
-    "(0,5,300,1800,7200,18000,36000,36000)",
+    "WEBHOOK_RETRY_SCHEDULE": "seconds before each attempt of a webhook delivery, comma-separated; "
+    "one attempt per number, the first always at once (0,5,300,1800,7200,18000,36000,36000)",
     "WEBHOOK_LEASE_SECONDS": "a claimed delivery is sent again after this if its worker died (60)",
     "WEBHOOK_POLL_INTERVAL": "seconds between a worker's looks for new events and due "
     "webhook deliveries (1)",
