@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 SIGNED_HEADERS = (
     b"from", b"to", b"cc", b"reply-to", b"subject", b"date", b"message-id",
-    b"mime-version", b"content-type",
+    b"mime-version", b"content-type", b"list-unsubscribe", b"list-unsubscribe-post",
 )  # fmt: skip
 _SIGNED = frozenset(SIGNED_HEADERS)
 HEADER_NAME = b"DKIM-Signature"

@@ -45,6 +45,10 @@ class InvalidEmail(OdiseoError):
     """The email cannot be sent as given."""
 
 
+class InvalidLink(OdiseoError):
+    """This unsubscribe link is not valid."""
+
+
 class TooLarge(OdiseoError):
     """The message is larger than allowed."""
 
@@ -94,3 +98,11 @@ class PermanentFailure(DeliveryFailure):
 
 class WebhookRefused(OdiseoError):
     """The webhook URL is not allowed: https to globally routable addresses only."""
+
+
+class ReportRefused(OdiseoError):
+    """The relay's report is not authentic: its signature or credentials do not check."""
+
+
+class InvalidReport(OdiseoError):
+    """The relay's report is not in the form its documentation gives."""

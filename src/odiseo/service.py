@@ -9,7 +9,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from odiseo.domain.models import (
@@ -24,6 +24,7 @@ from odiseo.errors import Duplicate, InvalidEmail, NotFound, OdiseoError, TooLar
 from odiseo.mime import check_email, is_special_use
 from odiseo.render_process import ProcessRenderer, RenderBudget
 from odiseo.storage.contract import Store
+from odiseo.unsubscribe import UnsubscribeLinks
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class EmailRequest:
     metadata: dict[str, Any] = field(default_factory=dict)
     attachments: tuple[Attachment, ...] = ()
     expires_at: datetime | None = None
+    unsubscribe: bool = False
 
     def fingerprint(self) -> str:
         """A hash of the payload, to tell a harmless resend from a conflicting reuse of an id."""
@@ -95,6 +97,8 @@ class EmailRequest:
         # cost is in bench/README.md): the hashes already stored must stay comparable,
         # so the JSON text is unchanged.
         payload = {f.name: getattr(self, f.name) for f in _REQUEST_FIELDS}
+        if self.unsubscribe:  # a field added later: absent when off, as in stored hashes
+            payload["unsubscribe"] = True
         payload["attachments"] = [
             (a.filename, a.content_type, a.content_id, hashlib.sha256(a.data).hexdigest())
             for a in self.attachments
@@ -104,7 +108,9 @@ class EmailRequest:
 
 
 _REQUEST_FIELDS = tuple(
-    f for f in fields(EmailRequest) if f.name not in {"client_message_id", "attachments"}
+    f
+    for f in fields(EmailRequest)
+    if f.name not in {"client_message_id", "attachments", "unsubscribe"}
 )
 
 
@@ -151,8 +157,10 @@ class EmailService:
         sender: Sender,
         max_retries: int,
         max_message_bytes: int = 10 * 1024 * 1024,
+        unsubscribe: UnsubscribeLinks | None = None,
     ) -> None:
         self.store = store
+        self.unsubscribe = unsubscribe
         self.renderer = renderer
         self.sender = sender
         self.max_retries = max_retries
@@ -199,6 +207,7 @@ class EmailService:
             html=html,
             text=text,
             headers=request.headers,
+            list_unsubscribe=self._unsubscribe_url(request, message_id),
             attachments=request.attachments,
         )
         check_email(email)  # the writer's own checks: what is stored can be sent
@@ -218,6 +227,23 @@ class EmailService:
             tags=request.tags,
             metadata=request.metadata,
         )
+
+    def _unsubscribe_url(self, request: EmailRequest, message_id: str) -> str | None:
+        """The one-click unsubscribe URL, when the message asks for one."""
+        links = self.unsubscribe
+        if links is None:
+            if request.unsubscribe:
+                raise InvalidEmail("unsubscribe: set PUBLIC_URL and UNSUBSCRIBE_SECRET first")
+            return None
+        if not links.wanted(asked=request.unsubscribe, tags=request.tags):
+            return None
+        if any(name.lower().startswith("list-unsubscribe") for name, _ in request.headers):
+            raise InvalidEmail(
+                "headers: a List-Unsubscribe header of your own and Odiseo's unsubscribe "
+                "link cannot go together; give one"
+            )
+        recipients = tuple(dict.fromkeys((*request.to, *request.cc, *request.bcc)))
+        return links.url(message_id=message_id, recipients=recipients, now=datetime.now(UTC))
 
     async def _content(
         self, request: EmailRequest, budget: RenderBudget | None

@@ -495,3 +495,16 @@ def test_an_unusable_key_stops_the_start_without_quoting_it(
         build_signer(settings)
     body_lines = [line for line in pem.decode().splitlines() if "-----" not in line]
     assert not any(line[:20] in str(raised.value) for line in body_lines), raised.value
+
+
+def test_the_one_click_unsubscribe_headers_are_signed(rsa_key: Key) -> None:
+    """RFC 8058 asks for both List-Unsubscribe fields under the DKIM signature."""
+    url = "https://mail.odiseo.test/unsubscribe/" + "t" * 120
+    signed = signer_for(rsa_key).sign(built(list_unsubscribe=url))
+    signature = signed.split(b"\r\n\r\n", 1)[0].split(b"\r\nFrom:", 1)[0]
+    tags = re.sub(rb"\s+", b"", signature).split(b";")
+    h = next(t for t in tags if t.startswith(b"h="))[2:].lower().split(b":")
+    assert b"list-unsubscribe" in h and b"list-unsubscribe-post" in h
+    assert dkim.verify(signed, dnsfunc=rsa_key.lookup)
+    moved = signed.replace(b"/unsubscribe/", b"/unsubscribe-elsewhere/", 1)
+    assert not dkim.verify(moved, dnsfunc=rsa_key.lookup)

@@ -7,6 +7,7 @@ the suppression list, suppressed recipients come back with a claim and an enqueu
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from odiseo.domain.events import EventType
@@ -159,6 +160,29 @@ async def test_every_recipient_suppressed_ends_the_message_suppressed(store: Sto
     assert (await store.counts())[Status.SUPPRESSED] == 1
 
 
+async def test_a_suppressed_recipient_is_published_once_however_often_retried(
+    store: Store,
+) -> None:
+    """Each attempt skips the recipient again; its email.suppressed is one event."""
+    await store.outcomes.suppress(
+        Suppression(address="gone@example.com", reason=SuppressionReason.MANUAL, created_at=T0)
+    )
+    await store.enqueue([new_email(to=("a@example.com", "gone@example.com"))], now=T0)
+    message = await claim_one(store)
+    retry = result(message, Outcome.RETRY, next_attempt_at=later(60), suppressed=message.suppressed)
+    await store.record_results([retry], worker="w", now=later(3))
+    again = await claim_one(store, now=later(60))
+    assert again.suppressed == ("gone@example.com",)
+    sent = result(again, Outcome.SENT, suppressed=again.suppressed)
+    sent = dataclasses.replace(sent, started_at=later(61), finished_at=later(62))
+    await store.record_results([sent], worker="w", now=later(63))
+    assert await all_events(store) == [
+        ("email.deferred", None),
+        ("email.suppressed", "gone@example.com"),
+        ("email.sent", None),
+    ]
+
+
 async def test_events_filter_by_type_message_recipient_and_time(store: Store) -> None:
     first, second = new_email(to=("x@example.com",)), new_email(to=("y@example.com",))
     await store.enqueue([first, second], now=T0)
@@ -225,12 +249,15 @@ async def test_suppressions_search_page_replace_and_remove(store: Store) -> None
 async def test_unsubscribe_suppresses_and_publishes_once(store: Store) -> None:
     item = new_email(to=("reader@example.com",))
     await store.enqueue([item], now=T0)
-    assert await store.outcomes.unsubscribe(
+    await store.outcomes.unsubscribe(
         address="reader@example.com", message_id=item.email.message_id, now=later(5)
     )
     entry = await store.outcomes.suppression("reader@example.com")
     assert entry is not None and entry.reason is SuppressionReason.UNSUBSCRIBE
     assert await all_events(store) == [("email.unsubscribed", "reader@example.com")]
-    assert not await store.outcomes.unsubscribe(
-        address="reader@example.com", message_id="00000000-0000-4000-8000-000000000000", now=T0
+    # A message no longer stored: the address is still suppressed, with no event.
+    await store.outcomes.unsubscribe(
+        address="later@example.com", message_id="00000000-0000-4000-8000-000000000000", now=T0
     )
+    assert await store.outcomes.suppressed(["later@example.com"]) == {"later@example.com"}
+    assert len(await all_events(store)) == 1

@@ -17,14 +17,13 @@ from starlette.requests import ClientDisconnect
 from odiseo import __version__
 from odiseo.api.auth import KeyRing
 from odiseo.api.body import refuse_declared_bodies
-from odiseo.api.errors import describe_errors, error_list
 from odiseo.api.health import HealthCheck
 from odiseo.api.hosts import HostCheck, HostPolicy
 from odiseo.api.limits import RequestSizeLimit
 from odiseo.api.openapi import document_openapi
 from odiseo.api.outcome_schemas import SuppressionIn
-from odiseo.api.routes import emails, outcomes, system, templates, webhooks
-from odiseo.api.schemas import BatchIn, EmailIn, RenderIn, RescheduleIn, TemplateIn
+from odiseo.api.routes import emails, outcomes, system, templates, unsubscribe, webhooks
+from odiseo.api.schemas import BatchIn, RenderIn, RescheduleIn, TemplateIn
 from odiseo.api.webhook_schemas import ReplayIn, WebhookIn, WebhookPatch
 from odiseo.api.wiring import (
     build_provider,
@@ -33,6 +32,7 @@ from odiseo.api.wiring import (
     build_webhook_service,
     build_webhook_worker,
     build_worker,
+    unsubscribe_links,
 )
 from odiseo.config import Settings
 from odiseo.errors import (
@@ -47,6 +47,7 @@ from odiseo.errors import (
 )
 from odiseo.metrics import Metrics
 from odiseo.outcomes import OutcomeService
+from odiseo.requests import EmailIn, describe_errors, error_list
 from odiseo.template_service import TemplateService
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
         app.state.keys = keys
         app.state.metrics = Metrics()
         app.state.outcomes = OutcomeService(store)
+        app.state.unsubscribe = unsubscribe_links(settings)
         app.state.templates = TemplateService(
             templates=store.templates, renderer=app.state.service.renderer
         )
@@ -102,7 +104,9 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
     )
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     hosts = HostPolicy.from_settings(
-        api_host=settings.api_host, allowed_hosts=settings.api_allowed_hosts
+        api_host=settings.api_host,
+        allowed_hosts=settings.api_allowed_hosts,
+        public_url=settings.public_url,
     )
     app.add_middleware(HostCheck, policy=hosts)  # the outermost: before anything else runs
     # POST /emails is served by a plain Starlette route ahead of its documented APIRoute.
@@ -111,6 +115,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
     app.include_router(templates.router)
     app.include_router(system.router)
     app.include_router(outcomes.router)
+    app.include_router(unsubscribe.router)
     app.include_router(webhooks.router)
     _install_error_handlers(app)
     refuse_declared_bodies(app)

@@ -21,6 +21,7 @@ import ipaddress
 import json
 import logging
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -45,8 +46,12 @@ class HostPolicy:
     everything: bool = False
 
     @classmethod
-    def from_settings(cls, *, api_host: str, allowed_hosts: str) -> HostPolicy:
+    def from_settings(
+        cls, *, api_host: str, allowed_hosts: str, public_url: str | None = None
+    ) -> HostPolicy:
         listed = {_normal(name) for name in allowed_hosts.split(",") if name.strip()}
+        if public_url:  # recipients follow unsubscribe links to this name
+            listed.add(_normal(_without_port(urlsplit(public_url).netloc)))
         if "*" in listed:
             return cls(names=frozenset(), everything=True)
         bound = _normal(api_host)

@@ -20,6 +20,7 @@ from odiseo.render_process import ProcessRenderer
 from odiseo.service import EmailService, Sender
 from odiseo.storage.contract import Store
 from odiseo.storage.engines import open_store
+from odiseo.unsubscribe import UnsubscribeLinks, links_from
 from odiseo.webhooks.sender import WebhookOptions, WebhookWorker
 from odiseo.webhooks.service import WebhookService
 from odiseo.worker import Worker, WorkerOptions, utcnow
@@ -72,6 +73,17 @@ def build_service(settings: Settings, store: Store) -> EmailService:
         ),
         max_retries=settings.email_retry_max_attempts,
         max_message_bytes=settings.max_message_bytes,
+        unsubscribe=unsubscribe_links(settings),
+    )
+
+
+def unsubscribe_links(settings: Settings) -> UnsubscribeLinks | None:
+    secret = settings.unsubscribe_secret
+    return links_from(
+        public_url=settings.public_url,
+        secret=secret.get_secret_value() if secret else None,
+        days=settings.unsubscribe_link_days,
+        tags=settings.unsubscribe_tag_set,
     )
 
 

@@ -118,6 +118,7 @@ class OutgoingEmail:
     text: str | None
     headers: tuple[tuple[str, str], ...] = ()
     attachments: tuple[Attachment, ...] = ()
+    list_unsubscribe: str | None = None  # the one-click unsubscribe URL (unsubscribe.py)
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -234,3 +235,4 @@ class AttemptResult:
     accepted: tuple[str, ...] = ()  # recipients the relay took
     refused: tuple[Refusal, ...] = ()  # recipients the relay refused at RCPT
     suppressed: tuple[str, ...] = ()  # recipients skipped: on the suppression list
+    relay_message_id: str | None = None  # the relay's id for the message (its DATA reply)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from odiseo.domain.bounces import Returned
 from odiseo.domain.events import EventType
 from odiseo.domain.models import (
     AttemptResult,
@@ -148,7 +149,13 @@ class Outcomes(Protocol):
 
     async def unsuppress(self, address: str) -> bool: ...
 
-    async def unsubscribe(self, *, address: str, message_id: str, now: datetime) -> bool: ...
+    async def unsubscribe(self, *, address: str, message_id: str, now: datetime) -> None: ...
+
+    async def record_returned(self, returned: Returned, *, now: datetime) -> str | None: ...
+
+    async def keep_unparsed(
+        self, *, data: dict[str, Any], message_id: str | None, now: datetime
+    ) -> int: ...
 
 
 class Store(Protocol):

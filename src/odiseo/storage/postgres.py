@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
+from odiseo.domain.events import EventType
 from odiseo.domain.lifecycle import AFTER_ATTEMPT, lease_lost, released
 from odiseo.domain.models import AttemptResult, NewEmail, Outcome, QueuedEmail, Status
 from odiseo.errors import StoreUnavailable
@@ -85,6 +86,7 @@ Q = sql.load(
     claimable=CLAIMABLE_SQL,
     outcome_kinds=OUTCOME_KINDS_SQL,
     processing=Status.PROCESSING.value,
+    suppressed_type=EventType.EMAIL_SUPPRESSED.value,
     lease_lost="'" + lease_lost("' || old_worker || '") + "'",
     released_retry=released(1).value,
     released_new=released(0).value,
@@ -418,6 +420,7 @@ def _record_args(results: Sequence[AttemptResult], worker: str, now: datetime) -
         *([event[name] for event in events] for name in _EVENT_COLUMNS),
         *([row[name] for row in about] for name in _ABOUT_COLUMNS),
         *([row[name] for row in barred] for name in _BARRED_COLUMNS),
+        [r.relay_message_id if r.outcome is Outcome.SENT else None for r in results],
     ]
 
 

@@ -43,6 +43,7 @@ def to_row(item: NewEmail, *, now: datetime) -> dict[str, Any]:
         "bcc_addrs": list(email.bcc),
         "reply_to": list(email.reply_to),
         "headers": [list(h) for h in email.headers],
+        "list_unsubscribe": email.list_unsubscribe,
         "subject": email.subject,
         "html": email.html,
         "text": email.text,
@@ -113,6 +114,7 @@ def from_row(
         html=row["html"],
         text=row["text"],
         headers=tuple((name, value) for name, value in row["headers"]),
+        list_unsubscribe=row["list_unsubscribe"],
         attachments=attachments,
     )
     return QueuedEmail(

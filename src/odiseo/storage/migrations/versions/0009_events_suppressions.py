@@ -1,6 +1,7 @@
 """Published events (a `type`, a recipient, data, and a webhook fan-out mark on the
-history) and the suppression list; a message whose recipients are all suppressed ends
-in the new `suppressed` status, its outcome logged once like the others.
+history), the suppression list, and a message's one-click unsubscribe URL; a message
+whose recipients are all suppressed ends in the new `suppressed` status, its outcome
+logged once like the others.
 
 Existing outcome rows get the type they would have been written with; none of them is
 marked for webhooks (no endpoint existed to receive them).
@@ -38,6 +39,7 @@ def _partial(name: str, columns: list[str], where: str, *, unique: bool = False)
 
 
 def upgrade() -> None:
+    op.add_column("emails", sa.Column("list_unsubscribe", sa.Text(), nullable=True))
     with op.batch_alter_table("email_events") as batch:
         batch.alter_column("email_id", existing_type=sa.BigInteger(), nullable=True)
         batch.add_column(sa.Column("type", sa.String(32), nullable=True))
@@ -66,6 +68,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("emails") as batch:
+        batch.drop_column("list_unsubscribe")
     op.drop_table("suppressions")
     for name in ("ix_email_events_webhook_pending", "ix_email_events_recipient"):
         op.drop_index(name, "email_events")
