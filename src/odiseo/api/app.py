@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request, status
@@ -71,9 +72,10 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = build_store(settings)
         try:
+            app.state.service = build_service(settings, store)
             if migrate:
                 await store.migrate()
-            app.state.service = build_service(settings, store)
+                await app.state.service.publish_settings(now=datetime.now(UTC))
         except BaseException:
             await store.close()  # a start that fails leaves no connection behind
             raise

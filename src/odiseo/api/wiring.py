@@ -37,6 +37,17 @@ def build_store(settings: Settings) -> Store:
     return open_store(settings.database_url, schema=settings.schema_name)
 
 
+async def migrate(settings: Settings, store: Store) -> None:
+    """Create or upgrade the schema, then publish the rules the SQL function enqueue()
+    applies (senders, sizes, retries), so the database and this service agree."""
+    await store.migrate()
+    service = build_service(settings, store)
+    try:
+        await service.publish_settings(now=utcnow())
+    finally:
+        await service.renderer.close()
+
+
 def build_provider(settings: Settings) -> Provider:
     if settings.provider == "outbox":
         return OutboxProvider(settings.outbox_dir)

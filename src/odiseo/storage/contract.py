@@ -17,6 +17,7 @@ from odiseo.domain.events import EventType
 from odiseo.domain.models import (
     AttemptResult,
     EmailFilter,
+    EnqueueSettings,
     EventFilter,
     NewEmail,
     PublishedEvent,
@@ -176,6 +177,9 @@ class Store(Protocol):
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
+
+    async def publish_enqueue_settings(self, settings: EnqueueSettings, *, now: datetime) -> None:
+        """Write the rules the SQL function enqueue() applies (one row, replaced)."""
 
     async def close(self) -> None: ...
 

@@ -30,7 +30,7 @@ from odiseo.domain.events import EventType
 from odiseo.domain.lifecycle import AFTER_ATTEMPT, lease_lost, released
 from odiseo.domain.models import AttemptResult, NewEmail, Outcome, QueuedEmail, Status
 from odiseo.errors import StoreUnavailable
-from odiseo.storage import sql
+from odiseo.storage import enqueue_function, sql
 from odiseo.storage.contract import Enqueued
 from odiseo.storage.database import PostgresDatabase, Tx, command_count
 from odiseo.storage.failures import is_unavailable, translate_errors
@@ -177,6 +177,11 @@ class PostgresStore(SharedVerbs):
                     )
                     await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
                     await conn.run_sync(upgrade)
+                    # Every run, after the revisions: the function writes the row this
+                    # code's store writes (storage/enqueue_function.py).
+                    await conn.run_sync(
+                        enqueue_function.install, schema=self.schema, channel=self.channel
+                    )
         finally:
             await engine.dispose()
 

@@ -217,6 +217,22 @@ status_counts = Table(
     Column("n", BigInteger, nullable=False),
 )
 
+# What the SQL function enqueue() (storage/enqueue_function.py) needs of the service's
+# settings, written by `odiseo migrate` and at every start (one row, id 1), so that the
+# database and the service apply the same sender and size rules.
+enqueue_settings = Table(
+    "enqueue_settings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("from_email", String(320), nullable=False),  # SMTP_FROM_EMAIL
+    Column("from_name", String(255), nullable=True),  # SMTP_FROM_NAME
+    Column("allowed_senders", JSON, nullable=False),  # ALLOWED_SENDERS: a@b and @domain
+    Column("message_id_domain", String(255), nullable=False),  # of each Message-ID
+    Column("max_message_bytes", BigInteger, nullable=False),  # MAX_MESSAGE_BYTES
+    Column("max_retries", Integer, nullable=False),  # EMAIL_RETRY_MAX_ATTEMPTS
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 # Requests per API key per minute, shared by every API process (RATE_LIMIT_PER_MINUTE).
 rate_limits = Table(
     "rate_limits",
