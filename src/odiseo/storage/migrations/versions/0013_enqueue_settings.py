@@ -6,8 +6,8 @@ PostgreSQL, after the revisions: its INSERT is written from tables.py's column l
 of the running code (storage/enqueue_function.py), so it cannot fall behind the
 table. On SQLite the table exists, unused: there is no function to read it.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-02
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
