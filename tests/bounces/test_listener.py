@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 import pytest
@@ -20,7 +21,7 @@ FIXTURES = Path(__file__).parents[1] / "unit" / "returned"
 FIXTURE_ID = "5a377f3a-abeb-4e60-a59e-2a706e6021f8"
 
 
-async def send(listener: BounceListener, rcpt: str, data: bytes) -> tuple[int, str]:
+async def send(listener: Any, rcpt: str, data: bytes) -> tuple[int, str]:
     """Send `data` from the null sender to `rcpt`; the reply to DATA (or the refusal)."""
     client = aiosmtplib.SMTP(hostname="127.0.0.1", port=listener.port, timeout=10)
     await client.connect()
