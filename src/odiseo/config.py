@@ -96,6 +96,24 @@ ENVIRONMENT = {
     "WEBHOOK_LEASE_SECONDS": "a claimed delivery is sent again after this if its worker died (60)",
     "WEBHOOK_POLL_INTERVAL": "seconds between a worker's looks for new events and due "
     "webhook deliveries (1)",
+    "SMTP_SUBMISSION_PORT": "odiseo smtp / odiseo run: accept mail from applications over SMTP "
+    "on this port, e.g. 587 or 2525 (off)",
+    "SMTP_SUBMISSION_HOST": "address the SMTP submission listener binds (127.0.0.1)",
+    "SMTP_SUBMISSION_TLS_CERT": "PEM certificate (chain) for STARTTLS and implicit TLS on the "
+    "submission listener",
+    "SMTP_SUBMISSION_TLS_KEY": "PEM private key of SMTP_SUBMISSION_TLS_CERT (never logged)",
+    "SMTP_SUBMISSION_TLS_PORT": "also accept submission with implicit TLS on this port, "
+    "e.g. 465 (off; needs the certificate)",
+    "SMTP_SUBMISSION_ALLOW_PLAINTEXT_AUTH": "accept AUTH without TLS on a listener beyond "
+    "loopback (false: 538 until STARTTLS)",
+    "SMTP_SUBMISSION_MAX_CONNECTIONS": "connections the submission listener serves at once; "
+    "more get 421 (100)",
+    "SMTP_SUBMISSION_MAX_RECIPIENTS": "recipients of one submitted message; more get 452 (100)",
+    "SMTP_SUBMISSION_COMMAND_TIMEOUT_SECONDS": "an SMTP client silent this long between "
+    "commands is disconnected (300)",
+    "SMTP_SUBMISSION_DATA_TIMEOUT_SECONDS": "a message's DATA must arrive within this (600)",
+    "SMTP_SUBMISSION_AUTH_FAILURES_PER_MINUTE": "failed AUTH attempts one IP address may make "
+    "in a minute; beyond, 421 and a minute's pause (10)",
     "LOG_LEVEL": "DEBUG, INFO, WARNING, ERROR (INFO)",
     "LOG_TO_FILE": "also write LOG_DIR/email_service.log, rotated (true)",
     "LOG_DIR": "log directory (./logs)",
@@ -184,6 +202,18 @@ class Settings(BaseSettings):
     webhook_lease_seconds: float = Field(default=60.0, ge=1)
     webhook_poll_interval: float = Field(default=1.0, gt=0)
 
+    smtp_submission_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_submission_host: str = "127.0.0.1"
+    smtp_submission_tls_cert: Path | None = None
+    smtp_submission_tls_key: Path | None = None
+    smtp_submission_tls_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_submission_allow_plaintext_auth: bool = False
+    smtp_submission_max_connections: int = Field(default=100, ge=1, le=100_000)
+    smtp_submission_max_recipients: int = Field(default=100, ge=1, le=10_000)
+    smtp_submission_command_timeout_seconds: float = Field(default=300.0, gt=0, le=3600)
+    smtp_submission_data_timeout_seconds: float = Field(default=600.0, gt=0, le=86400)
+    smtp_submission_auth_failures_per_minute: int = Field(default=10, ge=1, le=10_000)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_to_file: bool = True
     log_dir: Path = Path("logs")
@@ -203,6 +233,10 @@ class Settings(BaseSettings):
         "dkim_selector",
         "public_url",
         "unsubscribe_secret",
+        "smtp_submission_port",
+        "smtp_submission_tls_cert",
+        "smtp_submission_tls_key",
+        "smtp_submission_tls_port",
         mode="before",
     )
     @classmethod
@@ -214,6 +248,17 @@ class Settings(BaseSettings):
         given = [self.dkim_domain, self.dkim_selector, self.dkim_private_key]
         if any(v is not None for v in given) and not all(v is not None for v in given):
             raise ValueError("DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY go together")
+        return self
+
+    @model_validator(mode="after")
+    def _submission_tls(self) -> Settings:
+        if (self.smtp_submission_tls_cert is None) != (self.smtp_submission_tls_key is None):
+            raise ValueError("SMTP_SUBMISSION_TLS_CERT and SMTP_SUBMISSION_TLS_KEY go together")
+        if self.smtp_submission_tls_port is not None:
+            if self.smtp_submission_tls_cert is None:
+                raise ValueError("SMTP_SUBMISSION_TLS_PORT needs SMTP_SUBMISSION_TLS_CERT and _KEY")
+            if self.smtp_submission_tls_port == self.smtp_submission_port:
+                raise ValueError("SMTP_SUBMISSION_TLS_PORT must differ from SMTP_SUBMISSION_PORT")
         return self
 
     @field_validator("public_url")

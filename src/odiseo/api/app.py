@@ -14,8 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from odiseo import __version__
-from odiseo.api.auth import KeyRing
+from odiseo import __version__, smtp
 from odiseo.api.body import refuse_declared_bodies
 from odiseo.api.errors import describe_errors, error_list
 from odiseo.api.health import HealthCheck
@@ -46,6 +45,7 @@ from odiseo.errors import (
     TooLarge,
     WebhookRefused,
 )
+from odiseo.keys import KeyRing
 from odiseo.metrics import Metrics
 from odiseo.outcomes import OutcomeService
 from odiseo.template_service import TemplateService
@@ -53,16 +53,27 @@ from odiseo.template_service import TemplateService
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool = True) -> FastAPI:
-    """The API; with `with_worker`, a delivery worker runs in the same process (`odiseo run`)."""
+def create_app(
+    settings: Settings,
+    *,
+    with_worker: bool = False,
+    with_smtp: bool = False,
+    migrate: bool = True,
+) -> FastAPI:
+    """The API; with `with_worker`, a delivery worker runs in the same process, and with
+    `with_smtp` the SMTP listeners the settings ask for (`odiseo run`)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = build_store(settings)
+        listeners: list[smtp.Listener] = []
         try:
             if migrate:
                 await store.migrate()
             app.state.service = build_service(settings, store)
+            if with_smtp and smtp.wanted(settings):
+                specs = smtp.listener_specs(settings, service=app.state.service, keys=keys)
+                listeners = await smtp.start_listeners(specs)
         except BaseException:
             await store.close()  # a start that fails leaves no connection behind
             raise
@@ -84,6 +95,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
         try:
             yield
         finally:
+            await smtp.close_listeners(listeners)
             if worker is not None and task is not None:
                 worker.stop()
                 await task
