@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run install install-test lock system-deps lint test bench clean
+.PHONY: run install install-test lock env-example system-deps lint test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ lock: $(BIN)/python
 	$(BIN)/pip install --quiet 'uv>=0.9'
 	$(UV_COMPILE) --extra test $(LOCK_ARGS) -o requirements-test.lock
 	$(UV_COMPILE) -c requirements-test.lock $(LOCK_ARGS) -o requirements.lock
+
+## env-example: rewrite .env.example from the settings (src/odiseo/config.py)
+env-example: install
+	$(BIN)/python -m odiseo.config_docs > .env.example
 
 ## run: install, then serve the API and a worker on the embedded default (SQLite + outbox)
 run: install

@@ -11,59 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from odiseo import __version__
-from odiseo.config import ENVIRONMENT, Settings, load_settings
+from odiseo.config import COMMANDS as COMMAND_NAMES
+from odiseo.config import Settings, load_settings
+from odiseo.config_docs import command_help
 from odiseo.domain.models import SuppressionReason
 from odiseo.errors import OdiseoError
-
-READS = {
-    "api": [
-        "SERVICE_",
-        "API_",
-        "DATABASE_URL",
-        "SCHEMA_NAME",
-        "EMAIL_PROVIDER",
-        "OUTBOX_DIR",
-        "SMTP_",
-        "EMAIL_RETRY_MAX_ATTEMPTS",
-        "TEMPLATE",
-        "MAX_RENDERED_BYTES",
-        "LOG_",
-    ],
-    "worker": [
-        "SERVICE_NAME",
-        "DATABASE_URL",
-        "SCHEMA_NAME",
-        "EMAIL_",
-        "OUTBOX_DIR",
-        "SMTP_",
-        "LOG_",
-    ],
-    "run": [""],
-    "smtp": [
-        "API_KEYS",
-        "DATABASE_URL",
-        "SCHEMA_NAME",
-        "SMTP_SUBMISSION_",
-        "SMTP_FROM_",
-        "ALLOWED_SENDERS",
-        "REFUSE_SPECIAL_USE_DOMAINS",
-        "RATE_LIMIT_PER_MINUTE",
-        "MAX_MESSAGE_BYTES",
-        "EMAIL_RETRY_MAX_ATTEMPTS",
-        "LOG_",
-    ],
-    "migrate": ["DATABASE_URL", "SCHEMA_NAME", "LOG_"],
-    "send": [
-        "DATABASE_URL",
-        "SCHEMA_NAME",
-        "SMTP_FROM_",
-        "EMAIL_RETRY_MAX_ATTEMPTS",
-        "TEMPLATE",
-        "MAX_RENDERED_BYTES",
-    ],
-    "status": ["DATABASE_URL", "SCHEMA_NAME"],
-    "suppressions": ["DATABASE_URL", "SCHEMA_NAME"],
-}
 
 HELP = {
     "api": "serve the HTTP API",
@@ -77,23 +29,16 @@ HELP = {
 }
 
 
-def _environment_help(command: str) -> str:
-    names = [n for n in ENVIRONMENT if any(n.startswith(p) for p in READS[command])]
-    width = max(len(n) for n in names)
-    lines = [f"  {n.ljust(width)}  {ENVIRONMENT[n]}" for n in names]
-    return "environment variables (also read from ./.env):\n" + "\n".join(lines)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="odiseo", description="Odiseo transactional email.")
     parser.add_argument("--version", action="version", version=f"odiseo {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in READS:
+    for name in COMMAND_NAMES:
         sub = commands.add_parser(
             name,
             help=HELP[name],
             description=HELP[name],
-            epilog=_environment_help(name),
+            epilog=command_help(name),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         if name in {"api", "worker", "run", "smtp"}:
@@ -227,9 +172,8 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from odiseo.api.errors import describe_errors
-    from odiseo.api.schemas import EmailIn
     from odiseo.api.wiring import build_service, build_store
+    from odiseo.requests import EmailIn, describe_errors
 
     payload = _send_payload(args)
     try:
@@ -274,9 +218,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_suppressions(settings: Settings, args: argparse.Namespace) -> int:
     from pydantic import TypeAdapter, ValidationError
 
-    from odiseo.api.schemas import Address
     from odiseo.api.wiring import build_store
     from odiseo.outcomes import OutcomeService
+    from odiseo.requests import Address
 
     if args.action == "add":
         try:
@@ -301,8 +245,7 @@ def cmd_suppressions(settings: Settings, args: argparse.Namespace) -> int:
                     args.address, reason=reason, detail=args.detail, now=now
                 )
                 return [f"suppressed {entry.address} ({entry.reason})"]
-            await outcomes.unsuppress(args.address)
-            return [f"removed {args.address.strip().lower()}"]
+            return [f"removed {await outcomes.unsuppress(args.address)}"]
         finally:
             await store.close()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,112 +16,69 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from odiseo.domain.webhooks import RETRY_SCHEDULE
 from odiseo.errors import ConfigError
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # used with fullmatch
 _MIN_RENDER_MEMORY = 64 * 1024 * 1024  # room for a render process to start and compile
 
-# Every variable a process reads, for `--help` and the README.
-ENVIRONMENT = {
-    "SERVICE_NAME": "service identifier used in logs (email-service)",
-    "SERVICE_VERSION": "version reported by /health (1.0.0)",
-    "API_HOST": "address the API listens on (127.0.0.1)",
-    "API_PORT": "port the API listens on (8001)",
-    "API_WORKERS": "odiseo api: processes serving the API on one port (1); more need PostgreSQL",
-    "API_ACCESS_LOG": "one uvicorn log line per HTTP request (false: accepted and refused "
-    "requests are logged by Odiseo itself)",
-    "API_ALLOWED_HOSTS": "more Host names the API answers to, comma-separated (* turns the check "
-    "off); loopback names, API_HOST, and any IP address on 0.0.0.0 or :: always pass",
-    "API_KEEPALIVE_TIMEOUT_SECONDS": "an idle keep-alive connection is closed after this (5)",
-    "API_HEADER_TIMEOUT_SECONDS": "a request's headers must arrive within this, or the "
-    "connection is closed (10)",
-    "API_BODY_TIMEOUT_SECONDS": "a request's body must arrive within this after its headers, "
-    "or 408 and the connection is closed (60)",
-    "API_KEYS": "comma-separated API keys, each optionally key:send+read+admin (never logged)",
-    "API_KEYS_FILE": "a file of API keys, one per line, same key:scopes form",
-    "ALLOW_UNAUTHENTICATED": "let a keyless API listen beyond loopback (false)",
-    "METRICS_REQUIRE_KEY": "ask for a read key on /metrics (false)",
-    "RATE_LIMIT_PER_MINUTE": "requests per API key per minute, shared by API processes (0: off)",
-    "MAX_REQUEST_BYTES": "largest request body; 413 before it is read (16777216)",
-    "DATABASE_URL": "postgresql://user@host/db, or unset for SQLite in ./data/odiseo.db",
-    "SCHEMA_NAME": "PostgreSQL schema holding the tables (test)",
-    "EMAIL_PROVIDER": "smtp or outbox (smtp when SMTP_HOST is set, else outbox)",
-    "OUTBOX_DIR": "where the outbox provider writes .eml files (./data/outbox)",
-    "SMTP_HOST": "SMTP server (smtp.gmail.com)",
-    "SMTP_PORT": "SMTP port; 465 means implicit TLS (587)",
-    "SMTP_USER": "SMTP login; unset means no AUTH",
-    "SMTP_PASSWORD": "SMTP password (never logged)",
-    "SMTP_FROM_EMAIL": "sender address (noreply@odiseo.io)",
-    "SMTP_FROM_NAME": "sender display name (Odiseo)",
-    "SMTP_USE_TLS": "STARTTLS on a plain port (true)",
-    "ALLOWED_SENDERS": "other From addresses a request may use: a@b.c or @domain, comma-separated",
-    "REFUSE_SPECIAL_USE_DOMAINS": "refuse addresses at special-use or reserved names such as "
-    ".local, .internal, .test (false: a relay for intranets and tests takes them)",
-    "SMTP_TLS_VERIFY": "verify the SMTP server's certificate (true); false only by choice",
-    "SMTP_TLS_CA_FILE": "extra CA bundle to verify the SMTP server with",
-    "SMTP_POOL_SIZE": "SMTP connections a worker keeps open and sends over at once (4)",
-    "SMTP_TIMEOUT_SECONDS": "SMTP connect/command timeout (30)",
-    "EMAIL_WORKER_POLL_INTERVAL": "seconds between polls when idle (10)",
-    "EMAIL_WORKER_BATCH_SIZE": "messages claimed per batch (50)",
-    "EMAIL_WORKER_LEASE_SECONDS": "claim lease; a dead worker's mail is retaken after it (300)",
-    "EMAIL_WORKER_SHUTDOWN_SECONDS": "on SIGTERM, how long the message in hand may finish (30)",
-    "EMAIL_WORKER_DB_RETRY_SECONDS": "while the database is unreachable, a worker tries it "
-    "again this often (2)",
-    "EMAIL_WORKER_METRICS_PORT": "odiseo worker: serve Prometheus metrics on this port (off)",
-    "EMAIL_RETRY_MAX_ATTEMPTS": "retries after the first attempt (3)",
-    "EMAIL_RETRY_BACKOFF_SECONDS": "first retry delay, doubled each retry (300)",
-    "PUBLIC_URL": "the URL recipients reach this API at, for unsubscribe links "
-    "(e.g. https://mail.example.com; its host is also allowed by the Host check)",
-    "UNSUBSCRIBE_SECRET": "signs one-click unsubscribe links (at least 16 characters; "
-    "never logged); with PUBLIC_URL it turns unsubscribe links on",
-    "UNSUBSCRIBE_LINK_DAYS": "how long an unsubscribe link works (60)",
-    "UNSUBSCRIBE_TAGS": "messages with any of these tags get an unsubscribe link, "
-    "comma-separated (none)",
-    "DKIM_DOMAIN": "sign outgoing mail with DKIM for this domain (off)",
-    "DKIM_SELECTOR": "DKIM selector: the key is published at SELECTOR._domainkey.DOMAIN",
-    "DKIM_PRIVATE_KEY": "the DKIM private key: PEM text, or the path of a PEM file (never logged)",
-    "TEMPLATES_DIR": "directory of Jinja2 templates (./templates)",
-    "TEMPLATE_RENDER_TIMEOUT_SECONDS": "a render is stopped after this long, 422 (2); the renders "
-    "of one request share it",
-    "TEMPLATE_RENDER_MEMORY_BYTES": "address space of a render process (268435456; 0: no limit)",
-    "TEMPLATE_RENDER_PROCESSES": "render processes per API process, started on first use (2)",
-    "MAX_RENDERED_BYTES": "largest rendered subject, HTML or text part of a template (1048576)",
-    "MAX_MESSAGE_BYTES": "largest message content, bodies + attachments (10485760); 413 beyond",
-    "WEBHOOK_ALLOW_PRIVATE": "let webhook URLs be plain http and reach private, loopback and "
-    "link-local addresses (false: https to globally routable addresses only)",
-    "WEBHOOK_TIMEOUT_SECONDS": "a webhook POST must be answered within this, or it is retried (10)",
-    "WEBHOOK_CONCURRENCY": "webhook POSTs in flight at once to one endpoint, per worker (4)",
-    "WEBHOOK_DISABLE_AFTER_DAYS": "an endpoint failing without a success for this long is "
-    "disabled, with a webhook.disabled event (5)",
-    "WEBHOOK_RETRY_SCHEDULE": "seconds before each attempt of a webhook delivery, comma-separated "
-    "(0,5,300,1800,7200,18000,36000,36000)",
-    "WEBHOOK_LEASE_SECONDS": "a claimed delivery is sent again after this if its worker died (60)",
-    "WEBHOOK_POLL_INTERVAL": "seconds between a worker's looks for new events and due "
-    "webhook deliveries (1)",
-    "SMTP_SUBMISSION_PORT": "odiseo smtp / odiseo run: accept mail from applications over SMTP "
-    "on this port, e.g. 587 or 2525 (off)",
-    "SMTP_SUBMISSION_HOST": "address the SMTP submission listener binds (127.0.0.1)",
-    "SMTP_SUBMISSION_TLS_CERT": "PEM certificate (chain) for STARTTLS and implicit TLS on the "
-    "submission listener",
-    "SMTP_SUBMISSION_TLS_KEY": "PEM private key of SMTP_SUBMISSION_TLS_CERT (never logged)",
-    "SMTP_SUBMISSION_TLS_PORT": "also accept submission with implicit TLS on this port, "
-    "e.g. 465 (off; needs the certificate)",
-    "SMTP_SUBMISSION_ALLOW_PLAINTEXT_AUTH": "accept AUTH without TLS on a listener beyond "
-    "loopback (false: 538 until STARTTLS)",
-    "SMTP_SUBMISSION_MAX_CONNECTIONS": "connections the submission listener serves at once; "
-    "more get 421 (100)",
-    "SMTP_SUBMISSION_MAX_RECIPIENTS": "recipients of one submitted message; more get 452 (100)",
-    "SMTP_SUBMISSION_COMMAND_TIMEOUT_SECONDS": "an SMTP client silent this long between "
-    "commands is disconnected (300)",
-    "SMTP_SUBMISSION_DATA_TIMEOUT_SECONDS": "a message's DATA must arrive within this (600)",
-    "SMTP_SUBMISSION_AUTH_FAILURES_PER_MINUTE": "failed AUTH attempts one IP address may make "
-    "in a minute; beyond, 421 and a minute's pause (10)",
-    "LOG_LEVEL": "DEBUG, INFO, WARNING, ERROR (INFO)",
-    "LOG_TO_FILE": "also write LOG_DIR/email_service.log, rotated (true)",
-    "LOG_DIR": "log directory (./logs)",
-}
+# Which commands read a variable (its `commands`): `--help` of each lists exactly these.
+COMMANDS = ("run", "api", "worker", "smtp", "migrate", "send", "status", "suppressions")
+API = ("run", "api")
+SUBMISSION = ("run", "smtp")
+WORKER = ("run", "worker")
+SERVING = ("run", "api", "worker")
+LOGGING = ("run", "api", "worker", "smtp", "migrate")
+PREPARING = ("run", "api", "smtp", "send")  # builds messages: sender rules, templates, limits
+STORE = COMMANDS
+
+
+def setting(
+    default: Any,
+    *,
+    help: str,
+    section: str,
+    commands: tuple[str, ...],
+    example: str | None = None,
+    **constraints: Any,
+) -> Any:
+    """A settings field with the metadata `.env.example`, `--help` and the tests read.
+
+    Args:
+        help: one sentence for `--help` and `.env.example` (the README's row may say more).
+        section: the `.env.example` heading it is listed under (one of SECTIONS).
+        commands: the `odiseo` commands that read it (API, WORKER, ... above).
+        example: a value to show in `.env.example` instead of the default.
+    """
+    return Field(
+        default,
+        description=help,
+        json_schema_extra={"section": section, "commands": list(commands), "example": example},
+        **constraints,
+    )
+
+
+SECTIONS = (
+    "Service",
+    "Security",
+    "Database",
+    "Delivery / SMTP",
+    "Worker",
+    "Unsubscribe links",
+    "DKIM",
+    "Templates",
+    "Webhooks",
+    "SMTP submission",
+    "Logging",
+)
 
 
 class Settings(BaseSettings):
-    """Every setting of Odiseo; each field is the environment variable of its name."""
+    """Every setting of Odiseo; each field is the environment variable of its name.
+
+    To add a variable: add a field made with `setting(...)` (its help, section, the
+    commands that read it, and an example if the default is not a good one to show),
+    then run `make env-example` to rewrite `.env.example`, and add its row to the
+    README's Configuration table. `odiseo COMMAND --help` follows by itself;
+    tests/unit/test_config_docs.py fails until all four name the same variables.
+    """
 
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -129,94 +86,548 @@ class Settings(BaseSettings):
         case_sensitive=False,
         extra="ignore",
         hide_input_in_errors=True,
+        env_ignore_empty=True,  # `SMTP_HOST=` in .env is unset, not a host named ""
     )
 
-    service_name: str = "email-service"
-    service_version: str = "1.0.0"
-    api_host: str = "127.0.0.1"
-    api_port: int = Field(default=8001, ge=1, le=65535)
-    api_workers: int = Field(default=1, ge=1, le=64)
-    api_access_log: bool = False
-    api_allowed_hosts: str = ""
-    api_keepalive_timeout_seconds: float = Field(default=5.0, gt=0, le=3600)
-    api_header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
-    api_body_timeout_seconds: float = Field(default=60.0, gt=0, le=86400)
+    # Service
+    service_name: str = setting(
+        "email-service",
+        help="service identifier of the original configuration; accepted, not used yet",
+        section="Service",
+        commands=SERVING,
+    )
+    service_version: str = setting(
+        "1.0.0", help="version reported by /health", section="Service", commands=API
+    )
+    api_host: str = setting(
+        "127.0.0.1",
+        help="address the API listens on (the Docker image and compose use 0.0.0.0); "
+        "`odiseo worker` serves EMAIL_WORKER_METRICS_PORT on it",
+        section="Service",
+        commands=SERVING,
+    )
+    api_port: int = setting(
+        8001, help="port the API listens on", section="Service", commands=API, ge=1, le=65535
+    )
+    api_workers: int = setting(
+        1,
+        help="`odiseo api`: processes serving the one port (PostgreSQL only); "
+        "about one per spare core",
+        section="Service",
+        commands=API,
+        ge=1,
+        le=64,
+    )
+    api_access_log: bool = setting(
+        False,
+        help="one uvicorn log line per HTTP request (off, Odiseo still logs every accepted "
+        "message and every refused request)",
+        section="Service",
+        commands=API,
+    )
+    api_allowed_hosts: str = setting(
+        "",
+        help="more names the API answers to in the Host header, comma-separated (* = no "
+        "check); localhost, 127.0.0.1, [::1] and API_HOST always pass (on 0.0.0.0, any IP "
+        "address); under compose, list email-service-api for other containers",
+        section="Service",
+        commands=API,
+        example="mail-api.example.com,email-service-api",
+    )
+    api_keepalive_timeout_seconds: float = setting(
+        5.0,
+        help="an idle keep-alive connection is closed after this many seconds",
+        section="Service",
+        commands=API,
+        gt=0,
+        le=3600,
+    )
+    api_header_timeout_seconds: float = setting(
+        10.0,
+        help="a request's headers must arrive within this many seconds, or 408 and the "
+        "connection is closed",
+        section="Service",
+        commands=API,
+        gt=0,
+        le=3600,
+    )
+    api_body_timeout_seconds: float = setting(
+        60.0,
+        help="a request's body must arrive within this many seconds after its headers, or "
+        "408 and the connection is closed",
+        section="Service",
+        commands=API,
+        gt=0,
+        le=86400,
+    )
 
-    api_keys: SecretStr = SecretStr("")
-    api_keys_file: Path | None = None
-    allow_unauthenticated: bool = False
-    metrics_require_key: bool = False
-    rate_limit_per_minute: int = Field(default=0, ge=0)
-    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Security
+    api_keys: SecretStr = setting(
+        SecretStr(""),
+        help="API keys, comma-separated, each optionally with scopes (key:send, "
+        "key:read+admin; none = all), 16+ characters each, never logged; without keys the "
+        "API only listens on loopback",
+        section="Security",
+        commands=(*API, "smtp"),
+        example="change-me-to-a-long-random-string",
+    )
+    api_keys_file: Path | None = setting(
+        None,
+        help="a file of API keys, one per line, same key:scopes form (# comments allowed)",
+        section="Security",
+        commands=(*API, "smtp"),
+        example="/run/secrets/odiseo_keys",
+    )
+    allow_unauthenticated: bool = setting(
+        False,
+        help="let a keyless API listen beyond loopback",
+        section="Security",
+        commands=API,
+    )
+    metrics_require_key: bool = setting(
+        False, help="ask for a read key on /metrics", section="Security", commands=API
+    )
+    rate_limit_per_minute: int = setting(
+        0,
+        help="requests per API key per minute, shared by the API processes (0: no limit)",
+        section="Security",
+        commands=(*API, "smtp"),
+        ge=0,
+    )
+    max_request_bytes: int = setting(
+        16 * 1024 * 1024,
+        help="largest request body, bytes; 413 before it is read",
+        section="Security",
+        commands=API,
+        ge=1024,
+    )
 
-    database_url: str | None = Field(default=None, repr=False)
-    schema_name: str = "test"
+    # Database
+    database_url: str | None = setting(
+        None,
+        help="the queue's database: postgresql://user:pass@host:5432/db or sqlite:///path.db; "
+        "unset means SQLite in ./data/odiseo.db (under compose, docker-compose.yml sets it)",
+        section="Database",
+        commands=STORE,
+        example="postgresql://odiseo:secret@db.example.com:5432/mail",
+        repr=False,
+    )
+    schema_name: str = setting(
+        "test",
+        help="PostgreSQL schema holding the tables, created if missing (compose uses odiseo)",
+        section="Database",
+        commands=STORE,
+    )
 
-    email_provider: Literal["smtp", "outbox"] | None = None
-    outbox_dir: Path = Path("data/outbox")
+    # Delivery / SMTP
+    email_provider: Literal["smtp", "outbox"] | None = setting(
+        None,
+        help="smtp or outbox (default: smtp when SMTP_HOST is set, else outbox)",
+        section="Delivery / SMTP",
+        commands=SERVING,
+        example="outbox",
+    )
+    outbox_dir: Path = setting(
+        Path("data/outbox"),
+        help="where the outbox provider writes one <message_id>.eml per message",
+        section="Delivery / SMTP",
+        commands=SERVING,
+    )
+    smtp_host: str = setting(
+        "smtp.gmail.com",
+        help="SMTP server; setting it (even to the default) switches delivery to smtp",
+        section="Delivery / SMTP",
+        commands=SERVING,
+    )
+    smtp_port: int = setting(
+        587,
+        help="SMTP port; 465 means implicit TLS",
+        section="Delivery / SMTP",
+        commands=SERVING,
+        ge=1,
+        le=65535,
+    )
+    smtp_user: str | None = setting(
+        None, help="SMTP login; unset means no AUTH", section="Delivery / SMTP", commands=SERVING
+    )
+    smtp_password: SecretStr | None = setting(
+        None, help="SMTP password (never logged)", section="Delivery / SMTP", commands=SERVING
+    )
+    smtp_from_email: str = setting(
+        "noreply@odiseo.io",
+        help="default sender address; its domain names the Message-IDs",
+        section="Delivery / SMTP",
+        commands=PREPARING,
+    )
+    smtp_from_name: str = setting(
+        "Odiseo", help="default sender display name", section="Delivery / SMTP", commands=PREPARING
+    )
+    smtp_use_tls: bool = setting(
+        True,
+        help="STARTTLS on a plain port (465 is always TLS)",
+        section="Delivery / SMTP",
+        commands=SERVING,
+    )
+    allowed_senders: str = setting(
+        "",
+        help="other From addresses a request may use: a@b.c or @domain, comma-separated",
+        section="Delivery / SMTP",
+        commands=PREPARING,
+        example="billing@example.com,@example.com",
+    )
+    refuse_special_use_domains: bool = setting(
+        False,
+        help="refuse addresses at special-use or reserved names such as .local, .internal, "
+        ".test (off: a relay for intranets and tests takes them)",
+        section="Delivery / SMTP",
+        commands=PREPARING,
+    )
+    smtp_tls_ca_file: Path | None = setting(
+        None,
+        help="extra CA bundle to verify the SMTP server with (default: system CAs only)",
+        section="Delivery / SMTP",
+        commands=SERVING,
+        example="/etc/ssl/private-ca.pem",
+    )
+    smtp_tls_verify: bool = setting(
+        True,
+        help="verify the SMTP server's certificate; false only if you must (logged)",
+        section="Delivery / SMTP",
+        commands=SERVING,
+    )
+    smtp_pool_size: int = setting(
+        4,
+        help="SMTP connections a worker keeps open and sends over at once",
+        section="Delivery / SMTP",
+        commands=SERVING,
+        ge=1,
+        le=64,
+    )
+    smtp_timeout_seconds: float = setting(
+        30.0,
+        help="SMTP connect and command timeout, seconds",
+        section="Delivery / SMTP",
+        commands=SERVING,
+        gt=0,
+    )
 
-    smtp_host: str = "smtp.gmail.com"
-    smtp_port: int = Field(default=587, ge=1, le=65535)
-    smtp_user: str | None = None
-    smtp_password: SecretStr | None = None
-    smtp_from_email: str = "noreply@odiseo.io"
-    smtp_from_name: str = "Odiseo"
-    smtp_use_tls: bool = True
-    allowed_senders: str = ""
-    refuse_special_use_domains: bool = False
-    smtp_tls_ca_file: Path | None = None
-    smtp_tls_verify: bool = True
-    smtp_pool_size: int = Field(default=4, ge=1, le=64)
-    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Worker
+    email_worker_poll_interval: float = setting(
+        10.0,
+        help="seconds between polls when idle (PostgreSQL also wakes on NOTIFY)",
+        section="Worker",
+        commands=WORKER,
+        gt=0,
+    )
+    email_worker_batch_size: int = setting(
+        50, help="messages claimed per batch", section="Worker", commands=WORKER, ge=1, le=1000
+    )
+    email_worker_lease_seconds: float = setting(
+        300.0,
+        help="claim lease, seconds; a dead worker's mail is retaken after it",
+        section="Worker",
+        commands=WORKER,
+        ge=1,
+    )
+    email_worker_shutdown_seconds: float = setting(
+        30.0,
+        help="on SIGTERM, how long the message in hand may finish, seconds (keep below "
+        "compose's stop_grace_period of 40s)",
+        section="Worker",
+        commands=WORKER,
+        ge=0,
+    )
+    email_worker_db_retry_seconds: float = setting(
+        2.0,
+        help="while the database is unreachable, a worker tries it again this often, seconds",
+        section="Worker",
+        commands=WORKER,
+        gt=0,
+    )
+    email_worker_metrics_port: int | None = setting(
+        None,
+        help="`odiseo worker`: serve Prometheus metrics on this port (default: off)",
+        section="Worker",
+        commands=("worker",),
+        example="9100",
+        ge=1,
+        le=65535,
+    )
+    email_retry_max_attempts: int = setting(
+        3,
+        help="retries after the first attempt",
+        section="Worker",
+        commands=PREPARING,
+        ge=0,
+        le=100,
+    )
+    email_retry_backoff_seconds: float = setting(
+        300.0,
+        help="first retry delay, seconds, doubled for each further retry",
+        section="Worker",
+        commands=WORKER,
+        ge=0,
+    )
 
-    email_worker_poll_interval: float = Field(default=10.0, gt=0)
-    email_worker_batch_size: int = Field(default=50, ge=1, le=1000)
-    email_worker_lease_seconds: float = Field(default=300.0, ge=1)
-    email_worker_shutdown_seconds: float = Field(default=30.0, ge=0)
-    email_worker_db_retry_seconds: float = Field(default=2.0, gt=0)
-    email_worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
-    email_retry_max_attempts: int = Field(default=3, ge=0, le=100)
-    email_retry_backoff_seconds: float = Field(default=300.0, ge=0)
+    # Unsubscribe links
+    public_url: str | None = setting(
+        None,
+        help="the URL recipients reach this API at, for unsubscribe links; its host also "
+        "passes the Host check",
+        section="Unsubscribe links",
+        commands=PREPARING,
+        example="https://mail.example.com",
+    )
+    unsubscribe_secret: SecretStr | None = setting(
+        None,
+        help="signs one-click unsubscribe links (16+ characters, never logged); with "
+        "PUBLIC_URL it turns them on",
+        section="Unsubscribe links",
+        commands=PREPARING,
+        repr=False,
+    )
+    unsubscribe_link_days: int = setting(
+        60,
+        help="how long an unsubscribe link keeps working, days",
+        section="Unsubscribe links",
+        commands=PREPARING,
+        ge=1,
+        le=3650,
+    )
+    unsubscribe_tags: str = setting(
+        "",
+        help="messages with any of these tags get an unsubscribe link, comma-separated",
+        section="Unsubscribe links",
+        commands=PREPARING,
+        example="newsletter,digest",
+    )
 
-    public_url: str | None = None
-    unsubscribe_secret: SecretStr | None = Field(default=None, repr=False)
-    unsubscribe_link_days: int = Field(default=60, ge=1, le=3650)
-    unsubscribe_tags: str = ""
+    # DKIM
+    dkim_domain: str | None = setting(
+        None,
+        help="sign outgoing mail with DKIM for this domain (the three DKIM variables go "
+        "together; default: off)",
+        section="DKIM",
+        commands=WORKER,
+        example="example.com",
+    )
+    dkim_selector: str | None = setting(
+        None,
+        help="DKIM selector: the key is published in DNS at SELECTOR._domainkey.DOMAIN",
+        section="DKIM",
+        commands=WORKER,
+        example="odiseo",
+    )
+    dkim_private_key: SecretStr | None = setting(
+        None,
+        help="the DKIM private key: PEM text, or the path of a PEM file (never logged)",
+        section="DKIM",
+        commands=WORKER,
+        example="/run/secrets/dkim.pem",
+    )
 
-    dkim_domain: str | None = None
-    dkim_selector: str | None = None
-    dkim_private_key: SecretStr | None = None
+    # Templates
+    templates_dir: Path = setting(
+        Path("templates"),
+        help="directory of Jinja2 templates (the built-in ones are always available)",
+        section="Templates",
+        commands=PREPARING,
+    )
+    template_render_timeout_seconds: float = setting(
+        2.0,
+        help="a render (all the renders of one request together) is stopped after this many "
+        "seconds: 422",
+        section="Templates",
+        commands=PREPARING,
+        gt=0,
+        le=300,
+    )
+    template_render_memory_bytes: int = setting(
+        256 * 1024 * 1024,
+        help="address space of each render process, bytes (0: no limit); a render past it "
+        "gets a 422",
+        section="Templates",
+        commands=PREPARING,
+        ge=0,
+    )
+    template_render_processes: int = setting(
+        2,
+        help="render processes per API process, started on first use; a render waits for a "
+        "free one",
+        section="Templates",
+        commands=PREPARING,
+        ge=1,
+        le=64,
+    )
+    max_rendered_bytes: int = setting(
+        1024 * 1024,
+        help="largest rendered subject, HTML or text part of a template, bytes: 422 beyond",
+        section="Templates",
+        commands=PREPARING,
+        ge=1024,
+    )
+    max_message_bytes: int = setting(
+        10 * 1024 * 1024,
+        help="largest content of one message (bodies + decoded attachments), bytes: 413 beyond",
+        section="Security",
+        commands=PREPARING,
+        ge=1024,
+    )
 
-    templates_dir: Path = Path("templates")
-    template_render_timeout_seconds: float = Field(default=2.0, gt=0, le=300)
-    template_render_memory_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
-    template_render_processes: int = Field(default=2, ge=1, le=64)
-    max_rendered_bytes: int = Field(default=1024 * 1024, ge=1024)
-    max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # Webhooks
+    webhook_allow_private: bool = setting(
+        False,
+        help="let webhook URLs be plain http and reach private, loopback and link-local "
+        "addresses (tests, intranets); off: https to globally routable addresses only",
+        section="Webhooks",
+        commands=SERVING,
+    )
+    webhook_timeout_seconds: float = setting(
+        10.0,
+        help="a webhook POST must be answered within this many seconds, or it is retried",
+        section="Webhooks",
+        commands=WORKER,
+        gt=0,
+        le=300,
+    )
+    webhook_concurrency: int = setting(
+        4,
+        help="webhook POSTs in flight at once to one endpoint, per worker",
+        section="Webhooks",
+        commands=WORKER,
+        ge=1,
+        le=64,
+    )
+    webhook_disable_after_days: float = setting(
+        5.0,
+        help="an endpoint failing without a success for this many days is disabled, with a "
+        "webhook.disabled event",
+        section="Webhooks",
+        commands=WORKER,
+        gt=0,
+    )
+    webhook_retry_schedule: str = setting(
+        ",".join(f"{s:g}" for s in RETRY_SCHEDULE),
+        help="seconds before each attempt of a webhook delivery, comma-separated (the first "
+        "is immediate)",
+        section="Webhooks",
+        commands=WORKER,
+    )
+    webhook_lease_seconds: float = setting(
+        60.0,
+        help="a claimed delivery is sent again after this many seconds if its worker died",
+        section="Webhooks",
+        commands=WORKER,
+        ge=1,
+    )
+    webhook_poll_interval: float = setting(
+        1.0,
+        help="seconds between a worker's looks for new events and due webhook deliveries",
+        section="Webhooks",
+        commands=WORKER,
+        gt=0,
+    )
 
-    webhook_allow_private: bool = False
-    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    webhook_concurrency: int = Field(default=4, ge=1, le=64)
-    webhook_disable_after_days: float = Field(default=5.0, gt=0)
-    webhook_retry_schedule: str = ",".join(f"{s:g}" for s in RETRY_SCHEDULE)
-    webhook_lease_seconds: float = Field(default=60.0, ge=1)
-    webhook_poll_interval: float = Field(default=1.0, gt=0)
+    # SMTP submission
+    smtp_submission_port: int | None = setting(
+        None,
+        help="accept mail from applications over SMTP on this port (587 or 2525 are usual; "
+        "default: off); needs API_KEYS",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        example="2525",
+        ge=1,
+        le=65535,
+    )
+    smtp_submission_host: str = setting(
+        "127.0.0.1",
+        help="address the submission listener binds; beyond loopback, AUTH waits for STARTTLS",
+        section="SMTP submission",
+        commands=SUBMISSION,
+    )
+    smtp_submission_tls_cert: Path | None = setting(
+        None,
+        help="PEM certificate (with its chain) for STARTTLS and implicit TLS",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        example="/etc/odiseo/smtp.pem",
+    )
+    smtp_submission_tls_key: Path | None = setting(
+        None,
+        help="its PEM private key (may be the same file; never logged)",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        example="/etc/odiseo/smtp.key",
+    )
+    smtp_submission_tls_port: int | None = setting(
+        None,
+        help="also listen with implicit TLS on this port (465 is usual; needs the "
+        "certificate; default: off)",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        example="465",
+        ge=1,
+        le=65535,
+    )
+    smtp_submission_allow_plaintext_auth: bool = setting(
+        False,
+        help="accept AUTH before TLS on a listener beyond loopback (off: 538 until STARTTLS)",
+        section="SMTP submission",
+        commands=SUBMISSION,
+    )
+    smtp_submission_max_connections: int = setting(
+        100,
+        help="connections the submission listener serves at once; one more gets 421",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        ge=1,
+        le=100_000,
+    )
+    smtp_submission_max_recipients: int = setting(
+        100,
+        help="envelope recipients of one submitted message; one more gets 452",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        ge=1,
+        le=10_000,
+    )
+    smtp_submission_command_timeout_seconds: float = setting(
+        300.0,
+        help="an SMTP client silent this many seconds between commands is disconnected",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        gt=0,
+        le=3600,
+    )
+    smtp_submission_data_timeout_seconds: float = setting(
+        600.0,
+        help="a message's DATA must arrive within this many seconds",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        gt=0,
+        le=86400,
+    )
+    smtp_submission_auth_failures_per_minute: int = setting(
+        10,
+        help="failed AUTH attempts one IP address may make in a minute; the one reaching it "
+        "gets 421 and the address a minute's pause",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        ge=1,
+        le=10_000,
+    )
 
-    smtp_submission_port: int | None = Field(default=None, ge=1, le=65535)
-    smtp_submission_host: str = "127.0.0.1"
-    smtp_submission_tls_cert: Path | None = None
-    smtp_submission_tls_key: Path | None = None
-    smtp_submission_tls_port: int | None = Field(default=None, ge=1, le=65535)
-    smtp_submission_allow_plaintext_auth: bool = False
-    smtp_submission_max_connections: int = Field(default=100, ge=1, le=100_000)
-    smtp_submission_max_recipients: int = Field(default=100, ge=1, le=10_000)
-    smtp_submission_command_timeout_seconds: float = Field(default=300.0, gt=0, le=3600)
-    smtp_submission_data_timeout_seconds: float = Field(default=600.0, gt=0, le=86400)
-    smtp_submission_auth_failures_per_minute: int = Field(default=10, ge=1, le=10_000)
-
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    log_to_file: bool = True
-    log_dir: Path = Path("logs")
+    # Logging
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = setting(
+        "INFO", help="DEBUG, INFO, WARNING, ERROR", section="Logging", commands=LOGGING
+    )
+    log_to_file: bool = setting(
+        True,
+        help="also write LOG_DIR/email_service.log, rotated (the Docker image sets false)",
+        section="Logging",
+        commands=LOGGING,
+    )
+    log_dir: Path = setting(Path("logs"), help="log directory", section="Logging", commands=LOGGING)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -319,7 +730,7 @@ class Settings(BaseSettings):
     @field_validator("schema_name")
     @classmethod
     def _schema_is_identifier(cls, value: str) -> str:
-        if not _IDENTIFIER.match(value):
+        if not _IDENTIFIER.fullmatch(value):
             raise ValueError("must be a plain SQL identifier (letters, digits, _)")
         return value
 

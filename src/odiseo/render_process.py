@@ -98,7 +98,7 @@ class ProcessRenderer:
         With `derive_text`, a template without a text part gets the one derived from
         its HTML, worked out within the same deadline (a preview shows it).
         """
-        if not TEMPLATE_ID.match(template_id) or ".." in template_id:
+        if not TEMPLATE_ID.fullmatch(template_id) or ".." in template_id:
             raise UnknownTemplate(f"unknown template: {template_id!r}")
         job = {
             "op": "render",

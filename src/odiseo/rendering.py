@@ -45,7 +45,7 @@ from jinja2.utils import generate_lorem_ipsum
 
 from odiseo.errors import TemplateError, TemplateLimit, UnknownTemplate
 
-TEMPLATE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+TEMPLATE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # used with fullmatch
 # The template's own line breaks, with the spaces around them (its other spaces stay).
 _LINE_BREAKS = re.compile(r"[ \t]*(?:\r\n|[\r\n])[ \t]*")
 
@@ -222,7 +222,7 @@ class Renderer:
             TemplateLimit: the render went over a limit (the message names it).
             TemplateError: a syntax error, an undefined variable or a sandbox refusal.
         """
-        if not TEMPLATE_ID.match(template_id) or ".." in template_id:
+        if not TEMPLATE_ID.fullmatch(template_id) or ".." in template_id:
             raise UnknownTemplate(f"unknown template: {template_id!r}")
         self._allowance.reset()
         try:
@@ -322,7 +322,7 @@ class Renderer:
         The sandbox would stop `{{ x.__class__ }}` at render time anyway; refusing it at
         save time means a bad template never reaches the store.
         """
-        if not TEMPLATE_ID.match(template_id) or ".." in template_id:
+        if not TEMPLATE_ID.fullmatch(template_id) or ".." in template_id:
             raise TemplateError(
                 "template id: letters, digits, '_', '-', '.' only (at most 128 characters)"
             )

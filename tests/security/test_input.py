@@ -473,3 +473,10 @@ async def test_the_special_use_name_localhost_is_accepted_by_default(
     for address in ("root@localhost", "ops@mailhub"):
         response = await client.post("/emails", json={**EMAIL, "to": [address]}, headers=KEY)
         assert response.status_code == 202, f"{address}: {response.text}"
+
+
+async def test_header_names_differing_only_in_case_are_refused(client: httpx.AsyncClient) -> None:
+    body = {**EMAIL, "headers": {"X-T": "0", "x-t": "1"}}
+    response = await client.post("/emails", json=body, headers=KEY)
+    assert response.status_code == 422 and "x-t is given twice" in response.json()["detail"]
+    assert (await queue_counts(client)) == ZERO

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from odiseo.config import ENVIRONMENT, Settings, load_settings
+from odiseo.config import Settings, load_settings
 from odiseo.errors import ConfigError
 
 ORIGINAL = [
@@ -18,8 +18,8 @@ ORIGINAL = [
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ENVIRONMENT:
-        monkeypatch.delenv(name, raising=False)
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env
 
 
@@ -27,7 +27,6 @@ def test_original_variables_keep_their_names_and_defaults() -> None:
     settings = load_settings()
     fields = {name.upper() for name in Settings.model_fields}
     assert set(ORIGINAL) <= fields
-    assert set(ENVIRONMENT) == fields
     assert (settings.service_name, settings.service_version, settings.api_port) == (
         "email-service",
         "1.0.0",
@@ -72,6 +71,7 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ("EMAIL_WORKER_BATCH_SIZE", "abc"),
         ("API_PORT", "70000"),
         ("SCHEMA_NAME", "bad name;drop"),
+        ("SCHEMA_NAME", "odiseo\n"),  # `$` matched before a final newline
         ("EMAIL_PROVIDER", "carrier-pigeon"),
         ("DATABASE_URL", "mysql://x"),
         ("LOG_TO_FILE", "perhaps"),
@@ -109,3 +109,19 @@ def test_connection_limits_and_allowed_hosts_have_sane_defaults(
     monkeypatch.setenv("API_HEADER_TIMEOUT_SECONDS", "0")
     with pytest.raises(ConfigError, match="API_HEADER_TIMEOUT_SECONDS"):
         load_settings()
+
+
+def test_a_blank_value_is_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17: `SMTP_HOST=` in .env made an SMTP host of "" and every email failed."""
+    (tmp_path / ".env").write_text("SMTP_HOST=\nSMTP_PORT=\nLOG_LEVEL=\nAPI_KEYS=\n")
+    monkeypatch.setenv("SMTP_FROM_NAME", "")
+    settings = load_settings()
+    assert settings.provider == "outbox"
+    assert (settings.smtp_host, settings.smtp_port, settings.log_level) == (
+        "smtp.gmail.com",
+        587,
+        "INFO",
+    )
+    assert settings.smtp_from_name == "Odiseo"
+    (tmp_path / ".env").write_text("SMTP_HOST=mail.example.com\n")
+    assert load_settings().provider == "smtp"

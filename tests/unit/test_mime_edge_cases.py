@@ -118,3 +118,13 @@ def test_a_spaced_non_ascii_value_under_a_long_name_folds_within_78(length: int)
     value = " ".join(["café"] * 20)
     field = unstructured(name, value)
     assert max(map(len, field.split(b"\r\n"))) <= 78, field[:160]
+
+
+def test_header_names_differing_only_in_case_are_one_field_given_twice() -> None:
+    """Found by the property test's long profile: {"X-T": "0", "x-t": ""} went out as two
+    fields of one name."""
+    email = outgoing(headers=(("X-T", "0"), ("x-t", "1")))
+    with pytest.raises(InvalidEmail, match="x-t is given twice"):
+        check_email(email)
+    with pytest.raises(InvalidEmail, match="given twice"):
+        build_message(email, date=DATE)

@@ -31,7 +31,8 @@ def test_missing_variable_is_an_error(renderer: Renderer) -> None:
 
 
 def test_unknown_and_path_like_ids_are_unknown(renderer: Renderer) -> None:
-    for template_id in ("nope", "../etc/passwd", "a/b", ""):
+    # "welcome\n": a `$` anchor would have matched before the final newline.
+    for template_id in ("nope", "../etc/passwd", "a/b", "", "welcome\n"):
         with pytest.raises(UnknownTemplate):
             renderer.render(template_id, {})
 

@@ -16,14 +16,13 @@ from starlette.requests import ClientDisconnect
 
 from odiseo import __version__, smtp
 from odiseo.api.body import refuse_declared_bodies
-from odiseo.api.errors import describe_errors, error_list
 from odiseo.api.health import HealthCheck
 from odiseo.api.hosts import HostCheck, HostPolicy
 from odiseo.api.limits import RequestSizeLimit
 from odiseo.api.openapi import document_openapi
 from odiseo.api.outcome_schemas import SuppressionIn
 from odiseo.api.routes import emails, outcomes, system, templates, unsubscribe, webhooks
-from odiseo.api.schemas import BatchIn, EmailIn, RenderIn, RescheduleIn, TemplateIn
+from odiseo.api.schemas import BatchIn, RenderIn, RescheduleIn, TemplateIn
 from odiseo.api.webhook_schemas import ReplayIn, WebhookIn, WebhookPatch
 from odiseo.api.wiring import (
     build_provider,
@@ -48,6 +47,7 @@ from odiseo.errors import (
 from odiseo.keys import KeyRing
 from odiseo.metrics import Metrics
 from odiseo.outcomes import OutcomeService
+from odiseo.requests import EmailIn, describe_errors, error_list
 from odiseo.template_service import TemplateService
 
 log = logging.getLogger(__name__)

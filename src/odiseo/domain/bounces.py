@@ -20,7 +20,8 @@ import re
 
 BAD_ADDRESS_DETAILS = frozenset({(1, 1), (1, 2), (1, 3), (1, 6), (1, 10)})
 BAD_ADDRESS_CODES = frozenset({550, 551, 553})
-_ENHANCED = re.compile(r"\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\d)")
+# After the reply's own three-digit code, as the provider stores a refusal ("550 5.1.1 …").
+_ENHANCED = re.compile(r"\s*(?:\d{3}[ -])?\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\d)")
 _POLICY = re.compile(
     r"polic|spam|block|blacklist|reputation|reject(ed)? for|listed|abuse|dmarc|spf|dkim"
     r"|rate limit|too many|relay",
@@ -29,7 +30,8 @@ _POLICY = re.compile(
 
 
 def enhanced_status(response: str) -> tuple[int, int, int] | None:
-    """The RFC 3463 enhanced status code a reply text starts with, if any."""
+    """The RFC 3463 enhanced status code a reply text starts with (after its reply
+    code, if the text has one), if any."""
     found = _ENHANCED.match(response)
     if found is None:
         return None

@@ -112,8 +112,12 @@ def _head(email: OutgoingEmail, *, date: datetime) -> bytes:
         f"Date: {format_datetime(date)}\r\n".encode("ascii"),
         unstructured("Message-ID", email.rfc_message_id),
     ]
+    seen: set[str] = set()
     for name, value in email.headers:
         check_header_name(name)
+        if name.lower() in seen:  # field names are case-insensitive: X-T and x-t are one
+            raise InvalidEmail(f"headers: {name} is given twice (names ignore case)")
+        seen.add(name.lower())
         fields.append(unstructured(name, value, field=f"headers.{name}"))
     if email.list_unsubscribe is not None:  # RFC 8058 one-click: both fields, DKIM-signed
         fields.append(unstructured("List-Unsubscribe", f"<{email.list_unsubscribe}>"))

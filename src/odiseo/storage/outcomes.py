@@ -23,7 +23,7 @@ from odiseo.domain.models import (
     Suppression,
     SuppressionReason,
 )
-from odiseo.storage.database import Database, Row
+from odiseo.storage.database import Database, Row, Tx
 from odiseo.storage.rows import event_of
 from odiseo.storage.search import json_element, json_text
 from odiseo.storage.tables import email_events, emails, suppressions
@@ -160,7 +160,11 @@ class OutcomeStore:
     async def unsubscribe(self, *, address: str, message_id: str, now: datetime) -> None:
         """A recipient's one-click unsubscribe from a message: suppressed with reason
         `unsubscribe` (an earlier suppression is kept as it was) and, if the message is
-        still stored, an email.unsubscribed event, in one transaction."""
+        still stored, an email.unsubscribed event, in one transaction.
+
+        A repeated click (mail clients retry, people click twice) publishes nothing more
+        while the address stays suppressed: the message's row, locked first, makes
+        clicks on one link wait for each other."""
         key = normalise_address(address)
         statement = self._insert(suppressions).values(
             address=key,
@@ -170,9 +174,11 @@ class OutcomeStore:
             created_at=now,
         )
         async with self.db.write() as tx:
-            email_id = await tx.scalar(select(emails.c.id).where(emails.c.message_id == message_id))
-            await tx.run(statement.on_conflict_do_nothing(index_elements=["address"]))
-            if email_id is None:
+            email_id = await tx.scalar(
+                select(emails.c.id).where(emails.c.message_id == message_id).with_for_update()
+            )
+            added = await tx.run(statement.on_conflict_do_nothing(index_elements=["address"]))
+            if email_id is None or (not added and await _unsubscribed(tx, email_id, address)):
                 return
             event = {
                 "email_id": email_id,
@@ -183,6 +189,20 @@ class OutcomeStore:
                 "webhook_pending": True,
             }
             await tx.run(email_events.insert(), [event])
+
+
+async def _unsubscribed(tx: Tx, email_id: int, address: str) -> bool:
+    """Whether this recipient's unsubscribe from this message is already published."""
+    found = await tx.scalar(
+        select(email_events.c.id)
+        .where(
+            email_events.c.email_id == email_id,
+            email_events.c.type == EventType.EMAIL_UNSUBSCRIBED.value,
+            email_events.c.recipient == address,
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 def published(row: Row) -> PublishedEvent:

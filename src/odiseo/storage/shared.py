@@ -24,7 +24,13 @@ from odiseo.storage.database import Database, Tx
 from odiseo.storage.outcomes import OutcomeStore
 from odiseo.storage.rows import attachments_by_email, event_of, from_row
 from odiseo.storage.search import json_element, json_text
-from odiseo.storage.tables import email_attachments, email_events, emails, rate_limits
+from odiseo.storage.tables import (
+    email_attachments,
+    email_events,
+    emails,
+    rate_limits,
+    status_counts,
+)
 from odiseo.storage.templates import TemplateStore
 from odiseo.storage.webhooks import WebhookStore
 
@@ -64,12 +70,15 @@ class SharedVerbs:
         return from_row(row, events=history, attachments=files.get(row["id"], ()))
 
     async def counts(self) -> dict[Status, int]:
-        """How many messages are in each status (every status present, zeros included)."""
+        """How many messages are in each status (every status present, zeros included),
+        from the counters the database's triggers keep (migration 0011)."""
         async with self.db.read() as tx:
             rows = await tx.rows(
-                select(emails.c.status, func.count().label("n")).group_by(emails.c.status)
+                select(status_counts.c.status, func.sum(status_counts.c.n).label("n")).group_by(
+                    status_counts.c.status
+                )
             )
-        found = {Status(row["status"]): row["n"] for row in rows}
+        found = {Status(row["status"]): int(row["n"]) for row in rows}
         return {status: found.get(status, 0) for status in Status}
 
     async def oldest_due_seconds(self, *, now: datetime) -> float:

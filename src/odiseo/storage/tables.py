@@ -187,6 +187,16 @@ suppressions = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+# How many messages are in each status, kept by triggers (migration 0011): one row per
+# status and shard; counts() sums them. Never written by the store's own code.
+status_counts = Table(
+    "status_counts",
+    metadata,
+    Column("status", String(16), primary_key=True),
+    Column("shard", Integer, primary_key=True, autoincrement=False),
+    Column("n", BigInteger, nullable=False),
+)
+
 # Requests per API key per minute, shared by every API process (RATE_LIMIT_PER_MINUTE).
 rate_limits = Table(
     "rate_limits",
