@@ -186,6 +186,7 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
         service = build_service(settings, store)
         try:
             await store.migrate()
+            await service.publish_settings(now=datetime.now(UTC))
             submitted = await service.submit(request, now=datetime.now(UTC))
             return submitted.message_id
         finally:

@@ -175,11 +175,11 @@ async def _listen(settings: Settings, *, migrate: bool) -> None:
 
 async def migrate_schema(settings: Settings) -> None:
     """Create or upgrade the schema of the configured store."""
-    from odiseo.api.wiring import build_store
+    from odiseo.api.wiring import build_store, migrate
 
     store = build_store(settings)
     try:
-        await store.migrate()
+        await migrate(settings, store)
     finally:
         await store.close()
 
@@ -193,12 +193,13 @@ def run_worker(settings: Settings, *, migrate: bool) -> int:
 
 
 async def _work(settings: Settings, *, migrate: bool) -> None:
+    from odiseo.api import wiring
     from odiseo.api.wiring import build_store, build_webhook_worker, build_worker
 
     store = build_store(settings)
     try:
         if migrate:
-            await store.migrate()
+            await wiring.migrate(settings, store)
         worker = build_worker(settings, store)
         hooks = build_webhook_worker(settings, store, worker)
         if settings.email_worker_metrics_port is not None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request, status
@@ -21,10 +22,19 @@ from odiseo.api.hosts import HostCheck, HostPolicy
 from odiseo.api.limits import RequestSizeLimit
 from odiseo.api.openapi import document_openapi
 from odiseo.api.outcome_schemas import SuppressionIn
-from odiseo.api.routes import emails, outcomes, system, templates, unsubscribe, webhooks
+from odiseo.api.routes import (
+    emails,
+    inbound,
+    outcomes,
+    system,
+    templates,
+    unsubscribe,
+    webhooks,
+)
 from odiseo.api.schemas import BatchIn, RenderIn, RescheduleIn, TemplateIn
 from odiseo.api.webhook_schemas import ReplayIn, WebhookIn, WebhookPatch
 from odiseo.api.wiring import (
+    build_bounce_service,
     build_provider,
     build_service,
     build_store,
@@ -37,8 +47,10 @@ from odiseo.config import Settings
 from odiseo.errors import (
     Duplicate,
     InvalidEmail,
+    InvalidReport,
     InvalidTransition,
     NotFound,
+    ReportRefused,
     StoreUnavailable,
     TemplateError,
     TooLarge,
@@ -68,9 +80,10 @@ def create_app(
         store = build_store(settings)
         listeners: list[smtp.Listener] = []
         try:
+            app.state.service = build_service(settings, store)
             if migrate:
                 await store.migrate()
-            app.state.service = build_service(settings, store)
+                await app.state.service.publish_settings(now=datetime.now(UTC))
             if with_smtp and smtp.wanted(settings):
                 specs = smtp.listener_specs(settings, service=app.state.service, keys=keys)
                 listeners = await smtp.start_listeners(specs)
@@ -87,6 +100,7 @@ def create_app(
         )
         app.state.health = HealthCheck(service=app.state.service, provider=build_provider(settings))
         app.state.webhooks = build_webhook_service(settings, store)
+        app.state.bounces = build_bounce_service(settings, store)
         worker = build_worker(settings, store, app.state.metrics) if with_worker else None
         task = asyncio.create_task(worker.run(), name="worker") if worker else None
         hooks = build_webhook_worker(settings, store, worker) if worker else None
@@ -129,6 +143,7 @@ def create_app(
     app.include_router(outcomes.router)
     app.include_router(unsubscribe.router)
     app.include_router(webhooks.router)
+    app.include_router(inbound.router)
     _install_error_handlers(app)
     refuse_declared_bodies(app)
     document_openapi(
@@ -184,6 +199,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(WebhookRefused)
     async def webhook_refused(_: Request, exc: WebhookRefused) -> JSONResponse:
+        return _problem(422, exc.message)
+
+    @app.exception_handler(ReportRefused)
+    async def report_refused(_: Request, exc: ReportRefused) -> JSONResponse:
+        return _problem(401, exc.message)
+
+    @app.exception_handler(InvalidReport)
+    async def invalid_report(_: Request, exc: InvalidReport) -> JSONResponse:
         return _problem(422, exc.message)
 
     @app.exception_handler(TooLarge)
