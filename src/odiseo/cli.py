@@ -20,7 +20,8 @@ from odiseo.errors import OdiseoError, StoreUnavailable
 HELP = {
     "api": "serve the HTTP API",
     "worker": "run one delivery worker",
-    "run": "serve the API and a delivery worker in one process",
+    "run": "serve the API and a delivery worker in one process (and SMTP_SUBMISSION_PORT)",
+    "smtp": "accept mail from applications over SMTP (SMTP_SUBMISSION_PORT)",
     "migrate": "create or upgrade the database schema",
     "send": "enqueue one email and print its message id",
     "status": "print the queue counts",
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=command_help(name),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        if name in {"api", "worker", "run"}:
+        if name in {"api", "worker", "run", "smtp"}:
             sub.add_argument(
                 "--no-migrate", action="store_true", help="do not create/upgrade the schema"
             )
@@ -158,6 +159,12 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return serve.run_worker(settings, migrate=not args.no_migrate)
 
 
+def cmd_smtp(settings: Settings, args: argparse.Namespace) -> int:
+    from odiseo import serve
+
+    return serve.serve_smtp(settings, migrate=not args.no_migrate)
+
+
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from odiseo import serve
 
@@ -170,9 +177,8 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from odiseo.api.errors import describe_errors
-    from odiseo.api.schemas import EmailIn
     from odiseo.api.wiring import build_service, build_store
+    from odiseo.requests import EmailIn, describe_errors
 
     payload = _send_payload(args)
     try:
@@ -185,6 +191,7 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
         service = build_service(settings, store)
         try:
             await store.migrate()
+            await service.publish_settings(now=datetime.now(UTC))
             submitted = await service.submit(request, now=datetime.now(UTC))
             return submitted.message_id
         finally:
@@ -217,9 +224,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_suppressions(settings: Settings, args: argparse.Namespace) -> int:
     from pydantic import TypeAdapter, ValidationError
 
-    from odiseo.api.schemas import Address
     from odiseo.api.wiring import build_store
     from odiseo.outcomes import OutcomeService
+    from odiseo.requests import Address
 
     if args.action == "add":
         try:
@@ -244,8 +251,7 @@ def cmd_suppressions(settings: Settings, args: argparse.Namespace) -> int:
                     args.address, reason=reason, detail=args.detail, now=now
                 )
                 return [f"suppressed {entry.address} ({entry.reason})"]
-            await outcomes.unsuppress(args.address)
-            return [f"removed {args.address.strip().lower()}"]
+            return [f"removed {await outcomes.unsuppress(args.address)}"]
         finally:
             await store.close()
 
@@ -258,6 +264,7 @@ COMMANDS = {
     "api": cmd_api,
     "worker": cmd_worker,
     "run": cmd_run,
+    "smtp": cmd_smtp,
     "migrate": cmd_migrate,
     "send": cmd_send,
     "status": cmd_status,

@@ -21,12 +21,13 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # used with fullmatch
 _MIN_RENDER_MEMORY = 64 * 1024 * 1024  # room for a render process to start and compile
 
 # Which commands read a variable (its `commands`): `--help` of each lists exactly these.
-COMMANDS = ("run", "api", "worker", "migrate", "send", "status", "suppressions")
+COMMANDS = ("run", "api", "worker", "smtp", "migrate", "send", "status", "suppressions")
 API = ("run", "api")
+SUBMISSION = ("run", "smtp")
 WORKER = ("run", "worker")
 SERVING = ("run", "api", "worker")
-LOGGING = ("run", "api", "worker", "migrate")
-PREPARING = ("run", "api", "send")  # builds messages: sender rules, templates, limits
+LOGGING = ("run", "api", "worker", "smtp", "migrate")
+PREPARING = ("run", "api", "smtp", "send")  # builds messages: sender rules, templates, limits
 STORE = COMMANDS
 
 
@@ -65,6 +66,8 @@ SECTIONS = (
     "DKIM",
     "Templates",
     "Webhooks",
+    "SMTP submission",
+    "Bounces",
     "Logging",
 )
 
@@ -167,14 +170,14 @@ class Settings(BaseSettings):
         "key:read+admin; none = all), 16+ characters each, never logged; without keys the "
         "API only listens on loopback",
         section="Security",
-        commands=API,
+        commands=(*API, "smtp"),
         example="change-me-to-a-long-random-string",
     )
     api_keys_file: Path | None = setting(
         None,
         help="a file of API keys, one per line, same key:scopes form (# comments allowed)",
         section="Security",
-        commands=API,
+        commands=(*API, "smtp"),
         example="/run/secrets/odiseo_keys",
     )
     allow_unauthenticated: bool = setting(
@@ -190,7 +193,7 @@ class Settings(BaseSettings):
         0,
         help="requests per API key per minute, shared by the API processes (0: no limit)",
         section="Security",
-        commands=API,
+        commands=(*API, "smtp"),
         ge=0,
     )
     max_request_bytes: int = setting(
@@ -527,6 +530,165 @@ class Settings(BaseSettings):
         gt=0,
     )
 
+    # SMTP submission
+    smtp_submission_port: int | None = setting(
+        None,
+        help="accept mail from applications over SMTP on this port (587 or 2525 are usual; "
+        "default: off); needs API_KEYS",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        example="2525",
+        ge=1,
+        le=65535,
+    )
+    smtp_submission_host: str = setting(
+        "127.0.0.1",
+        help="address the submission listener binds; beyond loopback, AUTH waits for STARTTLS",
+        section="SMTP submission",
+        commands=SUBMISSION,
+    )
+    smtp_submission_tls_cert: Path | None = setting(
+        None,
+        help="PEM certificate (with its chain) for STARTTLS and implicit TLS",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        example="/etc/odiseo/smtp.pem",
+    )
+    smtp_submission_tls_key: Path | None = setting(
+        None,
+        help="its PEM private key (may be the same file; never logged)",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        example="/etc/odiseo/smtp.key",
+    )
+    smtp_submission_tls_port: int | None = setting(
+        None,
+        help="also listen with implicit TLS on this port (465 is usual; needs the "
+        "certificate; default: off)",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        example="465",
+        ge=1,
+        le=65535,
+    )
+    smtp_submission_allow_plaintext_auth: bool = setting(
+        False,
+        help="accept AUTH before TLS on a listener beyond loopback (off: 538 until STARTTLS)",
+        section="SMTP submission",
+        commands=SUBMISSION,
+    )
+    smtp_submission_max_connections: int = setting(
+        100,
+        help="connections the submission listener serves at once; one more gets 421",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        ge=1,
+        le=100_000,
+    )
+    smtp_submission_max_recipients: int = setting(
+        100,
+        help="envelope recipients of one submitted message; one more gets 452",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        ge=1,
+        le=10_000,
+    )
+    smtp_submission_command_timeout_seconds: float = setting(
+        300.0,
+        help="an SMTP client silent this many seconds between commands is disconnected",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        gt=0,
+        le=3600,
+    )
+    smtp_submission_data_timeout_seconds: float = setting(
+        600.0,
+        help="a message's DATA must arrive within this many seconds",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        gt=0,
+        le=86400,
+    )
+    smtp_submission_auth_failures_per_minute: int = setting(
+        10,
+        help="failed AUTH attempts one IP address may make in a minute; the one reaching it "
+        "gets 421 and the address a minute's pause",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        ge=1,
+        le=10_000,
+    )
+
+    # Bounces
+    bounce_domain: str | None = setting(
+        None,
+        help="send every message with a VERP return path at this domain and take its "
+        "bounces on the bounce listener (needs BOUNCE_SECRET; default: off)",
+        section="Bounces",
+        commands=(*WORKER, *API),
+        example="bounces.example.com",
+    )
+    bounce_secret: SecretStr | None = setting(
+        None,
+        help="signs the VERP return paths, so no one can forge a bounce (16+ characters, "
+        "never logged)",
+        section="Bounces",
+        commands=(*WORKER, *API),
+        repr=False,
+    )
+    bounce_listen_host: str = setting(
+        "127.0.0.1",
+        help="address the bounce listener takes mail on (0.0.0.0 behind an MX on port 25)",
+        section="Bounces",
+        commands=API,
+    )
+    bounce_listen_port: int | None = setting(
+        None,
+        help="port of the bounce listener, started by `odiseo run` (default: off; 25 in "
+        "production)",
+        section="Bounces",
+        commands=API,
+        example="2525",
+        ge=1,
+        le=65535,
+    )
+    bounce_max_message_bytes: int = setting(
+        10 * 1024 * 1024,
+        help="largest bounce the listener takes (SIZE; 552 beyond)",
+        section="Bounces",
+        commands=API,
+        ge=1024,
+    )
+    ses_sns_topic_arns: str = setting(
+        "",
+        help="Amazon SNS topics whose SES notifications POST /inbound/ses takes, "
+        "comma-separated (default: the endpoint is off)",
+        section="Bounces",
+        commands=API,
+        example="arn:aws:sns:eu-west-1:123456789012:ses-bounces",
+    )
+    sendgrid_webhook_public_key: str | None = setting(
+        None,
+        help="SendGrid's Event Webhook verification key (base64); turns POST /inbound/sendgrid on",
+        section="Bounces",
+        commands=API,
+    )
+    postmark_webhook_token: SecretStr | None = setting(
+        None,
+        help="the basic-auth password in Postmark's webhook URL (16+ characters, never "
+        "logged); turns POST /inbound/postmark on",
+        section="Bounces",
+        commands=API,
+        repr=False,
+    )
+    mailgun_webhook_signing_key: SecretStr | None = setting(
+        None,
+        help="Mailgun's HTTP webhook signing key (never logged); turns POST /inbound/mailgun on",
+        section="Bounces",
+        commands=API,
+        repr=False,
+    )
+
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = setting(
         "INFO", help="DEBUG, INFO, WARNING, ERROR", section="Logging", commands=LOGGING
@@ -554,6 +716,16 @@ class Settings(BaseSettings):
         "dkim_selector",
         "public_url",
         "unsubscribe_secret",
+        "smtp_submission_port",
+        "smtp_submission_tls_cert",
+        "smtp_submission_tls_key",
+        "smtp_submission_tls_port",
+        "bounce_domain",
+        "bounce_secret",
+        "bounce_listen_port",
+        "sendgrid_webhook_public_key",
+        "postmark_webhook_token",
+        "mailgun_webhook_signing_key",
         mode="before",
     )
     @classmethod
@@ -567,6 +739,17 @@ class Settings(BaseSettings):
             raise ValueError("DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY go together")
         return self
 
+    @model_validator(mode="after")
+    def _submission_tls(self) -> Settings:
+        if (self.smtp_submission_tls_cert is None) != (self.smtp_submission_tls_key is None):
+            raise ValueError("SMTP_SUBMISSION_TLS_CERT and SMTP_SUBMISSION_TLS_KEY go together")
+        if self.smtp_submission_tls_port is not None:
+            if self.smtp_submission_tls_cert is None:
+                raise ValueError("SMTP_SUBMISSION_TLS_PORT needs SMTP_SUBMISSION_TLS_CERT and _KEY")
+            if self.smtp_submission_tls_port == self.smtp_submission_port:
+                raise ValueError("SMTP_SUBMISSION_TLS_PORT must differ from SMTP_SUBMISSION_PORT")
+        return self
+
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:
@@ -574,7 +757,32 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL with no query, e.g. https://mail.example.com")
         return value
 
-    @field_validator("unsubscribe_secret")
+    @model_validator(mode="after")
+    def _bounce_domain_needs_a_secret(self) -> Settings:
+        if self.bounce_domain is not None and self.bounce_secret is None:
+            raise ValueError("BOUNCE_DOMAIN needs BOUNCE_SECRET (16+ characters)")
+        if self.bounce_listen_port is not None and self.bounce_domain is None:
+            raise ValueError("BOUNCE_LISTEN_PORT needs BOUNCE_DOMAIN (and BOUNCE_SECRET)")
+        return self
+
+    @field_validator("bounce_domain")
+    @classmethod
+    def _bounce_domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().lower().rstrip(".")
+        if not re.fullmatch(
+            r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+", value
+        ):
+            raise ValueError("must be a domain name, e.g. bounces.example.com")
+        return value
+
+    @property
+    def ses_topics(self) -> frozenset[str]:
+        """SES_SNS_TOPIC_ARNS as a set."""
+        return frozenset(t.strip() for t in self.ses_sns_topic_arns.split(",") if t.strip())
+
+    @field_validator("unsubscribe_secret", "bounce_secret", "postmark_webhook_token")
     @classmethod
     def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 16:

@@ -61,6 +61,10 @@ class InvalidEmail(OdiseoError):
     """The email cannot be sent as given."""
 
 
+class SenderRefused(InvalidEmail):
+    """This sender is not allowed: use SMTP_FROM_EMAIL or an address in ALLOWED_SENDERS."""
+
+
 class InvalidLink(OdiseoError):
     """This unsubscribe link is not valid."""
 
@@ -122,3 +126,11 @@ class PermanentFailure(DeliveryFailure):
 
 class WebhookRefused(OdiseoError):
     """The webhook URL is not allowed: https to globally routable addresses only."""
+
+
+class ReportRefused(OdiseoError):
+    """The relay's report is not authentic: its signature or credentials do not check."""
+
+
+class InvalidReport(OdiseoError):
+    """The relay's report is not in the form its documentation gives."""

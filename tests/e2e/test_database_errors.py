@@ -29,6 +29,7 @@ COMMANDS = [
     ["run"],
     ["api"],
     ["worker"],
+    ["smtp"],
     ["migrate"],
     ["send", "--to", "a@example.com", "--subject", "s", "--body", "<p>b</p>"],
     ["status"],
@@ -111,6 +112,8 @@ def run_odiseo(args: list[str], url: str, cwd: Path, *, schema: str = "odiseo_un
         "SCHEMA_NAME": schema,
         "LOG_TO_FILE": "false",
         "API_PORT": "1",  # never reached: the database check comes first
+        "SMTP_SUBMISSION_PORT": "1",  # `odiseo smtp` needs a listener (and a key) to start
+        "API_KEYS": "key-of-the-database-error-test",
     }
     done = subprocess.run(
         [str(ODISEO), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request, status
@@ -14,19 +15,26 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from odiseo import __version__
-from odiseo.api.auth import KeyRing
+from odiseo import __version__, smtp
 from odiseo.api.body import refuse_declared_bodies
-from odiseo.api.errors import describe_errors, error_list, template_problem
 from odiseo.api.health import HealthCheck
 from odiseo.api.hosts import HostCheck, HostPolicy
 from odiseo.api.limits import RequestSizeLimit
 from odiseo.api.openapi import document_openapi
 from odiseo.api.outcome_schemas import SuppressionIn
-from odiseo.api.routes import emails, outcomes, system, templates, unsubscribe, webhooks
-from odiseo.api.schemas import BatchIn, EmailIn, RenderIn, RescheduleIn, TemplateIn
+from odiseo.api.routes import (
+    emails,
+    inbound,
+    outcomes,
+    system,
+    templates,
+    unsubscribe,
+    webhooks,
+)
+from odiseo.api.schemas import BatchIn, RenderIn, RescheduleIn, TemplateIn
 from odiseo.api.webhook_schemas import ReplayIn, WebhookIn, WebhookPatch
 from odiseo.api.wiring import (
+    build_bounce_service,
     build_provider,
     build_service,
     build_store,
@@ -39,30 +47,49 @@ from odiseo.config import Settings
 from odiseo.errors import (
     Duplicate,
     InvalidEmail,
+    InvalidReport,
     InvalidTransition,
+    MissingVariable,
     NotFound,
+    ReportRefused,
     StoreUnavailable,
     TemplateError,
+    TemplateLimit,
     TooLarge,
+    UnknownTemplate,
     WebhookRefused,
 )
+from odiseo.keys import KeyRing
 from odiseo.metrics import Metrics
 from odiseo.outcomes import OutcomeService
+from odiseo.requests import EmailIn, describe_errors, error_list
 from odiseo.template_service import TemplateService
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool = True) -> FastAPI:
-    """The API; with `with_worker`, a delivery worker runs in the same process (`odiseo run`)."""
+def create_app(
+    settings: Settings,
+    *,
+    with_worker: bool = False,
+    with_smtp: bool = False,
+    migrate: bool = True,
+) -> FastAPI:
+    """The API; with `with_worker`, a delivery worker runs in the same process, and with
+    `with_smtp` the SMTP listeners the settings ask for (`odiseo run`)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = build_store(settings)
+        listeners: list[smtp.Listener] = []
         try:
+            app.state.service = build_service(settings, store)
             if migrate:
                 await store.migrate()
-            app.state.service = build_service(settings, store)
+                await app.state.service.publish_settings(now=datetime.now(UTC))
+            if with_smtp and smtp.wanted(settings):
+                specs = smtp.listener_specs(settings, service=app.state.service, keys=keys)
+                listeners = await smtp.start_listeners(specs)
         except BaseException:
             await store.close()  # a start that fails leaves no connection behind
             raise
@@ -76,6 +103,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
         )
         app.state.health = HealthCheck(service=app.state.service, provider=build_provider(settings))
         app.state.webhooks = build_webhook_service(settings, store)
+        app.state.bounces = build_bounce_service(settings, store)
         worker = build_worker(settings, store, app.state.metrics) if with_worker else None
         task = asyncio.create_task(worker.run(), name="worker") if worker else None
         hooks = build_webhook_worker(settings, store, worker) if worker else None
@@ -84,6 +112,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
         try:
             yield
         finally:
+            await smtp.close_listeners(listeners)
             if worker is not None and task is not None:
                 worker.stop()
                 await task
@@ -117,6 +146,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
     app.include_router(outcomes.router)
     app.include_router(unsubscribe.router)
     app.include_router(webhooks.router)
+    app.include_router(inbound.router)
     _install_error_handlers(app)
     refuse_declared_bodies(app)
     document_openapi(
@@ -141,6 +171,24 @@ def _problem(code: int, detail: str, **extra: Any) -> JSONResponse:
     if code < 500:  # with API_ACCESS_LOG off, this is where a refused request is seen
         log.info("refused with %d: %s", code, detail)
     return JSONResponse({"detail": detail, **extra}, status_code=code)
+
+
+def _template_problem(error: TemplateError, *, path: str) -> dict[str, Any]:
+    """The `errors` entry of a template failure: where in the request it points, and why."""
+    on_templates = path.startswith("/templates/")
+    loc = ["path", "template_id"] if on_templates else ["body", "template_id"]
+    kind = "template_invalid"
+    if isinstance(error, MissingVariable):
+        field = "template_vars"
+        if on_templates:
+            field = "variables" if path.endswith("/render") else "sample_variables"
+        loc = ["body", field, *([error.variable] if error.variable else [])]
+        kind = "template_variable_missing"
+    elif isinstance(error, UnknownTemplate):
+        kind = "template_unknown"
+    elif isinstance(error, TemplateLimit):
+        kind = "template_limit"
+    return {"loc": loc, "msg": error.message, "type": kind}
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -168,11 +216,19 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(TemplateError)
     async def template_error(request: Request, exc: TemplateError) -> JSONResponse:
-        errors = [template_problem(exc, path=request.url.path)]
+        errors = [_template_problem(exc, path=request.url.path)]
         return _problem(422, f"template: {exc.message}", errors=errors)
 
     @app.exception_handler(WebhookRefused)
     async def webhook_refused(_: Request, exc: WebhookRefused) -> JSONResponse:
+        return _problem(422, exc.message)
+
+    @app.exception_handler(ReportRefused)
+    async def report_refused(_: Request, exc: ReportRefused) -> JSONResponse:
+        return _problem(401, exc.message)
+
+    @app.exception_handler(InvalidReport)
+    async def invalid_report(_: Request, exc: InvalidReport) -> JSONResponse:
         return _problem(422, exc.message)
 
     @app.exception_handler(TooLarge)

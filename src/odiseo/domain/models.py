@@ -136,6 +136,9 @@ class OutgoingEmail:
     headers: tuple[tuple[str, str], ...] = ()
     attachments: tuple[Attachment, ...] = ()
     list_unsubscribe: str | None = None  # the one-click unsubscribe URL (unsubscribe.py)
+    # The whole message as an application submitted it over SMTP (smtp/submission.py):
+    # sent as it is, its MIME structure untouched; the fields above only describe it.
+    raw: bytes | None = field(default=None, repr=False)
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -159,6 +162,19 @@ class NewEmail:
     expires_at: datetime | None = None
     tags: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnqueueSettings:
+    """The service's rules the SQL function enqueue() applies too, published into the
+    database at every migration so that both agree (storage/enqueue_function.py)."""
+
+    from_email: str  # the default sender, always allowed
+    from_name: str | None
+    allowed_senders: tuple[str, ...]  # a@b and @domain entries, lower case, xn-- form
+    message_id_domain: str  # the right-hand side of each Message-ID
+    max_message_bytes: int
+    max_retries: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -252,3 +268,4 @@ class AttemptResult:
     accepted: tuple[str, ...] = ()  # recipients the relay took
     refused: tuple[Refusal, ...] = ()  # recipients the relay refused at RCPT
     suppressed: tuple[str, ...] = ()  # recipients skipped: on the suppression list
+    relay_message_id: str | None = None  # the relay's id for the message (its DATA reply)

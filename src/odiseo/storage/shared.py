@@ -18,13 +18,20 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from odiseo.domain.events import EventType
 from odiseo.domain.lifecycle import WAITING, sources
-from odiseo.domain.models import Attachment, EmailFilter, QueuedEmail, Status
+from odiseo.domain.models import Attachment, EmailFilter, EnqueueSettings, QueuedEmail, Status
 from odiseo.errors import InvalidTransition, NotFound
 from odiseo.storage.database import Database, Tx
 from odiseo.storage.outcomes import OutcomeStore
 from odiseo.storage.rows import attachments_by_email, event_of, from_row
 from odiseo.storage.search import json_element, json_text
-from odiseo.storage.tables import email_attachments, email_events, emails, rate_limits
+from odiseo.storage.tables import (
+    email_attachments,
+    email_events,
+    emails,
+    enqueue_settings,
+    rate_limits,
+    status_counts,
+)
 from odiseo.storage.templates import TemplateStore
 from odiseo.storage.webhooks import WebhookStore
 
@@ -47,6 +54,22 @@ class SharedVerbs:
         async with self.db.read() as tx:
             await tx.scalar(select(emails.c.id).limit(1))
 
+    async def publish_enqueue_settings(self, settings: EnqueueSettings, *, now: datetime) -> None:
+        """Replace the one row of rules the SQL function enqueue() reads."""
+        async with self.db.write() as tx:
+            await tx.run(delete(enqueue_settings))
+            row = {
+                "id": 1,
+                "from_email": settings.from_email,
+                "from_name": settings.from_name,
+                "allowed_senders": list(settings.allowed_senders),
+                "message_id_domain": settings.message_id_domain,
+                "max_message_bytes": settings.max_message_bytes,
+                "max_retries": settings.max_retries,
+                "updated_at": now,
+            }
+            await tx.run(enqueue_settings.insert().values(**row))
+
     # -- questions -------------------------------------------------------------------
 
     async def get(self, message_id: str) -> QueuedEmail | None:
@@ -65,12 +88,15 @@ class SharedVerbs:
         return from_row(row, events=history, attachments=files.get(row["id"], ()))
 
     async def counts(self) -> dict[Status, int]:
-        """How many messages are in each status (every status present, zeros included)."""
+        """How many messages are in each status (every status present, zeros included),
+        from the counters the database's triggers keep (migration 0011)."""
         async with self.db.read() as tx:
             rows = await tx.rows(
-                select(emails.c.status, func.count().label("n")).group_by(emails.c.status)
+                select(status_counts.c.status, func.sum(status_counts.c.n).label("n")).group_by(
+                    status_counts.c.status
+                )
             )
-        found = {Status(row["status"]): row["n"] for row in rows}
+        found = {Status(row["status"]): int(row["n"]) for row in rows}
         return {status: found.get(status, 0) for status in Status}
 
     async def oldest_due_seconds(self, *, now: datetime) -> float:

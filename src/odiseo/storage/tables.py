@@ -65,6 +65,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 CLAIMABLE_SQL = sql_in(CLAIMABLE)
 OUTCOME_KINDS_SQL = "kind IN (" + ", ".join(f"'{o.value}'" for o in Outcome) + ")"
 
+FOREIGN_RFC_MESSAGE_ID = "substr(rfc_message_id, 2, 36) <> message_id"
+
 CLIENT_KEY = ["idempotency_scope", "client_message_id"]  # the columns of ux_emails_client_key
 
 emails = Table(
@@ -98,12 +100,16 @@ emails = Table(
     Column("template_version", Integer, nullable=True),
     Column("expires_at", UTCDateTime, nullable=True),
     Column("attachment_count", Integer, nullable=False, server_default=text("0")),
+    Column("raw_message", LargeBinary, nullable=True),  # as submitted over SMTP, sent as is
     Column("tags", JSON, nullable=False),
     Column("meta", JSON, nullable=False),
     Column("last_error", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime, nullable=True),
+    # The id the relay gave the message in its reply to DATA (hosted relays' bounce
+    # webhooks name it), recorded with the email.sent outcome.
+    Column("relay_message_id", String(255), nullable=True),
     # Claimable rows only: the claim index stays small however long the history grows.
     Index(
         "ix_emails_due",
@@ -114,13 +120,29 @@ emails = Table(
         sqlite_where=text(CLAIMABLE_SQL),
     ),
     Index("ix_emails_status", "status"),
+    Index(
+        "ix_emails_relay_message_id",
+        "relay_message_id",
+        postgresql_where=text("relay_message_id IS NOT NULL"),
+        sqlite_where=text("relay_message_id IS NOT NULL"),
+    ),
+    # A Message-ID that is not our own <message_id@domain> (one an application set):
+    # ours are found by message_id, so only the others need this index.
+    Index(
+        "ix_emails_foreign_rfc_message_id",
+        "rfc_message_id",
+        postgresql_where=text(FOREIGN_RFC_MESSAGE_ID),
+        sqlite_where=text(FOREIGN_RFC_MESSAGE_ID),
+    ),
     # A client_message_id is unique per API key (its scope), never across keys.
     Index("ux_emails_client_key", "idempotency_scope", "client_message_id", unique=True),
 )
 
 # The columns an enqueue writes (rows.to_row gives exactly these; a test holds them
 # together): all but those the claim and the record fill in later.
-WRITTEN_LATER = frozenset({"id", "locked_until", "locked_by", "last_error", "sent_at"})
+WRITTEN_LATER = frozenset(
+    {"id", "locked_until", "locked_by", "last_error", "sent_at", "relay_message_id"}
+)
 INSERT_COLUMNS = tuple(c.name for c in emails.c if c.name not in WRITTEN_LATER)
 
 # A message's history. Rows with a `type` (domain/events.py) are published events:
@@ -184,6 +206,32 @@ suppressions = Table(
     Column("message_id", String(36), nullable=True),
     Column("detail", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+# How many messages are in each status, kept by triggers (migration 0011): one row per
+# status and shard; counts() sums them. Never written by the store's own code.
+status_counts = Table(
+    "status_counts",
+    metadata,
+    Column("status", String(16), primary_key=True),
+    Column("shard", Integer, primary_key=True, autoincrement=False),
+    Column("n", BigInteger, nullable=False),
+)
+
+# What the SQL function enqueue() (storage/enqueue_function.py) needs of the service's
+# settings, written by `odiseo migrate` and at every start (one row, id 1), so that the
+# database and the service apply the same sender and size rules.
+enqueue_settings = Table(
+    "enqueue_settings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("from_email", String(320), nullable=False),  # SMTP_FROM_EMAIL
+    Column("from_name", String(255), nullable=True),  # SMTP_FROM_NAME
+    Column("allowed_senders", JSON, nullable=False),  # ALLOWED_SENDERS: a@b and @domain
+    Column("message_id_domain", String(255), nullable=False),  # of each Message-ID
+    Column("max_message_bytes", BigInteger, nullable=False),  # MAX_MESSAGE_BYTES
+    Column("max_retries", Integer, nullable=False),  # EMAIL_RETRY_MAX_ATTEMPTS
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 # Requests per API key per minute, shared by every API process (RATE_LIMIT_PER_MINUTE).

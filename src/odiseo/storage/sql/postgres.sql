@@ -67,12 +67,12 @@ SELECT * FROM claimed
 -- A batch of finished attempts: rows this worker still holds take their new state;
 -- every attempt's outcome enters the history once (a retried write adds nothing), as
 -- a typed event marked for the webhooks. Beside an outcome logged for the first time
--- come its per-recipient events (bounced, suppressed) and the addresses it proved
--- bad join the suppression list.
+-- come its per-recipient events (bounced; suppressed, once per message and recipient)
+-- and the addresses it proved bad join the suppression list.
 WITH result AS (
     SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::timestamptz[],
-                         $5::timestamptz[], $6::text[])
-        AS r(id, attempt, status, next_at, sent_at, error)
+                         $5::timestamptz[], $6::text[], $33::text[])
+        AS r(id, attempt, status, next_at, sent_at, error, relay_id)
 ), locked AS (
     SELECT e.id FROM emails AS e JOIN result ON e.id = result.id AND e.attempts = result.attempt
     WHERE e.status = '{processing}' AND e.locked_by = $8
@@ -80,7 +80,7 @@ WITH result AS (
     FOR NO KEY UPDATE OF e
 ), updated AS (
     UPDATE emails AS e SET status = result.status, next_attempt_at = result.next_at,
-        sent_at = result.sent_at, last_error = result.error,
+        sent_at = result.sent_at, last_error = result.error, relay_message_id = result.relay_id,
         locked_until = NULL, locked_by = NULL, updated_at = $7
     FROM result
     WHERE e.id = result.id AND e.id IN (SELECT id FROM locked)
@@ -104,6 +104,10 @@ WITH result AS (
                 $24::text[], $25::int4[], $26::text[])
         AS p(email_id, attempt, at, kind, type, recipient, smtp_code, response)
     JOIN logged USING (email_id, attempt)
+    -- a recipient skipped again on a later attempt is not published again
+    WHERE p.type <> '{suppressed_type}' OR NOT EXISTS (
+        SELECT 1 FROM email_events AS x WHERE x.email_id = p.email_id
+            AND x.type = '{suppressed_type}' AND x.recipient = p.recipient)
 ), barred AS (
     INSERT INTO suppressions (address, reason, message_id, detail, created_at)
     SELECT DISTINCT ON (s.address) s.address, s.reason, s.message_id, s.detail, $7
