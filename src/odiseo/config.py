@@ -20,7 +20,7 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # used with fullmatch
 _MIN_RENDER_MEMORY = 64 * 1024 * 1024  # room for a render process to start and compile
 
 # Which commands read a variable (its `commands`): `--help` of each lists exactly these.
-COMMANDS = ("run", "api", "worker", "migrate", "send", "status", "suppressions")
+COMMANDS = ("run", "api", "worker", "migrate", "send", "status", "suppressions", "purge", "erase")
 API = ("run", "api")
 WORKER = ("run", "worker")
 SERVING = ("run", "api", "worker")
@@ -60,6 +60,7 @@ SECTIONS = (
     "Database",
     "Delivery / SMTP",
     "Worker",
+    "Retention",
     "Unsubscribe links",
     "DKIM",
     "Templates",
@@ -367,6 +368,24 @@ class Settings(BaseSettings):
         ge=0,
     )
 
+    # Retention
+    retention_days: int | None = setting(
+        None,
+        help="delete finished messages (sent, failed, cancelled, suppressed) with their "
+        "events and files this many days after they finished (off; at least 2)",
+        section="Retention",
+        commands=(*WORKER, "purge"),
+        example="90",
+        ge=2,
+        le=36500,
+    )
+    redact_after_send: bool = setting(
+        False,
+        help="keep a sent message's metadata and events, drop its bodies and attachments",
+        section="Retention",
+        commands=WORKER,
+    )
+
     # Unsubscribe links
     public_url: str | None = setting(
         None,
@@ -553,6 +572,7 @@ class Settings(BaseSettings):
         "dkim_selector",
         "public_url",
         "unsubscribe_secret",
+        "retention_days",
         mode="before",
     )
     @classmethod

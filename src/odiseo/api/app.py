@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from odiseo import __version__
+from odiseo.api.audit import AuditLog
 from odiseo.api.auth import KeyRing
 from odiseo.api.body import refuse_declared_bodies
 from odiseo.api.errors import describe_errors, error_list
@@ -23,10 +24,19 @@ from odiseo.api.hosts import HostCheck, HostPolicy
 from odiseo.api.limits import RequestSizeLimit
 from odiseo.api.openapi import document_openapi
 from odiseo.api.outcome_schemas import SuppressionIn
-from odiseo.api.routes import emails, outcomes, system, templates, unsubscribe, webhooks
+from odiseo.api.routes import (
+    emails,
+    outcomes,
+    privacy,
+    system,
+    templates,
+    unsubscribe,
+    webhooks,
+)
 from odiseo.api.schemas import BatchIn, EmailIn, RenderIn, RescheduleIn, TemplateIn
 from odiseo.api.webhook_schemas import ReplayIn, WebhookIn, WebhookPatch
 from odiseo.api.wiring import (
+    build_housekeeper,
     build_provider,
     build_service,
     build_store,
@@ -48,6 +58,7 @@ from odiseo.errors import (
 )
 from odiseo.metrics import Metrics
 from odiseo.outcomes import OutcomeService
+from odiseo.privacy import PrivacyService
 from odiseo.template_service import TemplateService
 
 log = logging.getLogger(__name__)
@@ -70,6 +81,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
         app.state.keys = keys
         app.state.metrics = Metrics()
         app.state.outcomes = OutcomeService(store)
+        app.state.privacy = PrivacyService(store)
         app.state.unsubscribe = unsubscribe_links(settings)
         app.state.templates = TemplateService(
             templates=store.templates, renderer=app.state.service.renderer
@@ -80,6 +92,8 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
         task = asyncio.create_task(worker.run(), name="worker") if worker else None
         hooks = build_webhook_worker(settings, store, worker) if worker else None
         hooks_task = asyncio.create_task(hooks.run(), name="webhooks") if hooks else None
+        keeper = build_housekeeper(settings, store) if worker else None
+        keeper_task = asyncio.create_task(keeper.run(), name="housekeeping") if keeper else None
         log.info("API ready on %s (store %r)", settings.api_port, store)
         try:
             yield
@@ -90,6 +104,9 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
             if hooks is not None and hooks_task is not None:
                 hooks.stop()
                 await hooks_task
+            if keeper is not None and keeper_task is not None:
+                keeper.stop()
+                await keeper_task
             await app.state.health.close()
             await app.state.health.provider.close()
             await app.state.service.renderer.close()
@@ -102,6 +119,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
         summary="Transactional email: durable queue, SMTP delivery, retries, status.",
         lifespan=lifespan,
     )
+    app.add_middleware(AuditLog)
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     hosts = HostPolicy.from_settings(
         api_host=settings.api_host,
@@ -116,6 +134,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
     app.include_router(system.router)
     app.include_router(outcomes.router)
     app.include_router(unsubscribe.router)
+    app.include_router(privacy.router)
     app.include_router(webhooks.router)
     _install_error_handlers(app)
     refuse_declared_bodies(app)

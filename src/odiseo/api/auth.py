@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fastapi import Depends, HTTPException, Request, status
 
+from odiseo.api.audit import ACTOR
 from odiseo.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,8 @@ def requires(scope: Scope) -> Callable[..., Awaitable[ApiKey | None]]:
     async def check(request: Request) -> ApiKey | None:
         ring: KeyRing = request.app.state.keys
         if not ring.enabled:
+            if scope is Scope.ADMIN:
+                setattr(request.state, ACTOR, "keyless")
             return None
         token = _bearer_token(request)
         if token is None:
@@ -133,6 +136,8 @@ def requires(scope: Scope) -> Callable[..., Awaitable[ApiKey | None]]:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key lacks the {scope} scope")
         await _rate_limit(request, key)
         request.state.api_key = key
+        if scope is Scope.ADMIN:
+            setattr(request.state, ACTOR, key.label)
         return key
 
     setattr(check, SCOPE_MARK, scope)

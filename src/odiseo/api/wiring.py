@@ -11,6 +11,7 @@ from datetime import timedelta
 from odiseo.config import Settings
 from odiseo.dkim_signing import DkimSigner
 from odiseo.errors import ConfigError, InvalidEmail
+from odiseo.housekeeping import Housekeeper
 from odiseo.metrics import Metrics
 from odiseo.mime import ascii_address, check_address, check_value, is_special_use
 from odiseo.providers.base import Provider
@@ -140,8 +141,16 @@ def build_worker(settings: Settings, store: Store, metrics: Metrics | None = Non
             shutdown_seconds=settings.email_worker_shutdown_seconds,
             store_retry_seconds=settings.email_worker_db_retry_seconds,
             concurrency=settings.smtp_pool_size,
+            redact_after_send=settings.redact_after_send,
         ),
     )
+
+
+def build_housekeeper(settings: Settings, store: Store) -> Housekeeper | None:
+    """The purge of RETENTION_DAYS beside a worker, or None when retention is off."""
+    if settings.retention_days is None:
+        return None
+    return Housekeeper(retention=store.retention, days=settings.retention_days, clock=utcnow)
 
 
 def build_webhook_service(settings: Settings, store: Store) -> WebhookService:

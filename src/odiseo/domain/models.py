@@ -235,3 +235,22 @@ class AttemptResult:
     accepted: tuple[str, ...] = ()  # recipients the relay took
     refused: tuple[Refusal, ...] = ()  # recipients the relay refused at RCPT
     suppressed: tuple[str, ...] = ()  # recipients skipped: on the suppression list
+
+
+@dataclass(frozen=True, kw_only=True)
+class Erased:
+    """What an erasure removed."""
+
+    messages: int
+    events: int
+    suppression: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    status_code: int

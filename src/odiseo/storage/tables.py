@@ -104,6 +104,7 @@ emails = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime, nullable=True),
+    Column("redacted_at", UTCDateTime, nullable=True),  # bodies and files dropped then
     # Claimable rows only: the claim index stays small however long the history grows.
     Index(
         "ix_emails_due",
@@ -120,7 +121,9 @@ emails = Table(
 
 # The columns an enqueue writes (rows.to_row gives exactly these; a test holds them
 # together): all but those the claim and the record fill in later.
-WRITTEN_LATER = frozenset({"id", "locked_until", "locked_by", "last_error", "sent_at"})
+WRITTEN_LATER = frozenset(
+    {"id", "locked_until", "locked_by", "last_error", "sent_at", "redacted_at"}
+)
 INSERT_COLUMNS = tuple(c.name for c in emails.c if c.name not in WRITTEN_LATER)
 
 # A message's history. Rows with a `type` (domain/events.py) are published events:
@@ -194,6 +197,18 @@ status_counts = Table(
     Column("status", String(16), primary_key=True),
     Column("shard", Integer, primary_key=True, autoincrement=False),
     Column("n", BigInteger, nullable=False),
+)
+
+# Every change an admin key made through the API: who (the key's label), what, when.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(255), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("status_code", Integer, nullable=False),
 )
 
 # Requests per API key per minute, shared by every API process (RATE_LIMIT_PER_MINUTE).

@@ -81,10 +81,17 @@ WITH result AS (
 ), updated AS (
     UPDATE emails AS e SET status = result.status, next_attempt_at = result.next_at,
         sent_at = result.sent_at, last_error = result.error,
-        locked_until = NULL, locked_by = NULL, updated_at = $7
+        locked_until = NULL, locked_by = NULL, updated_at = $7,
+        html = CASE WHEN $33 AND result.status = '{sent}' THEN NULL ELSE e.html END,
+        text = CASE WHEN $33 AND result.status = '{sent}' THEN NULL ELSE e.text END,
+        redacted_at = CASE WHEN $33 AND result.status = '{sent}' THEN $7 ELSE e.redacted_at END
     FROM result
     WHERE e.id = result.id AND e.id IN (SELECT id FROM locked)
-    RETURNING e.id
+    RETURNING e.id, e.status
+), unfiled AS (
+    -- REDACT_AFTER_SEND ($33): a sent message keeps its history, not its content.
+    DELETE FROM email_attachments
+    WHERE $33 AND email_id IN (SELECT id FROM updated WHERE status = '{sent}')
 ), logged AS (
     INSERT INTO email_events (email_id, at, kind, attempt, smtp_code, response, duration_ms,
                               worker, type, data, webhook_pending)
