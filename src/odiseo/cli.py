@@ -175,9 +175,8 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from odiseo.api.errors import describe_errors
-    from odiseo.api.schemas import EmailIn
     from odiseo.api.wiring import build_service, build_store
+    from odiseo.requests import EmailIn, describe_errors
 
     payload = _send_payload(args)
     try:
@@ -190,6 +189,7 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
         service = build_service(settings, store)
         try:
             await store.migrate()
+            await service.publish_settings(now=datetime.now(UTC))
             submitted = await service.submit(request, now=datetime.now(UTC))
             return submitted.message_id
         finally:
@@ -222,9 +222,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_suppressions(settings: Settings, args: argparse.Namespace) -> int:
     from pydantic import TypeAdapter, ValidationError
 
-    from odiseo.api.schemas import Address
     from odiseo.api.wiring import build_store
     from odiseo.outcomes import OutcomeService
+    from odiseo.requests import Address
 
     if args.action == "add":
         try:
@@ -249,8 +249,7 @@ def cmd_suppressions(settings: Settings, args: argparse.Namespace) -> int:
                     args.address, reason=reason, detail=args.detail, now=now
                 )
                 return [f"suppressed {entry.address} ({entry.reason})"]
-            await outcomes.unsuppress(args.address)
-            return [f"removed {args.address.strip().lower()}"]
+            return [f"removed {await outcomes.unsuppress(args.address)}"]
         finally:
             await store.close()
 

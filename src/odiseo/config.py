@@ -65,6 +65,7 @@ SECTIONS = (
     "DKIM",
     "Templates",
     "Webhooks",
+    "Bounces",
     "Logging",
 )
 
@@ -545,6 +546,76 @@ class Settings(BaseSettings):
         gt=0,
     )
 
+    # Bounces
+    bounce_domain: str | None = setting(
+        None,
+        help="send every message with a VERP return path at this domain and take its "
+        "bounces on the bounce listener (needs BOUNCE_SECRET; default: off)",
+        section="Bounces",
+        commands=(*WORKER, *API),
+        example="bounces.example.com",
+    )
+    bounce_secret: SecretStr | None = setting(
+        None,
+        help="signs the VERP return paths, so no one can forge a bounce (16+ characters, "
+        "never logged)",
+        section="Bounces",
+        commands=(*WORKER, *API),
+        repr=False,
+    )
+    bounce_listen_host: str = setting(
+        "127.0.0.1",
+        help="address the bounce listener takes mail on (0.0.0.0 behind an MX on port 25)",
+        section="Bounces",
+        commands=API,
+    )
+    bounce_listen_port: int | None = setting(
+        None,
+        help="port of the bounce listener, started by `odiseo run` (default: off; 25 in "
+        "production)",
+        section="Bounces",
+        commands=API,
+        example="2525",
+        ge=1,
+        le=65535,
+    )
+    bounce_max_message_bytes: int = setting(
+        10 * 1024 * 1024,
+        help="largest bounce the listener takes (SIZE; 552 beyond)",
+        section="Bounces",
+        commands=API,
+        ge=1024,
+    )
+    ses_sns_topic_arns: str = setting(
+        "",
+        help="Amazon SNS topics whose SES notifications POST /inbound/ses takes, "
+        "comma-separated (default: the endpoint is off)",
+        section="Bounces",
+        commands=API,
+        example="arn:aws:sns:eu-west-1:123456789012:ses-bounces",
+    )
+    sendgrid_webhook_public_key: str | None = setting(
+        None,
+        help="SendGrid's Event Webhook verification key (base64); turns POST /inbound/sendgrid on",
+        section="Bounces",
+        commands=API,
+    )
+    postmark_webhook_token: SecretStr | None = setting(
+        None,
+        help="the basic-auth password in Postmark's webhook URL (16+ characters, never "
+        "logged); turns POST /inbound/postmark on",
+        section="Bounces",
+        commands=API,
+        repr=False,
+    )
+    mailgun_webhook_signing_key: SecretStr | None = setting(
+        None,
+        help="Mailgun's HTTP webhook signing key (never logged); turns POST /inbound/mailgun on",
+        section="Bounces",
+        commands=API,
+        repr=False,
+    )
+
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = setting(
         "INFO", help="DEBUG, INFO, WARNING, ERROR", section="Logging", commands=LOGGING
@@ -573,6 +644,12 @@ class Settings(BaseSettings):
         "public_url",
         "unsubscribe_secret",
         "retention_days",
+        "bounce_domain",
+        "bounce_secret",
+        "bounce_listen_port",
+        "sendgrid_webhook_public_key",
+        "postmark_webhook_token",
+        "mailgun_webhook_signing_key",
         mode="before",
     )
     @classmethod
@@ -593,7 +670,32 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL with no query, e.g. https://mail.example.com")
         return value
 
-    @field_validator("unsubscribe_secret")
+    @model_validator(mode="after")
+    def _bounce_domain_needs_a_secret(self) -> Settings:
+        if self.bounce_domain is not None and self.bounce_secret is None:
+            raise ValueError("BOUNCE_DOMAIN needs BOUNCE_SECRET (16+ characters)")
+        if self.bounce_listen_port is not None and self.bounce_domain is None:
+            raise ValueError("BOUNCE_LISTEN_PORT needs BOUNCE_DOMAIN (and BOUNCE_SECRET)")
+        return self
+
+    @field_validator("bounce_domain")
+    @classmethod
+    def _bounce_domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().lower().rstrip(".")
+        if not re.fullmatch(
+            r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+", value
+        ):
+            raise ValueError("must be a domain name, e.g. bounces.example.com")
+        return value
+
+    @property
+    def ses_topics(self) -> frozenset[str]:
+        """SES_SNS_TOPIC_ARNS as a set."""
+        return frozenset(t.strip() for t in self.ses_sns_topic_arns.split(",") if t.strip())
+
+    @field_validator("unsubscribe_secret", "bounce_secret", "postmark_webhook_token")
     @classmethod
     def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 16:

@@ -98,3 +98,11 @@ class PermanentFailure(DeliveryFailure):
 
 class WebhookRefused(OdiseoError):
     """The webhook URL is not allowed: https to globally routable addresses only."""
+
+
+class ReportRefused(OdiseoError):
+    """The relay's report is not authentic: its signature or credentials do not check."""
+
+
+class InvalidReport(OdiseoError):
+    """The relay's report is not in the form its documentation gives."""

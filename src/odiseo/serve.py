@@ -124,11 +124,11 @@ def check_exposure(settings: Settings) -> None:
 
 async def migrate_schema(settings: Settings) -> None:
     """Create or upgrade the schema of the configured store."""
-    from odiseo.api.wiring import build_store
+    from odiseo.api.wiring import build_store, migrate
 
     store = build_store(settings)
     try:
-        await store.migrate()
+        await migrate(settings, store)
     finally:
         await store.close()
 
@@ -142,6 +142,7 @@ def run_worker(settings: Settings, *, migrate: bool) -> int:
 
 
 async def _work(settings: Settings, *, migrate: bool) -> None:
+    from odiseo.api import wiring
     from odiseo.api.wiring import (
         build_housekeeper,
         build_store,
@@ -152,7 +153,7 @@ async def _work(settings: Settings, *, migrate: bool) -> None:
     store = build_store(settings)
     try:
         if migrate:
-            await store.migrate()
+            await wiring.migrate(settings, store)
         worker = build_worker(settings, store)
         hooks = build_webhook_worker(settings, store, worker)
         companions: list[Any] = [hooks]

@@ -15,6 +15,7 @@ from typing import Any
 from odiseo.domain.models import (
     Attachment,
     EmailFilter,
+    EnqueueSettings,
     NewEmail,
     OutgoingEmail,
     QueuedEmail,
@@ -140,6 +141,11 @@ class Sender:
     allowed: frozenset[str] = frozenset()
     refuse_special_use: bool = False  # REFUSE_SPECIAL_USE_DOMAINS
 
+    @property
+    def message_id_domain(self) -> str:
+        """The right-hand side of the Message-IDs this service makes."""
+        return self.email.rpartition("@")[2] or "odiseo.local"
+
     def permits(self, address: str) -> bool:
         address = address.lower()
         domain = "@" + address.rpartition("@")[2]
@@ -193,10 +199,9 @@ class EmailService:
         if not self.sender.permits(from_email):
             raise InvalidEmail(f"from_email: {from_email} is not an allowed sender")
         message_id = new_message_id()
-        domain = self.sender.email.rpartition("@")[2] or "odiseo.local"
         email = OutgoingEmail(
             message_id=message_id,
-            rfc_message_id=f"<{message_id}@{domain}>",
+            rfc_message_id=f"<{message_id}@{self.sender.message_id_domain}>",
             from_email=from_email,
             from_name=request.from_name if request.from_name is not None else self.sender.name,
             to=request.to,
@@ -227,6 +232,19 @@ class EmailService:
             tags=request.tags,
             metadata=request.metadata,
         )
+
+    async def publish_settings(self, *, now: datetime) -> None:
+        """Copy the sender and size rules into the database, for the SQL function
+        enqueue(): it refuses what this service would refuse for them."""
+        settings = EnqueueSettings(
+            from_email=self.sender.email,
+            from_name=self.sender.name,
+            allowed_senders=tuple(sorted(self.sender.allowed)),
+            message_id_domain=self.sender.message_id_domain,
+            max_message_bytes=self.max_message_bytes,
+            max_retries=self.max_retries,
+        )
+        await self.store.publish_enqueue_settings(settings, now=now)
 
     def _unsubscribe_url(self, request: EmailRequest, message_id: str) -> str | None:
         """The one-click unsubscribe URL, when the message asks for one."""

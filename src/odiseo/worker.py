@@ -39,8 +39,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from odiseo.domain.bounces import relay_message_id
 from odiseo.domain.models import AttemptResult, FailureKind, Outcome, QueuedEmail
 from odiseo.domain.retry import next_attempt_at
+from odiseo.domain.verp import ReturnPaths
 from odiseo.errors import DeliveryFailure, PermanentFailure, StoreUnavailable
 from odiseo.metrics import Metrics
 from odiseo.mime import build_message
@@ -84,6 +86,7 @@ class Worker:
         clock: Callable[[], datetime] = utcnow,
         metrics: Metrics | None = None,
         sign: Callable[[bytes], Awaitable[bytes]] | None = None,
+        return_paths: ReturnPaths | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -92,6 +95,7 @@ class Worker:
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.sign = sign
+        self.return_paths = return_paths  # BOUNCE_DOMAIN: each message's VERP sender
         self.delivered = 0
         self._stop = asyncio.Event()
 
@@ -151,7 +155,7 @@ class Worker:
             with self.metrics.provider_call.time():
                 receipt = await self.provider.deliver(
                     data,
-                    sender=message.email.from_email,
+                    sender=self.envelope_sender(message),
                     recipients=recipients,
                     message_id=message.message_id,
                 )
@@ -178,7 +182,14 @@ class Worker:
             accepted=_accepted(recipients, receipt),
             refused=receipt.refused,
             suppressed=message.suppressed,
+            relay_message_id=relay_message_id(receipt.response),
         )
+
+    def envelope_sender(self, message: QueuedEmail) -> str:
+        """`MAIL FROM`: the message's VERP return path with BOUNCE_DOMAIN, else its From."""
+        if self.return_paths is None:
+            return message.email.from_email
+        return self.return_paths.address(message.message_id)
 
     def _suppressed(self, message: QueuedEmail, *, started: datetime) -> AttemptResult:
         """Every recipient is on the suppression list: the message ends, untried."""

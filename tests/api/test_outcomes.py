@@ -32,6 +32,7 @@ async def deliver_all(client: httpx.AsyncClient, *, refused: tuple[Refusal, ...]
             response="250 ok",
             accepted=("a@example.com",),
             refused=refused,
+            suppressed=m.suppressed,
         )
         for m in claimed
     ]
@@ -130,3 +131,22 @@ async def test_suppression_pages_and_bad_input(client: httpx.AsyncClient) -> Non
     assert wrong.status_code == 422
     later = datetime.now(UTC) + timedelta(days=1)
     assert (await client.get("/events", params={"after": later.isoformat()})).json()["items"] == []
+
+
+async def test_an_international_domain_is_one_key_in_either_form(
+    client: httpx.AsyncClient,
+) -> None:
+    """Messages store xn-- domains, and so does PUT: every suppression route, and the
+    events filter, take the Unicode form of the same address as the same key."""
+    put = await client.put("/suppressions/User@Bücher.de", json={})
+    assert put.status_code == 200 and put.json()["address"] == "user@xn--bcher-kva.de"
+    body = {"to": ["user@bücher.de"], "cc": ["b@example.com"], "subject": "s", "body": "b"}
+    posted = (await client.post("/emails", json=body)).json()
+    assert posted["suppressed"] == ["user@xn--bcher-kva.de"]
+    for form in ("user@bücher.de", "USER@BÜCHER.DE", "user@XN--BCHER-KVA.de"):
+        assert (await client.get(f"/suppressions/{form}")).status_code == 200, form
+    await deliver_all(client)
+    found = await client.get("/events", params={"recipient": "user@Bücher.de"})
+    assert [e["type"] for e in found.json()["items"]] == ["email.suppressed", "email.sent"]
+    assert (await client.delete("/suppressions/user@BÜCHER.de")).status_code == 204
+    assert (await client.get("/suppressions/user@xn--bcher-kva.de")).status_code == 404

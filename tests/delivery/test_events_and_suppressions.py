@@ -81,3 +81,19 @@ async def test_every_recipient_suppressed_is_never_tried(smtp: SmtpHarness, stor
     failed, _ = await store.outcomes.events(EventFilter(type="email.failed"), limit=5, before=None)
     assert len(failed) == 1 and failed[0].recipients == (GONE,)
     assert (await store.counts())[Status.SUPPRESSED] == 1
+
+
+async def test_the_enhanced_code_of_a_real_reply_decides(smtp: SmtpHarness, store: Store) -> None:
+    """The provider stores "550 5.7.1 …": the 5.7.1 after the code is what classifies it,
+    not the 550 nor the wording (no "policy" here, yet it is one)."""
+    server, worker, clock = setup(smtp, store)
+    denied, full, unknown = "denied@example.com", "full@example.com", "unknown@example.com"
+    server.handler.rcpt_replies = {
+        denied: "550 5.7.1 Access denied",
+        full: "550 5.2.2 Mailbox full",
+        unknown: "554 5.1.1 user unknown",
+    }
+    await store.enqueue([new_email(to=("ok@example.com", denied, full, unknown))], now=clock.now)
+    assert await worker.run_until_idle() == 1
+    listed, _ = await store.outcomes.suppressions(limit=10)
+    assert [s.address for s in listed] == [unknown]

@@ -7,6 +7,7 @@ the suppression list, suppressed recipients come back with a claim and an enqueu
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from odiseo.domain.events import EventType
@@ -157,6 +158,29 @@ async def test_every_recipient_suppressed_ends_the_message_suppressed(store: Sto
     assert stored is not None and stored.status is Status.SUPPRESSED
     assert await all_events(store) == [("email.suppressed", "gone@example.com")]
     assert (await store.counts())[Status.SUPPRESSED] == 1
+
+
+async def test_a_suppressed_recipient_is_published_once_however_often_retried(
+    store: Store,
+) -> None:
+    """Each attempt skips the recipient again; its email.suppressed is one event."""
+    await store.outcomes.suppress(
+        Suppression(address="gone@example.com", reason=SuppressionReason.MANUAL, created_at=T0)
+    )
+    await store.enqueue([new_email(to=("a@example.com", "gone@example.com"))], now=T0)
+    message = await claim_one(store)
+    retry = result(message, Outcome.RETRY, next_attempt_at=later(60), suppressed=message.suppressed)
+    await store.record_results([retry], worker="w", now=later(3))
+    again = await claim_one(store, now=later(60))
+    assert again.suppressed == ("gone@example.com",)
+    sent = result(again, Outcome.SENT, suppressed=again.suppressed)
+    sent = dataclasses.replace(sent, started_at=later(61), finished_at=later(62))
+    await store.record_results([sent], worker="w", now=later(63))
+    assert await all_events(store) == [
+        ("email.deferred", None),
+        ("email.suppressed", "gone@example.com"),
+        ("email.sent", None),
+    ]
 
 
 async def test_events_filter_by_type_message_recipient_and_time(store: Store) -> None:

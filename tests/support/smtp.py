@@ -43,6 +43,7 @@ class Recorder:
     data_reply: str | None = None  # e.g. "451 4.3.0 try later": refuse at DATA
     rcpt_replies: dict[str, str] = field(default_factory=dict)  # address -> reply
     data_delay: float = 0.0
+    accepted_reply: str = "250 2.0.0 Message accepted"  # the reply to a message it keeps
     lock: threading.Lock = field(default_factory=threading.Lock)
     seen: threading.Condition = field(init=False)
 
@@ -70,7 +71,7 @@ class Recorder:
                 Received(str(envelope.mail_from), list(envelope.rcpt_tos), content)
             )
             self.seen.notify_all()
-        return "250 2.0.0 Message accepted"
+        return self.accepted_reply
 
     def wait_for(self, count: int, timeout: float = 15.0) -> list[Received]:
         deadline = time.monotonic() + timeout

@@ -9,8 +9,8 @@ from typing import Annotated
 import pytest
 from pydantic import AfterValidator, EmailStr, TypeAdapter, ValidationError
 
-from odiseo.api.schemas import _PLAIN_ADDRESS, Address
 from odiseo.mime import ascii_address
+from odiseo.requests import _PLAIN_ADDRESS, Address
 
 FAST = TypeAdapter(Address)
 REFERENCE = TypeAdapter(Annotated[EmailStr, AfterValidator(ascii_address)])

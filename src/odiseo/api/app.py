@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request, status
@@ -18,7 +19,6 @@ from odiseo import __version__
 from odiseo.api.audit import AuditLog
 from odiseo.api.auth import KeyRing
 from odiseo.api.body import refuse_declared_bodies
-from odiseo.api.errors import describe_errors, error_list
 from odiseo.api.health import HealthCheck
 from odiseo.api.hosts import HostCheck, HostPolicy
 from odiseo.api.limits import RequestSizeLimit
@@ -26,6 +26,7 @@ from odiseo.api.openapi import document_openapi
 from odiseo.api.outcome_schemas import SuppressionIn
 from odiseo.api.routes import (
     emails,
+    inbound,
     outcomes,
     privacy,
     system,
@@ -33,9 +34,10 @@ from odiseo.api.routes import (
     unsubscribe,
     webhooks,
 )
-from odiseo.api.schemas import BatchIn, EmailIn, RenderIn, RescheduleIn, TemplateIn
+from odiseo.api.schemas import BatchIn, RenderIn, RescheduleIn, TemplateIn
 from odiseo.api.webhook_schemas import ReplayIn, WebhookIn, WebhookPatch
 from odiseo.api.wiring import (
+    build_bounce_service,
     build_housekeeper,
     build_provider,
     build_service,
@@ -49,8 +51,10 @@ from odiseo.config import Settings
 from odiseo.errors import (
     Duplicate,
     InvalidEmail,
+    InvalidReport,
     InvalidTransition,
     NotFound,
+    ReportRefused,
     StoreUnavailable,
     TemplateError,
     TooLarge,
@@ -59,6 +63,7 @@ from odiseo.errors import (
 from odiseo.metrics import Metrics
 from odiseo.outcomes import OutcomeService
 from odiseo.privacy import PrivacyService
+from odiseo.requests import EmailIn, describe_errors, error_list
 from odiseo.template_service import TemplateService
 
 log = logging.getLogger(__name__)
@@ -71,9 +76,10 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = build_store(settings)
         try:
+            app.state.service = build_service(settings, store)
             if migrate:
                 await store.migrate()
-            app.state.service = build_service(settings, store)
+                await app.state.service.publish_settings(now=datetime.now(UTC))
         except BaseException:
             await store.close()  # a start that fails leaves no connection behind
             raise
@@ -88,6 +94,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
         )
         app.state.health = HealthCheck(service=app.state.service, provider=build_provider(settings))
         app.state.webhooks = build_webhook_service(settings, store)
+        app.state.bounces = build_bounce_service(settings, store)
         worker = build_worker(settings, store, app.state.metrics) if with_worker else None
         task = asyncio.create_task(worker.run(), name="worker") if worker else None
         hooks = build_webhook_worker(settings, store, worker) if worker else None
@@ -136,6 +143,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
     app.include_router(unsubscribe.router)
     app.include_router(privacy.router)
     app.include_router(webhooks.router)
+    app.include_router(inbound.router)
     _install_error_handlers(app)
     refuse_declared_bodies(app)
     document_openapi(
@@ -191,6 +199,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(WebhookRefused)
     async def webhook_refused(_: Request, exc: WebhookRefused) -> JSONResponse:
+        return _problem(422, exc.message)
+
+    @app.exception_handler(ReportRefused)
+    async def report_refused(_: Request, exc: ReportRefused) -> JSONResponse:
+        return _problem(401, exc.message)
+
+    @app.exception_handler(InvalidReport)
+    async def invalid_report(_: Request, exc: InvalidReport) -> JSONResponse:
         return _problem(422, exc.message)
 
     @app.exception_handler(TooLarge)

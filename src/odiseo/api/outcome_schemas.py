@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from odiseo.api.schemas import RequestModel
 from odiseo.domain.models import PublishedEvent, Suppression, SuppressionReason
+from odiseo.requests import RequestModel
 
 
 class PublishedEventOut(BaseModel):

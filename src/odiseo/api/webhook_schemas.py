@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from odiseo.api.schemas import RequestModel, utc
 from odiseo.domain.events import EventType
 from odiseo.domain.webhooks import Delivery, DeliveryStatus, Endpoint
+from odiseo.requests import RequestModel, utc
 from odiseo.webhooks.ssrf import MAX_URL_CHARS
 
 MAX_DESCRIPTION = 500

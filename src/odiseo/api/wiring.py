@@ -8,10 +8,15 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+import httpx
+
+from odiseo.bounce_service import BounceService, RelayChecks
 from odiseo.config import Settings
 from odiseo.dkim_signing import DkimSigner
-from odiseo.errors import ConfigError, InvalidEmail
+from odiseo.domain.verp import ReturnPaths
+from odiseo.errors import ConfigError, InvalidEmail, ReportRefused
 from odiseo.housekeeping import Housekeeper
+from odiseo.inbound.relays import sendgrid, ses
 from odiseo.metrics import Metrics
 from odiseo.mime import ascii_address, check_address, check_value, is_special_use
 from odiseo.providers.base import Provider
@@ -31,6 +36,17 @@ log = logging.getLogger(__name__)
 
 def build_store(settings: Settings) -> Store:
     return open_store(settings.database_url, schema=settings.schema_name)
+
+
+async def migrate(settings: Settings, store: Store) -> None:
+    """Create or upgrade the schema, then publish the rules the SQL function enqueue()
+    applies (senders, sizes, retries), so the database and this service agree."""
+    await store.migrate()
+    service = build_service(settings, store)
+    try:
+        await service.publish_settings(now=utcnow())
+    finally:
+        await service.renderer.close()
 
 
 def build_provider(settings: Settings) -> Provider:
@@ -143,6 +159,7 @@ def build_worker(settings: Settings, store: Store, metrics: Metrics | None = Non
             concurrency=settings.smtp_pool_size,
             redact_after_send=settings.redact_after_send,
         ),
+        return_paths=build_return_paths(settings),
     )
 
 
@@ -151,6 +168,54 @@ def build_housekeeper(settings: Settings, store: Store) -> Housekeeper | None:
     if settings.retention_days is None:
         return None
     return Housekeeper(retention=store.retention, days=settings.retention_days, clock=utcnow)
+
+
+def build_return_paths(settings: Settings) -> ReturnPaths | None:
+    """The VERP return paths when BOUNCE_DOMAIN is set (with BOUNCE_SECRET, as checked)."""
+    if settings.bounce_domain is None or settings.bounce_secret is None:
+        return None
+    secret = settings.bounce_secret.get_secret_value().encode()
+    return ReturnPaths(domain=settings.bounce_domain, secret=secret)
+
+
+def build_bounce_service(
+    settings: Settings, store: Store, *, fetch: ses.Fetch | None = None
+) -> BounceService:
+    """Bounces and relay reports; `fetch` GETs SNS's certificates and subscription URLs."""
+    postmark = settings.postmark_webhook_token
+    mailgun = settings.mailgun_webhook_signing_key
+    key = settings.sendgrid_webhook_public_key
+    topics = settings.ses_topics
+    relays = RelayChecks(
+        ses=ses.SnsVerifier(topics=topics, fetch=fetch or fetch_sns) if topics else None,
+        sendgrid_key=sendgrid.public_key(key) if key else None,
+        postmark_token=postmark.get_secret_value().encode() if postmark else None,
+        mailgun_key=mailgun.get_secret_value().encode() if mailgun else None,
+    )
+    return BounceService(store, return_paths=build_return_paths(settings), relays=relays)
+
+
+_SNS_MAX_BYTES = 64 * 1024
+
+
+async def fetch_sns(url: str) -> bytes:
+    """GET an SNS URL (already checked to be https on an SNS host): a signing certificate
+    or a subscription confirmation. No redirects; ReportRefused if it fails."""
+    try:
+        async with (
+            httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client,
+            client.stream("GET", url) as response,
+        ):
+            body = b""
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > _SNS_MAX_BYTES:
+                    raise ReportRefused("Amazon SNS answered with too much")
+    except httpx.HTTPError as exc:
+        raise ReportRefused(f"cannot reach Amazon SNS: {type(exc).__name__}") from None
+    if response.status_code != 200:
+        raise ReportRefused(f"Amazon SNS answered {response.status_code}")
+    return body
 
 
 def build_webhook_service(settings: Settings, store: Store) -> WebhookService:

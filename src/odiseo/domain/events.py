@@ -22,6 +22,7 @@ class EventType(enum.StrEnum):
     EMAIL_UNSUBSCRIBED = "email.unsubscribed"
     EMAIL_COMPLAINED = "email.complained"
     EMAIL_DELAYED = "email.delayed"
+    INBOUND_UNPARSED = "inbound.unparsed"
     WEBHOOK_TEST = "webhook.test"
     WEBHOOK_DISABLED = "webhook.disabled"
     RELAY_THROTTLED = "relay.throttled"
@@ -39,6 +40,8 @@ DESCRIPTIONS: dict[EventType, str] = {
     EventType.EMAIL_UNSUBSCRIBED: "a recipient used the message's one-click unsubscribe",
     EventType.EMAIL_COMPLAINED: "a recipient reported the message as spam (feedback loop)",
     EventType.EMAIL_DELAYED: "a delay notice arrived: the receiving side is still trying",
+    EventType.INBOUND_UNPARSED: "mail or a relay report came back that Odiseo could not read "
+    "or match to a message: kept (size-capped) in `data.raw`",
     EventType.WEBHOOK_TEST: "sent on request to check a webhook endpoint",
     EventType.WEBHOOK_DISABLED: "a webhook endpoint was disabled after failing (or 410 Gone)",
     EventType.RELAY_THROTTLED: "the relay's sending limit held mail back",
@@ -52,12 +55,14 @@ PER_RECIPIENT = frozenset(
         EventType.EMAIL_SUPPRESSED,
         EventType.EMAIL_COMPLAINED,
         EventType.EMAIL_UNSUBSCRIBED,
+        EventType.EMAIL_DELAYED,
     }
 )
 
-# Events that concern no message at all.
+# Events that concern no message at all (inbound.unparsed: when it matched none).
 SYSTEM = frozenset(
     {
+        EventType.INBOUND_UNPARSED,
         EventType.WEBHOOK_TEST,
         EventType.WEBHOOK_DISABLED,
         EventType.RELAY_THROTTLED,

@@ -145,6 +145,19 @@ class NewEmail:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EnqueueSettings:
+    """The service's rules the SQL function enqueue() applies too, published into the
+    database at every migration so that both agree (storage/enqueue_function.py)."""
+
+    from_email: str  # the default sender, always allowed
+    from_name: str | None
+    allowed_senders: tuple[str, ...]  # a@b and @domain entries, lower case, xn-- form
+    message_id_domain: str  # the right-hand side of each Message-ID
+    max_message_bytes: int
+    max_retries: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class Event:
     """One entry of a message's history; with a `type` it is also a published event
     (domain/events.py), which GET /events lists and webhooks deliver."""
@@ -235,6 +248,7 @@ class AttemptResult:
     accepted: tuple[str, ...] = ()  # recipients the relay took
     refused: tuple[Refusal, ...] = ()  # recipients the relay refused at RCPT
     suppressed: tuple[str, ...] = ()  # recipients skipped: on the suppression list
+    relay_message_id: str | None = None  # the relay's id for the message (its DATA reply)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from odiseo.domain.bounces import Returned
 from odiseo.domain.events import EventType
 from odiseo.domain.models import (
     AttemptResult,
     AuditEntry,
     EmailFilter,
+    EnqueueSettings,
     Erased,
     EventFilter,
     NewEmail,
@@ -152,6 +154,12 @@ class Outcomes(Protocol):
 
     async def unsubscribe(self, *, address: str, message_id: str, now: datetime) -> None: ...
 
+    async def record_returned(self, returned: Returned, *, now: datetime) -> str | None: ...
+
+    async def keep_unparsed(
+        self, *, data: dict[str, Any], message_id: str | None, now: datetime
+    ) -> int: ...
+
 
 class Retention(Protocol):
     """Purging, erasure and the audit log (storage/retention.py)."""
@@ -192,6 +200,9 @@ class Store(Protocol):
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
+
+    async def publish_enqueue_settings(self, settings: EnqueueSettings, *, now: datetime) -> None:
+        """Write the rules the SQL function enqueue() applies (one row, replaced)."""
 
     async def close(self) -> None: ...
 

@@ -8,14 +8,15 @@ engine's record statement; this module reads them and serves an operator's chang
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from odiseo.domain.bounces import normalise_address
+from odiseo.domain.bounces import Notice, NoticeKind, Returned, normalise_address, reply_code
 from odiseo.domain.events import EventType
 from odiseo.domain.models import (
     EventFilter,
@@ -23,10 +24,15 @@ from odiseo.domain.models import (
     Suppression,
     SuppressionReason,
 )
-from odiseo.storage.database import Database, Row
+from odiseo.storage.database import Database, Row, Tx
 from odiseo.storage.rows import event_of
 from odiseo.storage.search import json_element, json_text
-from odiseo.storage.tables import email_events, emails, suppressions
+from odiseo.storage.tables import (
+    FOREIGN_RFC_MESSAGE_ID,
+    email_events,
+    emails,
+    suppressions,
+)
 
 # The columns of its message an event is shown with (GET /events, webhooks).
 ABOUT = (
@@ -160,7 +166,11 @@ class OutcomeStore:
     async def unsubscribe(self, *, address: str, message_id: str, now: datetime) -> None:
         """A recipient's one-click unsubscribe from a message: suppressed with reason
         `unsubscribe` (an earlier suppression is kept as it was) and, if the message is
-        still stored, an email.unsubscribed event, in one transaction."""
+        still stored, an email.unsubscribed event, in one transaction.
+
+        A repeated click (mail clients retry, people click twice) publishes nothing more
+        while the address stays suppressed: the message's row, locked first, makes
+        clicks on one link wait for each other."""
         key = normalise_address(address)
         statement = self._insert(suppressions).values(
             address=key,
@@ -170,9 +180,11 @@ class OutcomeStore:
             created_at=now,
         )
         async with self.db.write() as tx:
-            email_id = await tx.scalar(select(emails.c.id).where(emails.c.message_id == message_id))
-            await tx.run(statement.on_conflict_do_nothing(index_elements=["address"]))
-            if email_id is None:
+            email_id = await tx.scalar(
+                select(emails.c.id).where(emails.c.message_id == message_id).with_for_update()
+            )
+            added = await tx.run(statement.on_conflict_do_nothing(index_elements=["address"]))
+            if email_id is None or (not added and await _unsubscribed(tx, email_id, address)):
                 return
             event = {
                 "email_id": email_id,
@@ -183,6 +195,159 @@ class OutcomeStore:
                 "webhook_pending": True,
             }
             await tx.run(email_events.insert(), [event])
+
+    # -- mail that came back (bounces, complaints, relay reports) --------------------
+
+    async def record_returned(self, returned: Returned, *, now: datetime) -> str | None:
+        """What came back about a message: an event per notice (email.bounced,
+        email.delayed, email.complained) and, for a bad address or a complaint, the
+        recipient's suppression (an earlier one is kept), in one transaction. The
+        message's id, or None when no message matches (nothing is written)."""
+        async with self.db.write() as tx:
+            row = await _returned_to(tx, returned)
+            if row is None:
+                return None
+            events, barred = _returned_rows(row, returned.notices, now=now)
+            await tx.run(email_events.insert(), events)
+            if barred:
+                statement = self._insert(suppressions).on_conflict_do_nothing(
+                    index_elements=["address"]
+                )
+                await tx.run(statement, barred)
+        return str(row["message_id"])
+
+    async def keep_unparsed(
+        self, *, data: dict[str, Any], message_id: str | None, now: datetime
+    ) -> int:
+        """An inbound.unparsed event holding what came back (`data`), about the message
+        `message_id` if it is known and stored; its id."""
+        async with self.db.write() as tx:
+            email_id = None
+            if message_id is not None:
+                email_id = await tx.scalar(
+                    select(emails.c.id).where(emails.c.message_id == message_id)
+                )
+            row = {
+                "email_id": email_id,
+                "at": now,
+                "kind": "unparsed",
+                "type": EventType.INBOUND_UNPARSED.value,
+                "data": data,
+                "webhook_pending": True,
+            }
+            return int(
+                await tx.scalar(email_events.insert().values(**row).returning(email_events.c.id))
+            )
+
+
+_RETURNED_COLUMNS = (
+    emails.c.id,
+    emails.c.message_id,
+    emails.c.to_addrs,
+    emails.c.cc_addrs,
+    emails.c.bcc_addrs,
+)
+_RFC_MESSAGE_ID_LENGTH = 255  # tables.emails.rfc_message_id
+_OWN_RFC_MESSAGE_ID = re.compile(
+    r"<([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})@[^<>\s]+>"
+)
+_EVENT_OF_NOTICE = {
+    NoticeKind.BOUNCED: EventType.EMAIL_BOUNCED,
+    NoticeKind.DELAYED: EventType.EMAIL_DELAYED,
+    NoticeKind.COMPLAINED: EventType.EMAIL_COMPLAINED,
+}
+
+
+async def _returned_to(tx: Tx, returned: Returned) -> Row | None:
+    """The message mail came back about: by our id (VERP), the relay's id, or the
+    Message-ID it quotes (ours by the id inside it, an application's by the index)."""
+    found = select(*_RETURNED_COLUMNS)
+    if returned.message_id is not None:
+        return await tx.first(found.where(emails.c.message_id == returned.message_id))
+    if returned.relay_message_id is not None:
+        row = await tx.first(found.where(emails.c.relay_message_id == returned.relay_message_id))
+        if row is not None:
+            return row
+    quoted = returned.rfc_message_id
+    if quoted is None or len(quoted) > _RFC_MESSAGE_ID_LENGTH:
+        return None
+    own = _OWN_RFC_MESSAGE_ID.fullmatch(quoted)
+    same = emails.c.rfc_message_id == quoted
+    if own is not None:
+        return await tx.first(found.where(emails.c.message_id == own.group(1), same))
+    return await tx.first(found.where(text(FOREIGN_RFC_MESSAGE_ID), same))
+
+
+def _returned_rows(
+    row: Row, notices: Sequence[Notice], *, now: datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The events and suppressions of `notices` about the message `row`.
+
+    A notice's recipient must be one of the message's; one it does not name (a
+    redacted complaint, an address forwarded on) is the message's own recipient when
+    it has only one, else it is recorded as reported and suppresses nobody.
+    """
+    recipients = {
+        normalise_address(a): a for a in [*row["to_addrs"], *row["cc_addrs"], *row["bcc_addrs"]]
+    }
+    events, barred = [], []
+    for notice in notices:
+        reported = notice.recipient
+        recipient = recipients.get(normalise_address(reported or ""))
+        if recipient is None and len(recipients) == 1:
+            (recipient,) = recipients.values()
+        suppress = notice.suppress and recipient is not None
+        data: dict[str, Any] = {"source": notice.source, "status": notice.status}
+        data |= notice.detail | {"suppressed": suppress}
+        if reported is not None and recipient != reported:
+            data["reported_recipient"] = reported
+        events.append(
+            {
+                "email_id": row["id"],
+                "at": now,
+                "kind": notice.kind.value,
+                "type": _EVENT_OF_NOTICE[notice.kind].value,
+                "recipient": recipient or reported,
+                "smtp_code": reply_code(notice.diagnostic),
+                "response": notice.diagnostic or notice.status,
+                "data": data,
+                "webhook_pending": True,
+            }
+        )
+        if suppress and recipient is not None:
+            complaint = notice.kind is NoticeKind.COMPLAINED
+            reason = SuppressionReason.COMPLAINT if complaint else SuppressionReason.HARD_BOUNCE
+            barred.append(
+                {
+                    "address": normalise_address(recipient),
+                    "reason": reason.value,
+                    "message_id": row["message_id"],
+                    "detail": _suppression_detail(notice),
+                    "created_at": now,
+                }
+            )
+    return events, barred
+
+
+def _suppression_detail(notice: Notice) -> str:
+    if notice.kind is NoticeKind.COMPLAINED:
+        feedback = notice.detail.get("feedback_type", "abuse")
+        return f"complaint ({feedback}) reported through {notice.source}"
+    return f"{notice.source}: {notice.diagnostic or notice.status or 'permanent failure'}"
+
+
+async def _unsubscribed(tx: Tx, email_id: int, address: str) -> bool:
+    """Whether this recipient's unsubscribe from this message is already published."""
+    found = await tx.scalar(
+        select(email_events.c.id)
+        .where(
+            email_events.c.email_id == email_id,
+            email_events.c.type == EventType.EMAIL_UNSUBSCRIBED.value,
+            email_events.c.recipient == address,
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 def published(row: Row) -> PublishedEvent:

@@ -26,10 +26,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
+from odiseo.domain.events import EventType
 from odiseo.domain.lifecycle import AFTER_ATTEMPT, lease_lost, released
 from odiseo.domain.models import AttemptResult, NewEmail, Outcome, QueuedEmail, Status
 from odiseo.errors import StoreUnavailable
-from odiseo.storage import sql
+from odiseo.storage import enqueue_function, sql
 from odiseo.storage.contract import Enqueued
 from odiseo.storage.database import PostgresDatabase, Tx, command_count
 from odiseo.storage.failures import is_unavailable, translate_errors
@@ -86,6 +87,7 @@ Q = sql.load(
     outcome_kinds=OUTCOME_KINDS_SQL,
     processing=Status.PROCESSING.value,
     sent=Status.SENT.value,
+    suppressed_type=EventType.EMAIL_SUPPRESSED.value,
     lease_lost="'" + lease_lost("' || old_worker || '") + "'",
     released_retry=released(1).value,
     released_new=released(0).value,
@@ -176,6 +178,11 @@ class PostgresStore(SharedVerbs):
                     )
                     await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
                     await conn.run_sync(upgrade)
+                    # Every run, after the revisions: the function writes the row this
+                    # code's store writes (storage/enqueue_function.py).
+                    await conn.run_sync(
+                        enqueue_function.install, schema=self.schema, channel=self.channel
+                    )
         finally:
             await engine.dispose()
 
@@ -425,6 +432,7 @@ def _record_args(results: Sequence[AttemptResult], worker: str, now: datetime) -
         *([event[name] for event in events] for name in _EVENT_COLUMNS),
         *([row[name] for row in about] for name in _ABOUT_COLUMNS),
         *([row[name] for row in barred] for name in _BARRED_COLUMNS),
+        [r.relay_message_id if r.outcome is Outcome.SENT else None for r in results],
     ]
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from odiseo.domain.events import EventType
 from odiseo.domain.lifecycle import WAITING, sources
-from odiseo.domain.models import Attachment, EmailFilter, QueuedEmail, Status
+from odiseo.domain.models import Attachment, EmailFilter, EnqueueSettings, QueuedEmail, Status
 from odiseo.errors import InvalidTransition, NotFound
 from odiseo.storage.database import Database, Tx
 from odiseo.storage.outcomes import OutcomeStore
@@ -29,6 +29,7 @@ from odiseo.storage.tables import (
     email_attachments,
     email_events,
     emails,
+    enqueue_settings,
     rate_limits,
     status_counts,
 )
@@ -53,6 +54,22 @@ class SharedVerbs:
         """Raise StoreUnavailable unless the database answers a trivial query."""
         async with self.db.read() as tx:
             await tx.scalar(select(1))
+
+    async def publish_enqueue_settings(self, settings: EnqueueSettings, *, now: datetime) -> None:
+        """Replace the one row of rules the SQL function enqueue() reads."""
+        async with self.db.write() as tx:
+            await tx.run(delete(enqueue_settings))
+            row = {
+                "id": 1,
+                "from_email": settings.from_email,
+                "from_name": settings.from_name,
+                "allowed_senders": list(settings.allowed_senders),
+                "message_id_domain": settings.message_id_domain,
+                "max_message_bytes": settings.max_message_bytes,
+                "max_retries": settings.max_retries,
+                "updated_at": now,
+            }
+            await tx.run(enqueue_settings.insert().values(**row))
 
     # -- questions -------------------------------------------------------------------
 

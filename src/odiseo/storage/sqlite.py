@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, case, delete, event, select, text, tuple_, upd
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from odiseo.domain.events import EventType
 from odiseo.domain.lifecycle import AFTER_ATTEMPT, lease_lost, released
 from odiseo.domain.models import AttemptResult, NewEmail, Outcome, QueuedEmail, Status
 from odiseo.storage.contract import Enqueued
@@ -214,6 +215,7 @@ _RECORD = (
         status=bindparam("b_status"),
         next_attempt_at=bindparam("b_next"),
         sent_at=bindparam("b_sent"),
+        relay_message_id=bindparam("b_relay"),
         last_error=bindparam("b_error"),
         locked_until=None,
         locked_by=None,
@@ -229,6 +231,7 @@ def _record_values(result: AttemptResult, *, now: datetime) -> dict[str, Any]:
         "b_status": AFTER_ATTEMPT[result.outcome],
         "b_next": result.next_attempt_at,
         "b_sent": result.finished_at if sent else None,
+        "b_relay": result.relay_message_id if sent else None,
         "b_error": None if sent else result.response,
         "b_now": now,
     }
@@ -283,13 +286,29 @@ async def _log_outcomes(
     if not new:
         return
     await tx.run(email_events.insert(), event_rows(new, worker=worker))
-    if about := recipient_event_rows(new, worker=worker):
+    if about := await _not_yet_skipped(tx, recipient_event_rows(new, worker=worker)):
         await tx.run(email_events.insert(), about)
     barred = {row["address"]: row for row in suppression_rows(new)}
     if barred:
         columns = ("address", "reason", "message_id", "detail")
         rows = [{c: row[c] for c in columns} | {"created_at": now} for row in barred.values()]
         await tx.run(_SUPPRESS, rows)
+
+
+async def _not_yet_skipped(tx: Tx, about: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-recipient events without the email.suppressed of a recipient already skipped
+    at an earlier attempt of the same message (one event per message and recipient)."""
+    skipped = EventType.EMAIL_SUPPRESSED.value
+    ids = {row["email_id"] for row in about if row["type"] == skipped}
+    if not ids:
+        return about
+    found = await tx.rows(
+        select(email_events.c.email_id, email_events.c.recipient).where(
+            email_events.c.type == skipped, email_events.c.email_id.in_(ids)
+        )
+    )
+    seen = {(r["email_id"], r["recipient"]) for r in found}
+    return [r for r in about if r["type"] != skipped or (r["email_id"], r["recipient"]) not in seen]
 
 
 async def _suppressed(tx: Tx, rows: Sequence[Any]) -> set[str]:

@@ -65,6 +65,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 CLAIMABLE_SQL = sql_in(CLAIMABLE)
 OUTCOME_KINDS_SQL = "kind IN (" + ", ".join(f"'{o.value}'" for o in Outcome) + ")"
 
+FOREIGN_RFC_MESSAGE_ID = "substr(rfc_message_id, 2, 36) <> message_id"
+
 CLIENT_KEY = ["idempotency_scope", "client_message_id"]  # the columns of ux_emails_client_key
 
 emails = Table(
@@ -105,6 +107,9 @@ emails = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime, nullable=True),
     Column("redacted_at", UTCDateTime, nullable=True),  # bodies and files dropped then
+    # The id the relay gave the message in its reply to DATA (hosted relays' bounce
+    # webhooks name it), recorded with the email.sent outcome.
+    Column("relay_message_id", String(255), nullable=True),
     # Claimable rows only: the claim index stays small however long the history grows.
     Index(
         "ix_emails_due",
@@ -115,6 +120,20 @@ emails = Table(
         sqlite_where=text(CLAIMABLE_SQL),
     ),
     Index("ix_emails_status", "status"),
+    Index(
+        "ix_emails_relay_message_id",
+        "relay_message_id",
+        postgresql_where=text("relay_message_id IS NOT NULL"),
+        sqlite_where=text("relay_message_id IS NOT NULL"),
+    ),
+    # A Message-ID that is not our own <message_id@domain> (one an application set):
+    # ours are found by message_id, so only the others need this index.
+    Index(
+        "ix_emails_foreign_rfc_message_id",
+        "rfc_message_id",
+        postgresql_where=text(FOREIGN_RFC_MESSAGE_ID),
+        sqlite_where=text(FOREIGN_RFC_MESSAGE_ID),
+    ),
     # A client_message_id is unique per API key (its scope), never across keys.
     Index("ux_emails_client_key", "idempotency_scope", "client_message_id", unique=True),
 )
@@ -122,7 +141,7 @@ emails = Table(
 # The columns an enqueue writes (rows.to_row gives exactly these; a test holds them
 # together): all but those the claim and the record fill in later.
 WRITTEN_LATER = frozenset(
-    {"id", "locked_until", "locked_by", "last_error", "sent_at", "redacted_at"}
+    {"id", "locked_until", "locked_by", "last_error", "sent_at", "relay_message_id", "redacted_at"}
 )
 INSERT_COLUMNS = tuple(c.name for c in emails.c if c.name not in WRITTEN_LATER)
 
@@ -209,6 +228,22 @@ audit_log = Table(
     Column("action", String(255), nullable=False),
     Column("target", Text, nullable=False),
     Column("status_code", Integer, nullable=False),
+)
+
+# What the SQL function enqueue() (storage/enqueue_function.py) needs of the service's
+# settings, written by `odiseo migrate` and at every start (one row, id 1), so that the
+# database and the service apply the same sender and size rules.
+enqueue_settings = Table(
+    "enqueue_settings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("from_email", String(320), nullable=False),  # SMTP_FROM_EMAIL
+    Column("from_name", String(255), nullable=True),  # SMTP_FROM_NAME
+    Column("allowed_senders", JSON, nullable=False),  # ALLOWED_SENDERS: a@b and @domain
+    Column("message_id_domain", String(255), nullable=False),  # of each Message-ID
+    Column("max_message_bytes", BigInteger, nullable=False),  # MAX_MESSAGE_BYTES
+    Column("max_retries", Integer, nullable=False),  # EMAIL_RETRY_MAX_ATTEMPTS
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 # Requests per API key per minute, shared by every API process (RATE_LIMIT_PER_MINUTE).

@@ -137,6 +137,9 @@ class WebhookWorker:
         except StoreUnavailable as exc:
             log.warning("webhooks: %s; trying again", exc)
             return False
+        except Exception:  # the next round tries again; the mail worker is not stopped
+            log.exception("webhooks: a fan-out or claim failed; trying again")
+            return False
         for delivery in claimed:
             self._start(delivery)
         return fanned == FAN_OUT_BATCH or (0 < len(claimed) < free)
@@ -221,6 +224,9 @@ class WebhookWorker:
         except TimeoutError:
             error = f"no answer within {self.options.timeout:g} s"
         except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:EXCERPT_CHARS]
+        except Exception as exc:  # recorded as a failed attempt, never left to the lease
+            log.exception("webhook POST failed unexpectedly", extra={"attempt": claimed.attempt})
             error = f"{type(exc).__name__}: {exc}"[:EXCERPT_CHARS]
         return Attempt(
             at=started,

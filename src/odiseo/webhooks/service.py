@@ -8,6 +8,7 @@ rotate call that made it, and is never logged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -15,11 +16,13 @@ from datetime import datetime
 from typing import Any
 
 from odiseo.domain.webhooks import SECRET_OVERLAP, Delivery, Endpoint
-from odiseo.errors import NotFound
+from odiseo.errors import NotFound, WebhookRefused
 from odiseo.storage.contract import Webhooks
 from odiseo.webhooks import signing, ssrf
 
 log = logging.getLogger(__name__)
+
+RESOLVE_SECONDS = 10.0  # a save waits this long for DNS at most
 
 
 def new_endpoint_id() -> str:
@@ -44,7 +47,11 @@ class WebhookService:
         """The URL as it will be stored, if it may be; raises WebhookRefused."""
         if self.allow_private:  # every address is allowed: only the form is checked
             return str(ssrf.parse(url, allow_private=True))
-        target = await ssrf.check(url, allow_private=False, resolver=self.resolver)
+        try:
+            async with asyncio.timeout(RESOLVE_SECONDS):
+                target = await ssrf.check(url, allow_private=False, resolver=self.resolver)
+        except TimeoutError:
+            raise WebhookRefused("url: its name did not resolve in time") from None
         return str(target.url)
 
     async def create(

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from fastapi import HTTPException
 
-from odiseo.api.schemas import utc
+from odiseo.requests import utc
 
 
 def aware(moment: datetime | None) -> datetime | None:

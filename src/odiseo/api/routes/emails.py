@@ -14,7 +14,6 @@ from starlette.routing import Route
 from odiseo.api.auth import AdminKey, ReadKey, SendKey, check_send, idempotency_scope
 from odiseo.api.body import parse_json
 from odiseo.api.deps import ServiceDep
-from odiseo.api.errors import describe_errors
 from odiseo.api.openapi import request_body
 from odiseo.api.routes import aware
 from odiseo.api.schemas import (
@@ -22,7 +21,6 @@ from odiseo.api.schemas import (
     AttachmentOut,
     BatchIn,
     BatchOut,
-    EmailIn,
     EmailOut,
     EmailPage,
     EmailSummary,
@@ -32,6 +30,7 @@ from odiseo.api.schemas import (
     RescheduleIn,
 )
 from odiseo.domain.models import EmailFilter, QueuedEmail, Status
+from odiseo.requests import EmailIn, describe_errors
 from odiseo.service import EmailRequest, EmailService, decode_cursor, encode_cursor
 
 router = APIRouter()

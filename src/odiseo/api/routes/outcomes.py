@@ -10,7 +10,6 @@ from pydantic import TypeAdapter, ValidationError
 
 from odiseo.api.auth import AdminKey, ReadKey
 from odiseo.api.body import parse_json
-from odiseo.api.errors import describe_errors
 from odiseo.api.openapi import request_body
 from odiseo.api.outcome_schemas import (
     EventPage,
@@ -20,10 +19,11 @@ from odiseo.api.outcome_schemas import (
     SuppressionPage,
 )
 from odiseo.api.routes import aware
-from odiseo.api.schemas import Address, Problem
+from odiseo.api.schemas import Problem
 from odiseo.domain.events import EventType
 from odiseo.domain.models import EventFilter, SuppressionReason
 from odiseo.outcomes import OutcomeService
+from odiseo.requests import Address, describe_errors
 from odiseo.service import decode_cursor, encode_cursor
 
 router = APIRouter()

@@ -67,12 +67,12 @@ SELECT * FROM claimed
 -- A batch of finished attempts: rows this worker still holds take their new state;
 -- every attempt's outcome enters the history once (a retried write adds nothing), as
 -- a typed event marked for the webhooks. Beside an outcome logged for the first time
--- come its per-recipient events (bounced, suppressed) and the addresses it proved
--- bad join the suppression list.
+-- come its per-recipient events (bounced; suppressed, once per message and recipient)
+-- and the addresses it proved bad join the suppression list.
 WITH result AS (
     SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::timestamptz[],
-                         $5::timestamptz[], $6::text[])
-        AS r(id, attempt, status, next_at, sent_at, error)
+                         $5::timestamptz[], $6::text[], $33::text[])
+        AS r(id, attempt, status, next_at, sent_at, error, relay_id)
 ), locked AS (
     SELECT e.id FROM emails AS e JOIN result ON e.id = result.id AND e.attempts = result.attempt
     WHERE e.status = '{processing}' AND e.locked_by = $8
@@ -80,18 +80,18 @@ WITH result AS (
     FOR NO KEY UPDATE OF e
 ), updated AS (
     UPDATE emails AS e SET status = result.status, next_attempt_at = result.next_at,
-        sent_at = result.sent_at, last_error = result.error,
+        sent_at = result.sent_at, last_error = result.error, relay_message_id = result.relay_id,
         locked_until = NULL, locked_by = NULL, updated_at = $7,
-        html = CASE WHEN $33 AND result.status = '{sent}' THEN NULL ELSE e.html END,
-        text = CASE WHEN $33 AND result.status = '{sent}' THEN NULL ELSE e.text END,
-        redacted_at = CASE WHEN $33 AND result.status = '{sent}' THEN $7 ELSE e.redacted_at END
+        html = CASE WHEN $34 AND result.status = '{sent}' THEN NULL ELSE e.html END,
+        text = CASE WHEN $34 AND result.status = '{sent}' THEN NULL ELSE e.text END,
+        redacted_at = CASE WHEN $34 AND result.status = '{sent}' THEN $7 ELSE e.redacted_at END
     FROM result
     WHERE e.id = result.id AND e.id IN (SELECT id FROM locked)
     RETURNING e.id, e.status
 ), unfiled AS (
-    -- REDACT_AFTER_SEND ($33): a sent message keeps its history, not its content.
+    -- REDACT_AFTER_SEND ($34): a sent message keeps its history, not its content.
     DELETE FROM email_attachments
-    WHERE $33 AND email_id IN (SELECT id FROM updated WHERE status = '{sent}')
+    WHERE $34 AND email_id IN (SELECT id FROM updated WHERE status = '{sent}')
 ), logged AS (
     INSERT INTO email_events (email_id, at, kind, attempt, smtp_code, response, duration_ms,
                               worker, type, data, webhook_pending)
@@ -111,6 +111,10 @@ WITH result AS (
                 $24::text[], $25::int4[], $26::text[])
         AS p(email_id, attempt, at, kind, type, recipient, smtp_code, response)
     JOIN logged USING (email_id, attempt)
+    -- a recipient skipped again on a later attempt is not published again
+    WHERE p.type <> '{suppressed_type}' OR NOT EXISTS (
+        SELECT 1 FROM email_events AS x WHERE x.email_id = p.email_id
+            AND x.type = '{suppressed_type}' AND x.recipient = p.recipient)
 ), barred AS (
     INSERT INTO suppressions (address, reason, message_id, detail, created_at)
     SELECT DISTINCT ON (s.address) s.address, s.reason, s.message_id, s.detail, $7

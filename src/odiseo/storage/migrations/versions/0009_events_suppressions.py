@@ -68,6 +68,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # 0008 knows no `suppressed` status: such a message ends failed, its last_error
+    # saying why ("every recipient is on the suppression list").
+    op.execute("UPDATE emails SET status = 'failed' WHERE status = 'suppressed'")
     with op.batch_alter_table("emails") as batch:
         batch.drop_column("list_unsubscribe")
     op.drop_table("suppressions")
