@@ -338,6 +338,13 @@ HOSTILE = [
     ),
     Hostile("retry pending ones", 422, None, "POST", "/emails/retry?status=pending", ADMIN_KEY),
     Hostile("retry after a word", 422, None, "POST", "/emails/retry?created_after=x", ADMIN_KEY),
+    # NUL reaches no statement: PostgreSQL text refuses it (a 500), SQLite would compare it.
+    Hostile("NUL in an events recipient", 422, None, "GET", "/events?recipient=a%00b", READ_KEY),
+    Hostile("NUL in an events message id", 422, None, "GET", "/events?message_id=%00", READ_KEY),
+    Hostile("NUL in a suppression search", 422, None, "GET", "/suppressions?search=%00", READ_KEY),
+    Hostile("NUL in a suppression cursor", 422, None, "GET", "/suppressions?cursor=%00", READ_KEY),
+    Hostile("NUL in a suppressed address", 422, None, "GET", "/suppressions/a%00@b.com", READ_KEY),
+    Hostile("NUL in an address to remove", 422, None, "DELETE", "/suppressions/%00", ADMIN_KEY),
 ]
 
 

@@ -20,7 +20,7 @@ from importlib.resources import files
 from sqlalchemy.engine import Connection
 
 from odiseo.domain.models import Status
-from odiseo.mime import MEDIA_TYPE, RESERVED_HEADERS
+from odiseo.mime import ADDR_SPEC, MEDIA_TYPE, RESERVED_HEADERS
 from odiseo.storage.tables import INSERT_COLUMNS
 
 # The SQLSTATE of each refusal: stable, documented in the README, mapped back to
@@ -84,6 +84,7 @@ ROW_VALUES = {
     "template_version": "NULL",
     "expires_at": "expires_at_",
     "attachment_count": "n_files",
+    "raw_message": "NULL",  # only SMTP submission stores a message as sent
     "tags": "enqueue_json(tags_)",
     "meta": "enqueue_json(metadata_)",
     "created_at": "now_",
@@ -126,6 +127,7 @@ def statements(schema: str, *, channel: str) -> list[str]:
         "reserved_headers": _literals(sorted(RESERVED_HEADERS)),
         "reserved_prefixes": "|".join(re.escape(p) for p in RESERVED_PREFIXES),
         "media_type": MEDIA_TYPE.pattern,
+        "addr_spec": _literals([f"^(?:{ADDR_SPEC.pattern})$"]),
         "insert_columns": ", ".join(INSERT_COLUMNS),
         "insert_values": ", ".join(ROW_VALUES[c] for c in INSERT_COLUMNS),
         "wake": _wake(channel),

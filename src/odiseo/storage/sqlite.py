@@ -175,7 +175,7 @@ class SqliteStore(SharedVerbs):
                 await tx.run(
                     update(emails)
                     .where(emails.c.id.in_(sent))
-                    .values(html=None, text=None, redacted_at=now)
+                    .values(html=None, text=None, raw_message=None, redacted_at=now)
                 )
                 await tx.run(
                     delete(email_attachments).where(email_attachments.c.email_id.in_(sent))

@@ -84,6 +84,7 @@ WITH result AS (
         locked_until = NULL, locked_by = NULL, updated_at = $7,
         html = CASE WHEN $34 AND result.status = '{sent}' THEN NULL ELSE e.html END,
         text = CASE WHEN $34 AND result.status = '{sent}' THEN NULL ELSE e.text END,
+        raw_message = CASE WHEN $34 AND result.status = '{sent}' THEN NULL ELSE e.raw_message END,
         redacted_at = CASE WHEN $34 AND result.status = '{sent}' THEN $7 ELSE e.redacted_at END
     FROM result
     WHERE e.id = result.id AND e.id IN (SELECT id FROM locked)
