@@ -20,7 +20,18 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # used with fullmatch
 _MIN_RENDER_MEMORY = 64 * 1024 * 1024  # room for a render process to start and compile
 
 # Which commands read a variable (its `commands`): `--help` of each lists exactly these.
-COMMANDS = ("run", "api", "worker", "smtp", "migrate", "send", "status", "suppressions")
+COMMANDS = (
+    "run",
+    "api",
+    "worker",
+    "smtp",
+    "migrate",
+    "send",
+    "status",
+    "suppressions",
+    "purge",
+    "erase",
+)
 API = ("run", "api")
 SUBMISSION = ("run", "smtp")
 WORKER = ("run", "worker")
@@ -61,6 +72,7 @@ SECTIONS = (
     "Database",
     "Delivery / SMTP",
     "Worker",
+    "Retention",
     "Unsubscribe links",
     "DKIM",
     "Templates",
@@ -368,6 +380,24 @@ class Settings(BaseSettings):
         section="Worker",
         commands=WORKER,
         ge=0,
+    )
+
+    # Retention
+    retention_days: int | None = setting(
+        None,
+        help="delete finished messages (sent, failed, cancelled, suppressed) with their "
+        "events and files this many days after they finished (off; at least 2)",
+        section="Retention",
+        commands=(*WORKER, "purge"),
+        example="90",
+        ge=2,
+        le=36500,
+    )
+    redact_after_send: bool = setting(
+        False,
+        help="keep a sent message's metadata and events, drop its bodies and attachments",
+        section="Retention",
+        commands=WORKER,
     )
 
     # Unsubscribe links
@@ -719,6 +749,7 @@ class Settings(BaseSettings):
         "smtp_submission_tls_cert",
         "smtp_submission_tls_key",
         "smtp_submission_tls_port",
+        "retention_days",
         "bounce_domain",
         "bounce_secret",
         "bounce_listen_port",

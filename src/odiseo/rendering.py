@@ -46,6 +46,8 @@ from jinja2.utils import generate_lorem_ipsum
 from odiseo.errors import TemplateError, TemplateLimit, UnknownTemplate
 
 TEMPLATE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # used with fullmatch
+# The same for pydantic's `pattern`, which searches (its Rust engine's `$` is the very end).
+TEMPLATE_ID_PATTERN = f"^{TEMPLATE_ID.pattern}$"
 # The template's own line breaks, with the spaces around them (its other spaces stay).
 _LINE_BREAKS = re.compile(r"[ \t]*(?:\r\n|[\r\n])[ \t]*")
 

@@ -194,7 +194,12 @@ def run_worker(settings: Settings, *, migrate: bool) -> int:
 
 async def _work(settings: Settings, *, migrate: bool) -> None:
     from odiseo.api import wiring
-    from odiseo.api.wiring import build_store, build_webhook_worker, build_worker
+    from odiseo.api.wiring import (
+        build_housekeeper,
+        build_store,
+        build_webhook_worker,
+        build_worker,
+    )
 
     store = build_store(settings)
     try:
@@ -202,6 +207,9 @@ async def _work(settings: Settings, *, migrate: bool) -> None:
             await wiring.migrate(settings, store)
         worker = build_worker(settings, store)
         hooks = build_webhook_worker(settings, store, worker)
+        companions: list[Any] = [hooks]
+        if (housekeeper := build_housekeeper(settings, store)) is not None:
+            companions.append(housekeeper)
         if settings.email_worker_metrics_port is not None:
             from prometheus_client import start_http_server
 
@@ -212,15 +220,15 @@ async def _work(settings: Settings, *, migrate: bool) -> None:
             )
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, _stop_both, worker, hooks)
-        await asyncio.gather(worker.run(), hooks.run())
+            loop.add_signal_handler(signum, _stop_all, worker, *companions)
+        await asyncio.gather(worker.run(), *(c.run() for c in companions))
     finally:
         await store.close()
 
 
-def _stop_both(worker: Any, hooks: Any) -> None:
-    worker.stop()
-    hooks.stop()
+def _stop_all(*tasks: Any) -> None:
+    for task in tasks:
+        task.stop()
 
 
 def _tune_collector() -> None:

@@ -88,6 +88,7 @@ Q = sql.load(
     claimable=CLAIMABLE_SQL,
     outcome_kinds=OUTCOME_KINDS_SQL,
     processing=Status.PROCESSING.value,
+    sent=Status.SENT.value,
     suppressed_type=EventType.EMAIL_SUPPRESSED.value,
     lease_lost="'" + lease_lost("' || old_worker || '") + "'",
     released_retry=released(1).value,
@@ -289,12 +290,18 @@ class PostgresStore(SharedVerbs):
             return command_count(await conn.execute(Q["heartbeat"], until, worker))
 
     async def record_results(
-        self, results: Sequence[AttemptResult], *, worker: str, now: datetime
+        self,
+        results: Sequence[AttemptResult],
+        *,
+        worker: str,
+        now: datetime,
+        redact: bool = False,
     ) -> int:
         if not results:
             return 0
         async with self.connection() as conn:
-            held: int = await conn.fetchval(Q["record"], *_record_args(results, worker, now))
+            arguments = _record_args(results, worker, now)
+            held: int = await conn.fetchval(Q["record"], *arguments, redact)
         return held
 
     async def release(self, ids: Sequence[int], *, worker: str, now: datetime) -> int:
