@@ -20,7 +20,8 @@ from odiseo.errors import OdiseoError
 HELP = {
     "api": "serve the HTTP API",
     "worker": "run one delivery worker",
-    "run": "serve the API and a delivery worker in one process",
+    "run": "serve the API and a delivery worker in one process (and SMTP_SUBMISSION_PORT)",
+    "smtp": "accept mail from applications over SMTP (SMTP_SUBMISSION_PORT)",
     "migrate": "create or upgrade the database schema",
     "send": "enqueue one email and print its message id",
     "status": "print the queue counts",
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=command_help(name),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        if name in {"api", "worker", "run"}:
+        if name in {"api", "worker", "run", "smtp"}:
             sub.add_argument(
                 "--no-migrate", action="store_true", help="do not create/upgrade the schema"
             )
@@ -153,6 +154,12 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return serve.run_worker(settings, migrate=not args.no_migrate)
 
 
+def cmd_smtp(settings: Settings, args: argparse.Namespace) -> int:
+    from odiseo import serve
+
+    return serve.serve_smtp(settings, migrate=not args.no_migrate)
+
+
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from odiseo import serve
 
@@ -252,6 +259,7 @@ COMMANDS = {
     "api": cmd_api,
     "worker": cmd_worker,
     "run": cmd_run,
+    "smtp": cmd_smtp,
     "migrate": cmd_migrate,
     "send": cmd_send,
     "status": cmd_status,

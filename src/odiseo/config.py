@@ -20,12 +20,13 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # used with fullmatch
 _MIN_RENDER_MEMORY = 64 * 1024 * 1024  # room for a render process to start and compile
 
 # Which commands read a variable (its `commands`): `--help` of each lists exactly these.
-COMMANDS = ("run", "api", "worker", "migrate", "send", "status", "suppressions")
+COMMANDS = ("run", "api", "worker", "smtp", "migrate", "send", "status", "suppressions")
 API = ("run", "api")
+SUBMISSION = ("run", "smtp")
 WORKER = ("run", "worker")
 SERVING = ("run", "api", "worker")
-LOGGING = ("run", "api", "worker", "migrate")
-PREPARING = ("run", "api", "send")  # builds messages: sender rules, templates, limits
+LOGGING = ("run", "api", "worker", "smtp", "migrate")
+PREPARING = ("run", "api", "smtp", "send")  # builds messages: sender rules, templates, limits
 STORE = COMMANDS
 
 
@@ -64,6 +65,7 @@ SECTIONS = (
     "DKIM",
     "Templates",
     "Webhooks",
+    "SMTP submission",
     "Bounces",
     "Logging",
 )
@@ -167,14 +169,14 @@ class Settings(BaseSettings):
         "key:read+admin; none = all), 16+ characters each, never logged; without keys the "
         "API only listens on loopback",
         section="Security",
-        commands=API,
+        commands=(*API, "smtp"),
         example="change-me-to-a-long-random-string",
     )
     api_keys_file: Path | None = setting(
         None,
         help="a file of API keys, one per line, same key:scopes form (# comments allowed)",
         section="Security",
-        commands=API,
+        commands=(*API, "smtp"),
         example="/run/secrets/odiseo_keys",
     )
     allow_unauthenticated: bool = setting(
@@ -190,7 +192,7 @@ class Settings(BaseSettings):
         0,
         help="requests per API key per minute, shared by the API processes (0: no limit)",
         section="Security",
-        commands=API,
+        commands=(*API, "smtp"),
         ge=0,
     )
     max_request_bytes: int = setting(
@@ -527,6 +529,95 @@ class Settings(BaseSettings):
         gt=0,
     )
 
+    # SMTP submission
+    smtp_submission_port: int | None = setting(
+        None,
+        help="accept mail from applications over SMTP on this port (587 or 2525 are usual; "
+        "default: off); needs API_KEYS",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        example="2525",
+        ge=1,
+        le=65535,
+    )
+    smtp_submission_host: str = setting(
+        "127.0.0.1",
+        help="address the submission listener binds; beyond loopback, AUTH waits for STARTTLS",
+        section="SMTP submission",
+        commands=SUBMISSION,
+    )
+    smtp_submission_tls_cert: Path | None = setting(
+        None,
+        help="PEM certificate (with its chain) for STARTTLS and implicit TLS",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        example="/etc/odiseo/smtp.pem",
+    )
+    smtp_submission_tls_key: Path | None = setting(
+        None,
+        help="its PEM private key (may be the same file; never logged)",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        example="/etc/odiseo/smtp.key",
+    )
+    smtp_submission_tls_port: int | None = setting(
+        None,
+        help="also listen with implicit TLS on this port (465 is usual; needs the "
+        "certificate; default: off)",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        example="465",
+        ge=1,
+        le=65535,
+    )
+    smtp_submission_allow_plaintext_auth: bool = setting(
+        False,
+        help="accept AUTH before TLS on a listener beyond loopback (off: 538 until STARTTLS)",
+        section="SMTP submission",
+        commands=SUBMISSION,
+    )
+    smtp_submission_max_connections: int = setting(
+        100,
+        help="connections the submission listener serves at once; one more gets 421",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        ge=1,
+        le=100_000,
+    )
+    smtp_submission_max_recipients: int = setting(
+        100,
+        help="envelope recipients of one submitted message; one more gets 452",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        ge=1,
+        le=10_000,
+    )
+    smtp_submission_command_timeout_seconds: float = setting(
+        300.0,
+        help="an SMTP client silent this many seconds between commands is disconnected",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        gt=0,
+        le=3600,
+    )
+    smtp_submission_data_timeout_seconds: float = setting(
+        600.0,
+        help="a message's DATA must arrive within this many seconds",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        gt=0,
+        le=86400,
+    )
+    smtp_submission_auth_failures_per_minute: int = setting(
+        10,
+        help="failed AUTH attempts one IP address may make in a minute; the one reaching it "
+        "gets 421 and the address a minute's pause",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        ge=1,
+        le=10_000,
+    )
+
     # Bounces
     bounce_domain: str | None = setting(
         None,
@@ -624,6 +715,10 @@ class Settings(BaseSettings):
         "dkim_selector",
         "public_url",
         "unsubscribe_secret",
+        "smtp_submission_port",
+        "smtp_submission_tls_cert",
+        "smtp_submission_tls_key",
+        "smtp_submission_tls_port",
         "bounce_domain",
         "bounce_secret",
         "bounce_listen_port",
@@ -641,6 +736,17 @@ class Settings(BaseSettings):
         given = [self.dkim_domain, self.dkim_selector, self.dkim_private_key]
         if any(v is not None for v in given) and not all(v is not None for v in given):
             raise ValueError("DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY go together")
+        return self
+
+    @model_validator(mode="after")
+    def _submission_tls(self) -> Settings:
+        if (self.smtp_submission_tls_cert is None) != (self.smtp_submission_tls_key is None):
+            raise ValueError("SMTP_SUBMISSION_TLS_CERT and SMTP_SUBMISSION_TLS_KEY go together")
+        if self.smtp_submission_tls_port is not None:
+            if self.smtp_submission_tls_cert is None:
+                raise ValueError("SMTP_SUBMISSION_TLS_PORT needs SMTP_SUBMISSION_TLS_CERT and _KEY")
+            if self.smtp_submission_tls_port == self.smtp_submission_port:
+                raise ValueError("SMTP_SUBMISSION_TLS_PORT must differ from SMTP_SUBMISSION_PORT")
         return self
 
     @field_validator("public_url")

@@ -45,6 +45,10 @@ class InvalidEmail(OdiseoError):
     """The email cannot be sent as given."""
 
 
+class SenderRefused(InvalidEmail):
+    """This sender is not allowed: use SMTP_FROM_EMAIL or an address in ALLOWED_SENDERS."""
+
+
 class InvalidLink(OdiseoError):
     """This unsubscribe link is not valid."""
 

@@ -37,7 +37,9 @@ def serve_api(settings: Settings, *, with_worker: bool, migrate: bool) -> int:
 
     setup_logging(settings)
     check_exposure(settings)
-    app = create_app(settings, with_worker=with_worker, migrate=migrate)
+    if with_worker:
+        check_listeners(settings)
+    app = create_app(settings, with_worker=with_worker, with_smtp=with_worker, migrate=migrate)
     server = uvicorn.Server(server_config(settings, app))
     # uvicorn re-raises a handled SIGTERM once it has shut down; with the default handler
     # that would turn a clean stop into exit code 143.
@@ -104,7 +106,7 @@ def _stop_with_supervisor() -> None:
 
 def check_exposure(settings: Settings) -> None:
     """No keys means anyone who reaches the port can send mail: only on loopback by default."""
-    from odiseo.api.auth import KeyRing
+    from odiseo.keys import KeyRing
 
     ring = KeyRing.from_sources(settings.api_keys.get_secret_value(), settings.api_keys_file)
     if ring.enabled:
@@ -120,6 +122,55 @@ def check_exposure(settings: Settings) -> None:
         settings.api_host,
         settings.api_port,
     )
+
+
+def check_listeners(settings: Settings) -> None:
+    """Stop at start, with one line, when the SMTP listeners cannot work as configured."""
+    from odiseo import smtp
+    from odiseo.keys import KeyRing
+
+    keys = KeyRing.from_sources(settings.api_keys.get_secret_value(), settings.api_keys_file)
+    smtp.check_settings(settings, keys)
+
+
+def serve_smtp(settings: Settings, *, migrate: bool) -> int:
+    """`odiseo smtp`: the SMTP listeners until SIGTERM or SIGINT. Messages they take are
+    stored; delivering them is the job of `odiseo worker`s (or `odiseo run`)."""
+    from odiseo import smtp
+
+    if not smtp.wanted(settings):
+        raise OdiseoError("odiseo smtp: set SMTP_SUBMISSION_PORT (e.g. 587 or 2525)")
+    setup_logging(settings)
+    check_listeners(settings)
+    _tune_collector()
+    run_loop(_listen(settings, migrate=migrate))
+    return 0
+
+
+async def _listen(settings: Settings, *, migrate: bool) -> None:
+    from odiseo import smtp
+    from odiseo.api.wiring import build_service, build_store
+    from odiseo.keys import KeyRing
+
+    keys = KeyRing.from_sources(settings.api_keys.get_secret_value(), settings.api_keys_file)
+    store = build_store(settings)
+    try:
+        if migrate:
+            await store.migrate()
+        service = build_service(settings, store)
+        try:
+            specs = smtp.listener_specs(settings, service=service, keys=keys)
+            listeners = await smtp.start_listeners(specs)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            await stop.wait()
+            await smtp.close_listeners(listeners)
+        finally:
+            await service.renderer.close()
+    finally:
+        await store.close()
 
 
 async def migrate_schema(settings: Settings) -> None:

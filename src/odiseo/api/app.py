@@ -15,8 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from odiseo import __version__
-from odiseo.api.auth import KeyRing
+from odiseo import __version__, smtp
 from odiseo.api.body import refuse_declared_bodies
 from odiseo.api.health import HealthCheck
 from odiseo.api.hosts import HostCheck, HostPolicy
@@ -57,6 +56,7 @@ from odiseo.errors import (
     TooLarge,
     WebhookRefused,
 )
+from odiseo.keys import KeyRing
 from odiseo.metrics import Metrics
 from odiseo.outcomes import OutcomeService
 from odiseo.requests import EmailIn, describe_errors, error_list
@@ -65,17 +65,28 @@ from odiseo.template_service import TemplateService
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool = True) -> FastAPI:
-    """The API; with `with_worker`, a delivery worker runs in the same process (`odiseo run`)."""
+def create_app(
+    settings: Settings,
+    *,
+    with_worker: bool = False,
+    with_smtp: bool = False,
+    migrate: bool = True,
+) -> FastAPI:
+    """The API; with `with_worker`, a delivery worker runs in the same process, and with
+    `with_smtp` the SMTP listeners the settings ask for (`odiseo run`)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = build_store(settings)
+        listeners: list[smtp.Listener] = []
         try:
             app.state.service = build_service(settings, store)
             if migrate:
                 await store.migrate()
                 await app.state.service.publish_settings(now=datetime.now(UTC))
+            if with_smtp and smtp.wanted(settings):
+                specs = smtp.listener_specs(settings, service=app.state.service, keys=keys)
+                listeners = await smtp.start_listeners(specs)
         except BaseException:
             await store.close()  # a start that fails leaves no connection behind
             raise
@@ -98,6 +109,7 @@ def create_app(settings: Settings, *, with_worker: bool = False, migrate: bool =
         try:
             yield
         finally:
+            await smtp.close_listeners(listeners)
             if worker is not None and task is not None:
                 worker.stop()
                 await task

@@ -119,6 +119,9 @@ class OutgoingEmail:
     headers: tuple[tuple[str, str], ...] = ()
     attachments: tuple[Attachment, ...] = ()
     list_unsubscribe: str | None = None  # the one-click unsubscribe URL (unsubscribe.py)
+    # The whole message as an application submitted it over SMTP (smtp/submission.py):
+    # sent as it is, its MIME structure untouched; the fields above only describe it.
+    raw: bytes | None = field(default=None, repr=False)
 
     @property
     def recipients(self) -> tuple[str, ...]:

@@ -84,6 +84,7 @@ ROW_VALUES = {
     "template_version": "NULL",
     "expires_at": "expires_at_",
     "attachment_count": "n_files",
+    "raw_message": "NULL",  # only SMTP submission stores a message as sent
     "tags": "enqueue_json(tags_)",
     "meta": "enqueue_json(metadata_)",
     "created_at": "now_",

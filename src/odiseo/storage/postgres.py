@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 from pydantic_core import to_json
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, text
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, LargeBinary, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -70,6 +70,8 @@ def _array_type(column: Any) -> str:
         return "int8"
     if isinstance(kind, Integer):
         return "int4"
+    if isinstance(kind, LargeBinary):
+        return "bytea"
     return "text"
 
 

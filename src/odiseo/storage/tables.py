@@ -100,6 +100,7 @@ emails = Table(
     Column("template_version", Integer, nullable=True),
     Column("expires_at", UTCDateTime, nullable=True),
     Column("attachment_count", Integer, nullable=False, server_default=text("0")),
+    Column("raw_message", LargeBinary, nullable=True),  # as submitted over SMTP, sent as is
     Column("tags", JSON, nullable=False),
     Column("meta", JSON, nullable=False),
     Column("last_error", Text, nullable=True),
