@@ -654,7 +654,7 @@ class Settings(BaseSettings):
         help="send every message with a VERP return path at this domain and take its "
         "bounces on the bounce listener (needs BOUNCE_SECRET; default: off)",
         section="Bounces",
-        commands=(*WORKER, *API),
+        commands=(*WORKER, "smtp"),
         example="bounces.example.com",
     )
     bounce_secret: SecretStr | None = setting(
@@ -662,21 +662,21 @@ class Settings(BaseSettings):
         help="signs the VERP return paths, so no one can forge a bounce (16+ characters, "
         "never logged)",
         section="Bounces",
-        commands=(*WORKER, *API),
+        commands=(*WORKER, "smtp"),
         repr=False,
     )
     bounce_listen_host: str = setting(
         "127.0.0.1",
         help="address the bounce listener takes mail on (0.0.0.0 behind an MX on port 25)",
         section="Bounces",
-        commands=API,
+        commands=SUBMISSION,
     )
     bounce_listen_port: int | None = setting(
         None,
         help="port of the bounce listener, started by `odiseo run` (default: off; 25 in "
         "production)",
         section="Bounces",
-        commands=API,
+        commands=SUBMISSION,
         example="2525",
         ge=1,
         le=65535,
@@ -685,7 +685,7 @@ class Settings(BaseSettings):
         10 * 1024 * 1024,
         help="largest bounce the listener takes (SIZE; 552 beyond)",
         section="Bounces",
-        commands=API,
+        commands=SUBMISSION,
         ge=1024,
     )
     ses_sns_topic_arns: str = setting(

@@ -139,7 +139,9 @@ def serve_smtp(settings: Settings, *, migrate: bool) -> int:
     from odiseo import smtp
 
     if not smtp.wanted(settings):
-        raise OdiseoError("odiseo smtp: set SMTP_SUBMISSION_PORT (e.g. 587 or 2525)")
+        raise OdiseoError(
+            "odiseo smtp: set SMTP_SUBMISSION_PORT (e.g. 587 or 2525) or BOUNCE_LISTEN_PORT"
+        )
     setup_logging(settings)
     check_listeners(settings)
     _tune_collector()
@@ -149,7 +151,7 @@ def serve_smtp(settings: Settings, *, migrate: bool) -> int:
 
 async def _listen(settings: Settings, *, migrate: bool) -> None:
     from odiseo import smtp
-    from odiseo.api.wiring import build_service, build_store
+    from odiseo.api.wiring import build_bounce_service, build_service, build_store
     from odiseo.keys import KeyRing
 
     keys = KeyRing.from_sources(settings.api_keys.get_secret_value(), settings.api_keys_file)
@@ -159,7 +161,8 @@ async def _listen(settings: Settings, *, migrate: bool) -> None:
             await store.migrate()
         service = build_service(settings, store)
         try:
-            specs = smtp.listener_specs(settings, service=service, keys=keys)
+            bounces = build_bounce_service(settings, store)
+            specs = smtp.listener_specs(settings, service=service, keys=keys, bounces=bounces)
             listeners = await smtp.start_listeners(specs)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

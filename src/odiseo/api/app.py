@@ -88,8 +88,11 @@ def create_app(
             if migrate:
                 await store.migrate()
                 await app.state.service.publish_settings(now=datetime.now(UTC))
+            app.state.bounces = build_bounce_service(settings, store)
             if with_smtp and smtp.wanted(settings):
-                specs = smtp.listener_specs(settings, service=app.state.service, keys=keys)
+                specs = smtp.listener_specs(
+                    settings, service=app.state.service, keys=keys, bounces=app.state.bounces
+                )
                 listeners = await smtp.start_listeners(specs)
         except BaseException:
             await store.close()  # a start that fails leaves no connection behind
@@ -105,7 +108,6 @@ def create_app(
         )
         app.state.health = HealthCheck(service=app.state.service, provider=build_provider(settings))
         app.state.webhooks = build_webhook_service(settings, store)
-        app.state.bounces = build_bounce_service(settings, store)
         worker = build_worker(settings, store, app.state.metrics) if with_worker else None
         task = asyncio.create_task(worker.run(), name="worker") if worker else None
         hooks = build_webhook_worker(settings, store, worker) if worker else None
