@@ -21,7 +21,18 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # used with fullmatch
 _MIN_RENDER_MEMORY = 64 * 1024 * 1024  # room for a render process to start and compile
 
 # Which commands read a variable (its `commands`): `--help` of each lists exactly these.
-COMMANDS = ("run", "api", "worker", "smtp", "migrate", "send", "status", "suppressions")
+COMMANDS = (
+    "run",
+    "api",
+    "worker",
+    "smtp",
+    "migrate",
+    "send",
+    "status",
+    "suppressions",
+    "purge",
+    "erase",
+)
 API = ("run", "api")
 SUBMISSION = ("run", "smtp")
 WORKER = ("run", "worker")
@@ -62,6 +73,7 @@ SECTIONS = (
     "Database",
     "Delivery / SMTP",
     "Worker",
+    "Retention",
     "Unsubscribe links",
     "DKIM",
     "Templates",
@@ -371,6 +383,24 @@ class Settings(BaseSettings):
         ge=0,
     )
 
+    # Retention
+    retention_days: int | None = setting(
+        None,
+        help="delete finished messages (sent, failed, cancelled, suppressed) with their "
+        "events and files this many days after they finished (off; at least 2)",
+        section="Retention",
+        commands=(*WORKER, "purge"),
+        example="90",
+        ge=2,
+        le=36500,
+    )
+    redact_after_send: bool = setting(
+        False,
+        help="keep a sent message's metadata and events, drop its bodies and attachments",
+        section="Retention",
+        commands=WORKER,
+    )
+
     # Unsubscribe links
     public_url: str | None = setting(
         None,
@@ -625,7 +655,7 @@ class Settings(BaseSettings):
         help="send every message with a VERP return path at this domain and take its "
         "bounces on the bounce listener (needs BOUNCE_SECRET; default: off)",
         section="Bounces",
-        commands=(*WORKER, *API),
+        commands=(*WORKER, "smtp"),
         example="bounces.example.com",
     )
     bounce_secret: SecretStr | None = setting(
@@ -633,21 +663,21 @@ class Settings(BaseSettings):
         help="signs the VERP return paths, so no one can forge a bounce (16+ characters, "
         "never logged)",
         section="Bounces",
-        commands=(*WORKER, *API),
+        commands=(*WORKER, "smtp"),
         repr=False,
     )
     bounce_listen_host: str = setting(
         "127.0.0.1",
         help="address the bounce listener takes mail on (0.0.0.0 behind an MX on port 25)",
         section="Bounces",
-        commands=API,
+        commands=SUBMISSION,
     )
     bounce_listen_port: int | None = setting(
         None,
         help="port of the bounce listener, started by `odiseo run` (default: off; 25 in "
         "production)",
         section="Bounces",
-        commands=API,
+        commands=SUBMISSION,
         example="2525",
         ge=1,
         le=65535,
@@ -656,7 +686,7 @@ class Settings(BaseSettings):
         10 * 1024 * 1024,
         help="largest bounce the listener takes (SIZE; 552 beyond)",
         section="Bounces",
-        commands=API,
+        commands=SUBMISSION,
         ge=1024,
     )
     ses_sns_topic_arns: str = setting(
@@ -720,6 +750,7 @@ class Settings(BaseSettings):
         "smtp_submission_tls_cert",
         "smtp_submission_tls_key",
         "smtp_submission_tls_port",
+        "retention_days",
         "bounce_domain",
         "bounce_secret",
         "bounce_listen_port",

@@ -49,6 +49,8 @@ from odiseo.errors import MissingVariable, TemplateError, TemplateLimit, Unknown
 TEMPLATE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # used with fullmatch
 # Jinja's words for a variable the context lacks ("'name' is undefined").
 _UNDEFINED_NAME = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)' is undefined")
+# The same for pydantic's `pattern`, which searches (its Rust engine's `$` is the very end).
+TEMPLATE_ID_PATTERN = f"^{TEMPLATE_ID.pattern}$"
 # The template's own line breaks, with the spaces around them (its other spaces stay).
 _LINE_BREAKS = re.compile(r"[ \t]*(?:\r\n|[\r\n])[ \t]*")
 

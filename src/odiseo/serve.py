@@ -142,7 +142,9 @@ def serve_smtp(settings: Settings, *, migrate: bool) -> int:
     from odiseo import smtp
 
     if not smtp.wanted(settings):
-        raise OdiseoError("odiseo smtp: set SMTP_SUBMISSION_PORT (e.g. 587 or 2525)")
+        raise OdiseoError(
+            "odiseo smtp: set SMTP_SUBMISSION_PORT (e.g. 587 or 2525) or BOUNCE_LISTEN_PORT"
+        )
     setup_logging(settings)
     check_listeners(settings)
     _tune_collector()
@@ -152,7 +154,7 @@ def serve_smtp(settings: Settings, *, migrate: bool) -> int:
 
 async def _listen(settings: Settings, *, migrate: bool) -> None:
     from odiseo import smtp
-    from odiseo.api.wiring import build_service, build_store
+    from odiseo.api.wiring import build_bounce_service, build_service, build_store
     from odiseo.keys import KeyRing
 
     keys = KeyRing.from_sources(settings.api_keys.get_secret_value(), settings.api_keys_file)
@@ -161,7 +163,8 @@ async def _listen(settings: Settings, *, migrate: bool) -> None:
         await ready(store, settings=settings, migrate=migrate)
         service = build_service(settings, store)
         try:
-            specs = smtp.listener_specs(settings, service=service, keys=keys)
+            bounces = build_bounce_service(settings, store)
+            specs = smtp.listener_specs(settings, service=service, keys=keys, bounces=bounces)
             listeners = await smtp.start_listeners(specs)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -221,13 +224,21 @@ def run_worker(settings: Settings, *, migrate: bool) -> int:
 
 
 async def _work(settings: Settings, *, migrate: bool) -> None:
-    from odiseo.api.wiring import build_store, build_webhook_worker, build_worker
+    from odiseo.api.wiring import (
+        build_housekeeper,
+        build_store,
+        build_webhook_worker,
+        build_worker,
+    )
 
     store = build_store(settings)
     try:
         await ready(store, settings=settings, migrate=migrate)
         worker = build_worker(settings, store)
         hooks = build_webhook_worker(settings, store, worker)
+        companions: list[Any] = [hooks]
+        if (housekeeper := build_housekeeper(settings, store)) is not None:
+            companions.append(housekeeper)
         if settings.email_worker_metrics_port is not None:
             from prometheus_client import start_http_server
 
@@ -238,15 +249,15 @@ async def _work(settings: Settings, *, migrate: bool) -> None:
             )
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, _stop_both, worker, hooks)
-        await asyncio.gather(worker.run(), hooks.run())
+            loop.add_signal_handler(signum, _stop_all, worker, *companions)
+        await asyncio.gather(worker.run(), *(c.run() for c in companions))
     finally:
         await store.close()
 
 
-def _stop_both(worker: Any, hooks: Any) -> None:
-    worker.stop()
-    hooks.stop()
+def _stop_all(*tasks: Any) -> None:
+    for task in tasks:
+        task.stop()
 
 
 def _tune_collector() -> None:

@@ -70,6 +70,7 @@ class WorkerOptions:
     shutdown_seconds: float = 30.0
     concurrency: int = 1  # messages in flight at once (SMTP_POOL_SIZE)
     store_retry_seconds: float = 2.0  # how long to wait while the database is away
+    redact_after_send: bool = False  # REDACT_AFTER_SEND: drop a sent message's content
 
 
 class Worker:
@@ -465,7 +466,10 @@ class _Run:
         while True:
             try:
                 await self.worker.store.record_results(
-                    results, worker=self.worker.name, now=self.worker.clock()
+                    results,
+                    worker=self.worker.name,
+                    now=self.worker.clock(),
+                    redact=self.options.redact_after_send,
                 )
                 return
             except StoreUnavailable as exc:

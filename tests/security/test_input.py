@@ -480,3 +480,12 @@ async def test_header_names_differing_only_in_case_are_refused(client: httpx.Asy
     response = await client.post("/emails", json=body, headers=KEY)
     assert response.status_code == 422 and "x-t is given twice" in response.json()["detail"]
     assert (await queue_counts(client)) == ZERO
+
+
+async def test_a_template_id_with_a_trailing_newline_is_refused(client: httpx.AsyncClient) -> None:
+    """The id pattern is anchored at the very end, in pydantic and in Python alike."""
+    body = {"to": ["user@example.com"], "template_id": "welcome\n"}
+    response = await client.post("/emails", json=body, headers=KEY)
+    assert response.status_code == 422 and "template_id" in response.json()["detail"]
+    assert (await client.get("/templates/welcome%0A", headers=KEY)).status_code in {404, 422}
+    assert (await queue_counts(client)) == ZERO

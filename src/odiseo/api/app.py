@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from odiseo import __version__, smtp
+from odiseo.api.audit import AuditLog
 from odiseo.api.body import refuse_declared_bodies
 from odiseo.api.health import HealthCheck
 from odiseo.api.hosts import HostCheck, HostPolicy
@@ -26,6 +27,7 @@ from odiseo.api.routes import (
     emails,
     inbound,
     outcomes,
+    privacy,
     system,
     templates,
     unsubscribe,
@@ -35,6 +37,7 @@ from odiseo.api.schemas import BatchIn, RenderIn, RescheduleIn, TemplateIn
 from odiseo.api.webhook_schemas import ReplayIn, WebhookIn, WebhookPatch
 from odiseo.api.wiring import (
     build_bounce_service,
+    build_housekeeper,
     build_provider,
     build_service,
     build_store,
@@ -62,6 +65,7 @@ from odiseo.errors import (
 from odiseo.keys import KeyRing
 from odiseo.metrics import Metrics
 from odiseo.outcomes import OutcomeService
+from odiseo.privacy import PrivacyService
 from odiseo.requests import EmailIn, describe_errors, error_list
 from odiseo.template_service import TemplateService
 
@@ -87,8 +91,11 @@ def create_app(
             if migrate:
                 await store.migrate()
                 await app.state.service.publish_settings(now=datetime.now(UTC))
+            app.state.bounces = build_bounce_service(settings, store)
             if with_smtp and smtp.wanted(settings):
-                specs = smtp.listener_specs(settings, service=app.state.service, keys=keys)
+                specs = smtp.listener_specs(
+                    settings, service=app.state.service, keys=keys, bounces=app.state.bounces
+                )
                 listeners = await smtp.start_listeners(specs)
         except BaseException:
             await store.close()  # a start that fails leaves no connection behind
@@ -97,17 +104,19 @@ def create_app(
         app.state.keys = keys
         app.state.metrics = Metrics()
         app.state.outcomes = OutcomeService(store)
+        app.state.privacy = PrivacyService(store)
         app.state.unsubscribe = unsubscribe_links(settings)
         app.state.templates = TemplateService(
             templates=store.templates, renderer=app.state.service.renderer
         )
         app.state.health = HealthCheck(service=app.state.service, provider=build_provider(settings))
         app.state.webhooks = build_webhook_service(settings, store)
-        app.state.bounces = build_bounce_service(settings, store)
         worker = build_worker(settings, store, app.state.metrics) if with_worker else None
         task = asyncio.create_task(worker.run(), name="worker") if worker else None
         hooks = build_webhook_worker(settings, store, worker) if worker else None
         hooks_task = asyncio.create_task(hooks.run(), name="webhooks") if hooks else None
+        keeper = build_housekeeper(settings, store) if worker else None
+        keeper_task = asyncio.create_task(keeper.run(), name="housekeeping") if keeper else None
         log.info("API ready on %s (store %r)", settings.api_port, store)
         try:
             yield
@@ -119,6 +128,9 @@ def create_app(
             if hooks is not None and hooks_task is not None:
                 hooks.stop()
                 await hooks_task
+            if keeper is not None and keeper_task is not None:
+                keeper.stop()
+                await keeper_task
             await app.state.health.close()
             await app.state.health.provider.close()
             await app.state.service.renderer.close()
@@ -131,6 +143,7 @@ def create_app(
         summary="Transactional email: durable queue, SMTP delivery, retries, status.",
         lifespan=lifespan,
     )
+    app.add_middleware(AuditLog)
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     hosts = HostPolicy.from_settings(
         api_host=settings.api_host,
@@ -145,6 +158,7 @@ def create_app(
     app.include_router(system.router)
     app.include_router(outcomes.router)
     app.include_router(unsubscribe.router)
+    app.include_router(privacy.router)
     app.include_router(webhooks.router)
     app.include_router(inbound.router)
     _install_error_handlers(app)

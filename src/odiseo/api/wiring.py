@@ -15,6 +15,7 @@ from odiseo.config import Settings
 from odiseo.dkim_signing import DkimSigner
 from odiseo.domain.verp import ReturnPaths
 from odiseo.errors import ConfigError, InvalidEmail, ReportRefused
+from odiseo.housekeeping import Housekeeper
 from odiseo.inbound.relays import sendgrid, ses
 from odiseo.metrics import Metrics
 from odiseo.mime import ascii_address, check_address, check_value, is_special_use
@@ -156,9 +157,17 @@ def build_worker(settings: Settings, store: Store, metrics: Metrics | None = Non
             shutdown_seconds=settings.email_worker_shutdown_seconds,
             store_retry_seconds=settings.email_worker_db_retry_seconds,
             concurrency=settings.smtp_pool_size,
+            redact_after_send=settings.redact_after_send,
         ),
         return_paths=build_return_paths(settings),
     )
+
+
+def build_housekeeper(settings: Settings, store: Store) -> Housekeeper | None:
+    """The purge of RETENTION_DAYS beside a worker, or None when retention is off."""
+    if settings.retention_days is None:
+        return None
+    return Housekeeper(retention=store.retention, days=settings.retention_days, clock=utcnow)
 
 
 def build_return_paths(settings: Settings) -> ReturnPaths | None:

@@ -269,3 +269,22 @@ class AttemptResult:
     refused: tuple[Refusal, ...] = ()  # recipients the relay refused at RCPT
     suppressed: tuple[str, ...] = ()  # recipients skipped: on the suppression list
     relay_message_id: str | None = None  # the relay's id for the message (its DATA reply)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Erased:
+    """What an erasure removed."""
+
+    messages: int
+    events: int
+    suppression: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    status_code: int

@@ -16,8 +16,10 @@ from odiseo.domain.bounces import Returned
 from odiseo.domain.events import EventType
 from odiseo.domain.models import (
     AttemptResult,
+    AuditEntry,
     EmailFilter,
     EnqueueSettings,
+    Erased,
     EventFilter,
     NewEmail,
     PublishedEvent,
@@ -159,6 +161,24 @@ class Outcomes(Protocol):
     ) -> int: ...
 
 
+class Retention(Protocol):
+    """Purging, erasure and the audit log (storage/retention.py)."""
+
+    async def purge(self, *, before: datetime, limit: int) -> int: ...
+
+    async def purgeable(self, *, before: datetime) -> int: ...
+
+    async def erase(self, address: str) -> Erased: ...
+
+    async def audit(
+        self, *, at: datetime, actor: str, action: str, target: str, status_code: int
+    ) -> None: ...
+
+    async def audit_entries(
+        self, *, limit: int, before: int | None
+    ) -> tuple[list[AuditEntry], int | None]: ...
+
+
 class Store(Protocol):
     """The durable queue."""
 
@@ -167,6 +187,9 @@ class Store(Protocol):
 
     @property
     def outcomes(self) -> Outcomes: ...
+
+    @property
+    def retention(self) -> Retention: ...
 
     @property
     def webhooks(self) -> Webhooks: ...
@@ -197,10 +220,16 @@ class Store(Protocol):
         """Renew the lease of every message `worker` holds; how many it holds."""
 
     async def record_results(
-        self, results: Sequence[AttemptResult], *, worker: str, now: datetime
+        self,
+        results: Sequence[AttemptResult],
+        *,
+        worker: str,
+        now: datetime,
+        redact: bool = False,
     ) -> int:
         """Record finished attempts in one transaction, each outcome logged once however
-        often this is retried; how many rows `worker` still held."""
+        often this is retried; how many rows `worker` still held. With `redact`
+        (REDACT_AFTER_SEND), a sent message's bodies and attachments are dropped."""
 
     async def release(self, ids: Sequence[int], *, worker: str, now: datetime) -> int:
         """Hand back claimed messages that were never attempted."""

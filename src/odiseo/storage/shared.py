@@ -22,6 +22,7 @@ from odiseo.domain.models import Attachment, EmailFilter, EnqueueSettings, Queue
 from odiseo.errors import InvalidTransition, NotFound
 from odiseo.storage.database import Database, Tx
 from odiseo.storage.outcomes import OutcomeStore
+from odiseo.storage.retention import RetentionStore
 from odiseo.storage.rows import attachments_by_email, event_of, from_row
 from odiseo.storage.search import json_element, json_text
 from odiseo.storage.tables import (
@@ -46,6 +47,7 @@ class SharedVerbs:
         self.wake = wake  # wakes waiting workers once a transaction commits
         self.templates = TemplateStore(db)
         self.outcomes = OutcomeStore(db, dialect=self.dialect)
+        self.retention = RetentionStore(db)
         self.webhooks = WebhookStore(db)
 
     async def ping(self) -> None:

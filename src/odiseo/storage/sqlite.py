@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, case, event, select, text, tuple_, update
+from sqlalchemy import bindparam, case, delete, event, select, text, tuple_, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -185,7 +185,12 @@ class SqliteStore(SharedVerbs):
             )
 
     async def record_results(
-        self, results: Sequence[AttemptResult], *, worker: str, now: datetime
+        self,
+        results: Sequence[AttemptResult],
+        *,
+        worker: str,
+        now: datetime,
+        redact: bool = False,
     ) -> int:
         if not results:
             return 0
@@ -197,6 +202,16 @@ class SqliteStore(SharedVerbs):
             mine = [r for r in results if (r.email_id, r.attempt) in owned]
             if mine:
                 await tx.run(_RECORD, [_record_values(r, now=now) for r in mine])
+            sent = [r.email_id for r in mine if r.outcome is Outcome.SENT]
+            if redact and sent:  # REDACT_AFTER_SEND: the history stays, the content goes
+                await tx.run(
+                    update(emails)
+                    .where(emails.c.id.in_(sent))
+                    .values(html=None, text=None, raw_message=None, redacted_at=now)
+                )
+                await tx.run(
+                    delete(email_attachments).where(email_attachments.c.email_id.in_(sent))
+                )
             await _log_outcomes(tx, results, worker=worker, now=now)
         return len(mine)
 

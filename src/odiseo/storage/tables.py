@@ -107,6 +107,7 @@ emails = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime, nullable=True),
+    Column("redacted_at", UTCDateTime, nullable=True),  # bodies and files dropped then
     # The id the relay gave the message in its reply to DATA (hosted relays' bounce
     # webhooks name it), recorded with the email.sent outcome.
     Column("relay_message_id", String(255), nullable=True),
@@ -141,7 +142,7 @@ emails = Table(
 # The columns an enqueue writes (rows.to_row gives exactly these; a test holds them
 # together): all but those the claim and the record fill in later.
 WRITTEN_LATER = frozenset(
-    {"id", "locked_until", "locked_by", "last_error", "sent_at", "relay_message_id"}
+    {"id", "locked_until", "locked_by", "last_error", "sent_at", "relay_message_id", "redacted_at"}
 )
 INSERT_COLUMNS = tuple(c.name for c in emails.c if c.name not in WRITTEN_LATER)
 
@@ -216,6 +217,18 @@ status_counts = Table(
     Column("status", String(16), primary_key=True),
     Column("shard", Integer, primary_key=True, autoincrement=False),
     Column("n", BigInteger, nullable=False),
+)
+
+# Every change an admin key made through the API: who (the key's label), what, when.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(255), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("status_code", Integer, nullable=False),
 )
 
 # What the SQL function enqueue() (storage/enqueue_function.py) needs of the service's

@@ -12,13 +12,12 @@ from odiseo.api.body import parse_json
 from odiseo.api.deps import TemplatesDep
 from odiseo.api.openapi import request_body
 from odiseo.api.schemas import Problem, RenderIn, RenderOut, TemplateIn, TemplateOut
-from odiseo.rendering import TEMPLATE_ID
+from odiseo.rendering import TEMPLATE_ID_PATTERN
 
 router = APIRouter(prefix="/templates", tags=["templates"])
 
 TemplateId = Annotated[
-    str,
-    Path(pattern=f"^{TEMPLATE_ID.pattern}$", max_length=128, description="letters, digits, _-."),
+    str, Path(pattern=TEMPLATE_ID_PATTERN, max_length=128, description="letters, digits, _-.")
 ]
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": Problem}, 422: {"model": Problem}}
 # templates.version is a 32-bit INTEGER column on PostgreSQL: a larger number is no version.
