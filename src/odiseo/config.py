@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from odiseo.domain.webhooks import RETRY_SCHEDULE
-from odiseo.errors import ConfigError
+from odiseo.errors import ConfigError, StoreRefused, StoreUnavailable
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # used with fullmatch
 _MIN_RENDER_MEMORY = 64 * 1024 * 1024  # room for a render process to start and compile
@@ -875,6 +876,10 @@ class Settings(BaseSettings):
         scheme = value.split(":", 1)[0].lower()
         if scheme.split("+", 1)[0] not in {"postgresql", "postgres", "sqlite"}:
             raise ValueError("must start with postgresql:// or sqlite:///")
+        try:
+            urlsplit(value).port  # noqa: B018 - a port that is not a number stops here
+        except ValueError:
+            raise ValueError("the port is not a number from 0 to 65535") from None
         return value
 
     @property
@@ -888,6 +893,29 @@ class Settings(BaseSettings):
         if self.email_provider is not None:
             return self.email_provider
         return "smtp" if "smtp_host" in self.model_fields_set else "outbox"
+
+
+def database_problem(url: str | None, error: StoreUnavailable) -> str:
+    """One line for a database a command cannot use: DATABASE_URL (password masked), the
+    host, and the cause."""
+    kind = "database refused" if isinstance(error, StoreRefused) else "database unavailable"
+    cause = error.cause
+    if url is None:
+        return f"{kind}: DATABASE_URL is unset, so SQLite file ./data/odiseo.db: {cause}"
+    parts = urlsplit(url)
+    if parts.scheme.startswith("sqlite"):
+        return f"{kind}: DATABASE_URL={url} (SQLite file {url.partition(':///')[2]}): {cause}"
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
+    masked = urlunsplit(parts._replace(netloc=user + (":***" if colon else "") + at + hostport))
+    masked = urlunsplit(urlsplit(masked)._replace(query=query))
+    for secret in {unquote(password), password} - {""}:
+        cause = cause.replace(secret, "***")
+    where = "local socket"
+    if parts.hostname:
+        where = f"host {parts.hostname}, port {parts.port or 5432}"
+    return f"{kind}: DATABASE_URL={masked} ({where}): {cause}"
 
 
 def load_settings(**overrides: object) -> Settings:

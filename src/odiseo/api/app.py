@@ -52,11 +52,14 @@ from odiseo.errors import (
     InvalidEmail,
     InvalidReport,
     InvalidTransition,
+    MissingVariable,
     NotFound,
     ReportRefused,
     StoreUnavailable,
     TemplateError,
+    TemplateLimit,
     TooLarge,
+    UnknownTemplate,
     WebhookRefused,
 )
 from odiseo.keys import KeyRing
@@ -184,6 +187,24 @@ def _problem(code: int, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"detail": detail, **extra}, status_code=code)
 
 
+def _template_problem(error: TemplateError, *, path: str) -> dict[str, Any]:
+    """The `errors` entry of a template failure: where in the request it points, and why."""
+    on_templates = path.startswith("/templates/")
+    loc = ["path", "template_id"] if on_templates else ["body", "template_id"]
+    kind = "template_invalid"
+    if isinstance(error, MissingVariable):
+        field = "template_vars"
+        if on_templates:
+            field = "variables" if path.endswith("/render") else "sample_variables"
+        loc = ["body", field, *([error.variable] if error.variable else [])]
+        kind = "template_variable_missing"
+    elif isinstance(error, UnknownTemplate):
+        kind = "template_unknown"
+    elif isinstance(error, TemplateLimit):
+        kind = "template_limit"
+    return {"loc": loc, "msg": error.message, "type": kind}
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -208,8 +229,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _problem(422, exc.message)
 
     @app.exception_handler(TemplateError)
-    async def template_error(_: Request, exc: TemplateError) -> JSONResponse:
-        return _problem(422, f"template: {exc.message}")
+    async def template_error(request: Request, exc: TemplateError) -> JSONResponse:
+        errors = [_template_problem(exc, path=request.url.path)]
+        return _problem(422, f"template: {exc.message}", errors=errors)
 
     @app.exception_handler(WebhookRefused)
     async def webhook_refused(_: Request, exc: WebhookRefused) -> JSONResponse:

@@ -33,7 +33,7 @@ from odiseo.errors import StoreUnavailable
 from odiseo.storage import enqueue_function, sql
 from odiseo.storage.contract import Enqueued
 from odiseo.storage.database import PostgresDatabase, Tx, command_count
-from odiseo.storage.failures import is_unavailable, translate_errors
+from odiseo.storage.failures import is_unavailable, store_error, translate_errors
 from odiseo.storage.migrate import upgrade
 from odiseo.storage.rows import (
     attachments_by_email,
@@ -141,7 +141,7 @@ class PostgresStore(SharedVerbs):
             yield conn
         except Exception as exc:
             if not isinstance(exc, StoreUnavailable) and is_unavailable(exc):
-                raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+                raise store_error(exc) from exc
             raise
         finally:
             with translate_errors():
