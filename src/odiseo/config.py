@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from odiseo.domain.webhooks import RETRY_SCHEDULE
-from odiseo.errors import ConfigError
+from odiseo.errors import ConfigError, StoreRefused, StoreUnavailable
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # used with fullmatch
 _MIN_RENDER_MEMORY = 64 * 1024 * 1024  # room for a render process to start and compile
@@ -679,7 +680,7 @@ class Settings(BaseSettings):
         help="send every message with a VERP return path at this domain and take its "
         "bounces on the bounce listener (needs BOUNCE_SECRET; default: off)",
         section="Bounces",
-        commands=(*WORKER, *API),
+        commands=(*WORKER, "smtp"),
         example="bounces.example.com",
     )
     bounce_secret: SecretStr | None = setting(
@@ -687,21 +688,21 @@ class Settings(BaseSettings):
         help="signs the VERP return paths, so no one can forge a bounce (16+ characters, "
         "never logged)",
         section="Bounces",
-        commands=(*WORKER, *API),
+        commands=(*WORKER, "smtp"),
         repr=False,
     )
     bounce_listen_host: str = setting(
         "127.0.0.1",
         help="address the bounce listener takes mail on (0.0.0.0 behind an MX on port 25)",
         section="Bounces",
-        commands=API,
+        commands=SUBMISSION,
     )
     bounce_listen_port: int | None = setting(
         None,
         help="port of the bounce listener, started by `odiseo run` (default: off; 25 in "
         "production)",
         section="Bounces",
-        commands=API,
+        commands=SUBMISSION,
         example="2525",
         ge=1,
         le=65535,
@@ -710,7 +711,7 @@ class Settings(BaseSettings):
         10 * 1024 * 1024,
         help="largest bounce the listener takes (SIZE; 552 beyond)",
         section="Bounces",
-        commands=API,
+        commands=SUBMISSION,
         ge=1024,
     )
     ses_sns_topic_arns: str = setting(
@@ -903,6 +904,10 @@ class Settings(BaseSettings):
         scheme = value.split(":", 1)[0].lower()
         if scheme.split("+", 1)[0] not in {"postgresql", "postgres", "sqlite"}:
             raise ValueError("must start with postgresql:// or sqlite:///")
+        try:
+            urlsplit(value).port  # noqa: B018 - a port that is not a number stops here
+        except ValueError:
+            raise ValueError("the port is not a number from 0 to 65535") from None
         return value
 
     @property
@@ -916,6 +921,29 @@ class Settings(BaseSettings):
         if self.email_provider is not None:
             return self.email_provider
         return "smtp" if "smtp_host" in self.model_fields_set else "outbox"
+
+
+def database_problem(url: str | None, error: StoreUnavailable) -> str:
+    """One line for a database a command cannot use: DATABASE_URL (password masked), the
+    host, and the cause."""
+    kind = "database refused" if isinstance(error, StoreRefused) else "database unavailable"
+    cause = error.cause
+    if url is None:
+        return f"{kind}: DATABASE_URL is unset, so SQLite file ./data/odiseo.db: {cause}"
+    parts = urlsplit(url)
+    if parts.scheme.startswith("sqlite"):
+        return f"{kind}: DATABASE_URL={url} (SQLite file {url.partition(':///')[2]}): {cause}"
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
+    masked = urlunsplit(parts._replace(netloc=user + (":***" if colon else "") + at + hostport))
+    masked = urlunsplit(urlsplit(masked)._replace(query=query))
+    for secret in {unquote(password), password} - {""}:
+        cause = cause.replace(secret, "***")
+    where = "local socket"
+    if parts.hostname:
+        where = f"host {parts.hostname}, port {parts.port or 5432}"
+    return f"{kind}: DATABASE_URL={masked} ({where}): {cause}"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -33,7 +33,7 @@ from odiseo.errors import StoreUnavailable
 from odiseo.storage import enqueue_function, sql
 from odiseo.storage.contract import Enqueued
 from odiseo.storage.database import PostgresDatabase, Tx, command_count
-from odiseo.storage.failures import is_unavailable, translate_errors
+from odiseo.storage.failures import is_unavailable, store_error, translate_errors
 from odiseo.storage.migrate import upgrade
 from odiseo.storage.rows import (
     attachments_by_email,
@@ -119,6 +119,8 @@ class PostgresStore(SharedVerbs):
         self._listener: asyncpg.Connection | None = None
         self._woken = asyncio.Event()
         self._waking: asyncio.Future[None] | None = None
+        self._notifier: asyncpg.Connection | None = None  # sends _wake_soon's NOTIFYs
+        self._notifying = asyncio.Lock()
         super().__init__(PostgresDatabase(self.connection), wake=self._wake)
 
     def __repr__(self) -> str:
@@ -139,7 +141,7 @@ class PostgresStore(SharedVerbs):
             yield conn
         except Exception as exc:
             if not isinstance(exc, StoreUnavailable) and is_unavailable(exc):
-                raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+                raise store_error(exc) from exc
             raise
         finally:
             with translate_errors():
@@ -192,10 +194,11 @@ class PostgresStore(SharedVerbs):
         if self._waking is not None:  # let the last inserts wake the workers
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._waking, 2)
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._listener.close(), 2)
-            self._listener = None
+        for conn in (self._listener, self._notifier):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), 2)
+        self._listener = self._notifier = None
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
@@ -217,6 +220,12 @@ class PostgresStore(SharedVerbs):
         insert committed meanwhile (a NOTIFY inside each insert made PostgreSQL
         serialise their commits on a global lock). If this process dies before
         sending it, workers find the rows at their next poll.
+
+        It goes over a connection of its own, never one of the pool's: while other
+        sessions' notifying transactions commit (the SQL function enqueue() notifies
+        in its caller's transaction), this NOTIFY waits for that lock, and the
+        inserts must not wait for a pooled connection meanwhile (bench/README.md,
+        transactional enqueue).
         """
         if self._waking is None or self._waking.done():
             self._waking = asyncio.ensure_future(self._wake_soon())
@@ -224,11 +233,21 @@ class PostgresStore(SharedVerbs):
     async def _wake_soon(self) -> None:
         await asyncio.sleep(WAKE_DELAY_SECONDS)
         self._waking = None  # inserts committed from here on schedule the next one
-        try:
-            async with self.connection() as conn:
-                await conn.execute(Q["notify"], self.channel)
-        except Exception as exc:  # the next poll finds the rows
-            log.debug("cannot notify workers: %s", type(exc).__name__)
+        async with self._notifying:  # one NOTIFY at a time on the one connection
+            try:
+                if self._notifier is None or self._notifier.is_closed():
+                    self._notifier = await asyncpg.connect(
+                        self.dsn,
+                        timeout=CONNECT_TIMEOUT_SECONDS,
+                        command_timeout=STATEMENT_TIMEOUT_SECONDS,
+                        server_settings=self.session,
+                    )
+                await self._notifier.execute(Q["notify"], self.channel)
+            except Exception as exc:  # the next poll finds the rows
+                log.debug("cannot notify workers: %s", type(exc).__name__)
+                notifier, self._notifier = self._notifier, None
+                if notifier is not None:
+                    notifier.terminate()
 
     async def wait_for_work(self, timeout: float) -> None:
         await self._ensure_listening()

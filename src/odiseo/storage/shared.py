@@ -53,9 +53,10 @@ class SharedVerbs:
         self.webhooks = WebhookStore(db)
 
     async def ping(self) -> None:
-        """Raise StoreUnavailable unless the database answers a trivial query."""
+        """Raise StoreUnavailable unless the database answers a trivial query on the queue's
+        table (so a missing schema or privilege shows here too, not at the first email)."""
         async with self.db.read() as tx:
-            await tx.scalar(select(1))
+            await tx.scalar(select(emails.c.id).limit(1))
 
     async def publish_enqueue_settings(self, settings: EnqueueSettings, *, now: datetime) -> None:
         """Replace the one row of rules the SQL function enqueue() reads."""
