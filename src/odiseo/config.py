@@ -317,6 +317,31 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
     )
+    smtp_max_per_second: int | None = setting(
+        None,
+        help="at most this many messages handed to the relay per second, by all workers "
+        "together (off)",
+        section="Delivery / SMTP",
+        commands=WORKER,
+        example="14",
+        ge=1,
+    )
+    smtp_max_per_minute: int | None = setting(
+        None,
+        help="at most this many per minute, by all workers together (off)",
+        section="Delivery / SMTP",
+        commands=WORKER,
+        example="600",
+        ge=1,
+    )
+    smtp_max_per_day: int | None = setting(
+        None,
+        help="at most this many per day (UTC), by all workers together (off)",
+        section="Delivery / SMTP",
+        commands=WORKER,
+        example="2000",
+        ge=1,
+    )
     smtp_timeout_seconds: float = setting(
         30.0,
         help="SMTP connect and command timeout, seconds",
@@ -751,6 +776,9 @@ class Settings(BaseSettings):
         "smtp_submission_tls_key",
         "smtp_submission_tls_port",
         "retention_days",
+        "smtp_max_per_second",
+        "smtp_max_per_minute",
+        "smtp_max_per_day",
         "bounce_domain",
         "bounce_secret",
         "bounce_listen_port",

@@ -13,6 +13,7 @@ import httpx
 from odiseo.bounce_service import BounceService, RelayChecks
 from odiseo.config import Settings
 from odiseo.dkim_signing import DkimSigner
+from odiseo.domain.limits import relay_limits
 from odiseo.domain.verp import ReturnPaths
 from odiseo.errors import ConfigError, InvalidEmail, ReportRefused
 from odiseo.housekeeping import Housekeeper
@@ -158,6 +159,11 @@ def build_worker(settings: Settings, store: Store, metrics: Metrics | None = Non
             store_retry_seconds=settings.email_worker_db_retry_seconds,
             concurrency=settings.smtp_pool_size,
             redact_after_send=settings.redact_after_send,
+            limits=relay_limits(
+                per_second=settings.smtp_max_per_second,
+                per_minute=settings.smtp_max_per_minute,
+                per_day=settings.smtp_max_per_day,
+            ),
         ),
         return_paths=build_return_paths(settings),
     )
