@@ -234,12 +234,27 @@ class Settings(BaseSettings):
     )
 
     # Delivery / SMTP
-    email_provider: Literal["smtp", "outbox"] | None = setting(
+    email_provider: Literal["smtp", "outbox", "simulator"] | None = setting(
         None,
-        help="smtp or outbox (default: smtp when SMTP_HOST is set, else outbox)",
+        help="smtp, outbox or simulator (default: smtp when SMTP_HOST is set, else outbox)",
         section="Delivery / SMTP",
         commands=SERVING,
         example="outbox",
+    )
+    simulator_domain: str | None = setting(
+        None,
+        help="recipients at this domain go to the simulator, everyone else to SMTP (off)",
+        section="Delivery / SMTP",
+        commands=SERVING,
+        example="simulator.example.com",
+    )
+    simulator_slow_seconds: float = setting(
+        5.0,
+        help="how long the simulator's slow@ recipients take",
+        section="Delivery / SMTP",
+        commands=SERVING,
+        ge=0,
+        le=600,
     )
     outbox_dir: Path = setting(
         Path("data/outbox"),
@@ -316,6 +331,31 @@ class Settings(BaseSettings):
         commands=SERVING,
         ge=1,
         le=64,
+    )
+    smtp_max_per_second: int | None = setting(
+        None,
+        help="at most this many messages handed to the relay per second, by all workers "
+        "together (off)",
+        section="Delivery / SMTP",
+        commands=WORKER,
+        example="14",
+        ge=1,
+    )
+    smtp_max_per_minute: int | None = setting(
+        None,
+        help="at most this many per minute, by all workers together (off)",
+        section="Delivery / SMTP",
+        commands=WORKER,
+        example="600",
+        ge=1,
+    )
+    smtp_max_per_day: int | None = setting(
+        None,
+        help="at most this many per day (UTC), by all workers together (off)",
+        section="Delivery / SMTP",
+        commands=WORKER,
+        example="2000",
+        ge=1,
     )
     smtp_timeout_seconds: float = setting(
         30.0,
@@ -746,11 +786,15 @@ class Settings(BaseSettings):
         "dkim_selector",
         "public_url",
         "unsubscribe_secret",
+        "simulator_domain",
         "smtp_submission_port",
         "smtp_submission_tls_cert",
         "smtp_submission_tls_key",
         "smtp_submission_tls_port",
         "retention_days",
+        "smtp_max_per_second",
+        "smtp_max_per_minute",
+        "smtp_max_per_day",
         "bounce_domain",
         "bounce_secret",
         "bounce_listen_port",
@@ -888,7 +932,7 @@ class Settings(BaseSettings):
         return frozenset(p.strip().lower() for p in self.allowed_senders.split(",") if p.strip())
 
     @property
-    def provider(self) -> Literal["smtp", "outbox"]:
+    def provider(self) -> Literal["smtp", "outbox", "simulator"]:
         """The delivery provider: explicit, else smtp when SMTP_HOST was given."""
         if self.email_provider is not None:
             return self.email_provider

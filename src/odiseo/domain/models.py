@@ -88,6 +88,7 @@ class Refusal:
     code: int
     response: str
     permanent: bool
+    suppress: bool = True  # False for the simulator's addresses, which never are
 
 
 class SuppressionReason(enum.StrEnum):

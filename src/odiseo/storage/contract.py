@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from odiseo.domain.bounces import Returned
 from odiseo.domain.events import EventType
+from odiseo.domain.limits import Grant, RateLimit
 from odiseo.domain.models import (
     AttemptResult,
     AuditEntry,
@@ -179,6 +180,14 @@ class Retention(Protocol):
     ) -> tuple[list[AuditEntry], int | None]: ...
 
 
+class Limits(Protocol):
+    """Sending limits shared by every worker (storage/limits.py)."""
+
+    async def take(self, limits: Sequence[RateLimit], *, want: int, now: datetime) -> Grant: ...
+
+    async def give_back(self, grant: Grant, count: int) -> None: ...
+
+
 class Store(Protocol):
     """The durable queue."""
 
@@ -190,6 +199,9 @@ class Store(Protocol):
 
     @property
     def retention(self) -> Retention: ...
+
+    @property
+    def limits(self) -> Limits: ...
 
     @property
     def webhooks(self) -> Webhooks: ...

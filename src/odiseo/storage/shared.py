@@ -21,6 +21,7 @@ from odiseo.domain.lifecycle import WAITING, sources
 from odiseo.domain.models import Attachment, EmailFilter, EnqueueSettings, QueuedEmail, Status
 from odiseo.errors import InvalidTransition, NotFound
 from odiseo.storage.database import Database, Tx
+from odiseo.storage.limits import LimitStore
 from odiseo.storage.outcomes import OutcomeStore
 from odiseo.storage.retention import RetentionStore
 from odiseo.storage.rows import attachments_by_email, event_of, from_row
@@ -48,6 +49,7 @@ class SharedVerbs:
         self.templates = TemplateStore(db)
         self.outcomes = OutcomeStore(db, dialect=self.dialect)
         self.retention = RetentionStore(db)
+        self.limits = LimitStore(db, dialect=self.dialect)
         self.webhooks = WebhookStore(db)
 
     async def ping(self) -> None:

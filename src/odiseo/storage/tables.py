@@ -247,6 +247,16 @@ enqueue_settings = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# Sending limits shared by every worker (storage/limits.py): per limit, the current
+# window's start (epoch seconds) and how many messages it has taken.
+send_usage = Table(
+    "send_usage",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("window_start", BigInteger, nullable=False),
+    Column("used", Integer, nullable=False),
+)
+
 # Requests per API key per minute, shared by every API process (RATE_LIMIT_PER_MINUTE).
 rate_limits = Table(
     "rate_limits",
