@@ -66,6 +66,7 @@ class ProcessRenderer:
         processes: int,
     ) -> None:
         self.timeout = timeout
+        self.templates_dir = templates_dir
         self._config = json.dumps(
             {
                 "templates_dir": None if templates_dir is None else str(templates_dir.resolve()),

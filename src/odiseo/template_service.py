@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,8 @@ from odiseo.rendering import Rendered
 from odiseo.storage.contract import Templates
 
 log = logging.getLogger(__name__)
+
+FILES_LISTED = 500  # file templates the dashboard lists at most
 
 
 class TemplateService:
@@ -86,3 +89,41 @@ class TemplateService:
             return await self.renderer.render(template_id, variables, derive_text=True)
         except UnknownTemplate:
             raise NotFound(f"no template {template_id!r}") from None
+
+    async def versions(self, template_id: str, *, last: int = 20) -> builtins.list[StoredTemplate]:
+        """The newest `last` versions of a stored template, newest first; raises NotFound."""
+        current = await self.get(template_id)
+        older = [
+            await self.templates.get(template_id, version)
+            for version in range(current.version - 1, max(0, current.version - last), -1)
+        ]
+        return [current, *(found for found in older if found is not None)]
+
+    async def preview_source(
+        self,
+        template_id: str,
+        *,
+        subject: str | None,
+        html: str,
+        text: str | None,
+        variables: dict[str, Any],
+    ) -> Rendered:
+        """Render source not yet saved as a send would (the dashboard's live preview)."""
+        return await self.renderer.render_source(
+            template_id,
+            subject=subject,
+            html=html,
+            text=text,
+            variables=variables,
+            derive_text=True,
+        )
+
+    def files(self) -> builtins.list[str]:
+        """The ids of the file templates in TEMPLATES_DIR: each `<id>.html` there."""
+        directory = self.renderer.templates_dir
+        if directory is None or not directory.is_dir():
+            return []
+        found = sorted(
+            str(path.relative_to(directory).with_suffix("")) for path in directory.rglob("*.html")
+        )
+        return found[:FILES_LISTED]

@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 
 from odiseo.domain.bounces import relay_message_id
 from odiseo.domain.models import AttemptResult, FailureKind, Outcome, QueuedEmail
+from odiseo.domain.operations import WorkerSeen
 from odiseo.domain.retry import next_attempt_at
 from odiseo.domain.verp import ReturnPaths
 from odiseo.errors import DeliveryFailure, PermanentFailure, StoreUnavailable
@@ -482,9 +483,12 @@ class _Run:
     # -- heartbeat and release -----------------------------------------------------------
 
     async def heartbeat(self) -> None:
-        """Renew this worker's leases a few times per lease, whatever it holds."""
+        """Renew this worker's leases a few times per lease, whatever it holds, and
+        report it alive at each beat (the dashboard lists the workers from that)."""
         interval = max(self.options.lease_seconds / 3, 0.5)
+        started = self.worker.clock()
         while True:
+            await self.report_alive(started)
             await asyncio.sleep(interval)
             try:
                 await self.worker.store.heartbeat(
@@ -496,6 +500,20 @@ class _Run:
                 log.warning("cannot renew leases: %s", exc)
             except Exception:  # the next beat tries again
                 log.exception("renewing leases failed")
+
+    async def report_alive(self, started: datetime) -> None:
+        seen = WorkerSeen(
+            name=self.worker.name,
+            started_at=started,
+            last_seen=self.worker.clock(),
+            delivered=self.worker.delivered,
+        )
+        try:
+            await self.worker.store.operations.worker_seen(seen)
+        except StoreUnavailable as exc:
+            log.warning("cannot report this worker alive: %s", exc)
+        except Exception:  # the next beat tries again
+            log.exception("reporting this worker alive failed")
 
     async def release(self, messages: list[QueuedEmail]) -> None:
         """Hand back messages claimed but never begun."""

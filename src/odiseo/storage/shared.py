@@ -21,6 +21,7 @@ from odiseo.domain.lifecycle import WAITING, sources
 from odiseo.domain.models import Attachment, EmailFilter, EnqueueSettings, QueuedEmail, Status
 from odiseo.errors import InvalidTransition, NotFound
 from odiseo.storage.database import Database, Tx
+from odiseo.storage.operations import OperationsStore
 from odiseo.storage.outcomes import OutcomeStore
 from odiseo.storage.rows import attachments_by_email, event_of, from_row
 from odiseo.storage.search import json_element, json_text
@@ -47,6 +48,7 @@ class SharedVerbs:
         self.templates = TemplateStore(db)
         self.outcomes = OutcomeStore(db, dialect=self.dialect)
         self.webhooks = WebhookStore(db)
+        self.operations = OperationsStore(db, dialect=self.dialect)
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers a trivial query."""
