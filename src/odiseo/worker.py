@@ -1,10 +1,11 @@
 """The delivery worker: claim -> build -> deliver -> record, with leases and a clean stop.
 
-Five kinds of task run while `Worker.run()` does, each owning its own state:
+Six kinds of task run while `Worker.run()` does, each owning its own state:
 
     claimer ─▶ inbox ─▶ preparer ─▶ ready ─▶ sender x SMTP_POOL_SIZE ─▶ results ─▶ recorder
               ≤ batch    build, sign   ≤ pool   one message at a time          group write
     heartbeat: renews the lease of every message this worker holds (one statement)
+    reporting: keeps this worker's row in `workers` (last beat, deliveries) for the dashboard
 
 - The claimer tops the inbox up whenever it is half empty, so the next messages are
   claimed while these are sent; idle, it sleeps until the store wakes it.
@@ -287,6 +288,7 @@ class _Run:
         preparer = asyncio.create_task(self.preparer())
         recorder = asyncio.create_task(self.recorder())
         heartbeat = asyncio.create_task(self.heartbeat())
+        reporting = asyncio.create_task(self.reporting())
         watcher = asyncio.create_task(self.on_stop())
         try:
             await self.claimer()
@@ -298,7 +300,8 @@ class _Run:
             self.results.put_nowait(None)
             await recorder
             heartbeat.cancel()
-            await asyncio.gather(watcher, heartbeat, return_exceptions=True)
+            reporting.cancel()
+            await asyncio.gather(watcher, heartbeat, reporting, return_exceptions=True)
 
     def _left(self) -> list[QueuedEmail]:
         """What was claimed and never begun, from the inbox and the prepared ones."""
@@ -483,12 +486,9 @@ class _Run:
     # -- heartbeat and release -----------------------------------------------------------
 
     async def heartbeat(self) -> None:
-        """Renew this worker's leases a few times per lease, whatever it holds, and
-        report it alive at each beat (the dashboard lists the workers from that)."""
+        """Renew this worker's leases a few times per lease, whatever it holds."""
         interval = max(self.options.lease_seconds / 3, 0.5)
-        started = self.worker.clock()
         while True:
-            await self.report_alive(started)
             await asyncio.sleep(interval)
             try:
                 await self.worker.store.heartbeat(
@@ -500,6 +500,15 @@ class _Run:
                 log.warning("cannot renew leases: %s", exc)
             except Exception:  # the next beat tries again
                 log.exception("renewing leases failed")
+
+    async def reporting(self) -> None:
+        """Say this worker is alive as often as the heartbeat beats, in a task of its own
+        so that the write never delays a lease renewal (the dashboard lists workers)."""
+        interval = max(self.options.lease_seconds / 3, 0.5)
+        started = self.worker.clock()
+        while True:
+            await self.report_alive(started)
+            await asyncio.sleep(interval)
 
     async def report_alive(self, started: datetime) -> None:
         seen = WorkerSeen(

@@ -173,12 +173,7 @@ def _set_cookie(request: Request, response: Response, name: str, value: str, age
 
 def _next_page(value: str | None) -> str:
     """Where to go after signing in: a dashboard path only (never another site)."""
-    if (
-        value
-        and value.startswith(PREFIX + "/")
-        and not value.startswith("//")
-        and "\\" not in value
-    ):
+    if value and value.startswith(PREFIX + "/") and "//" not in value and "\\" not in value:
         return value
     return PREFIX + "/"
 

@@ -6,7 +6,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const button = document.getElementById("preview-button");
   if (!form || !button) return;
   let timer = null;
-  const preview = () => form.requestSubmit(button);
+  const html = document.getElementById("t-html");
+  const preview = () => { if (html.value.trim()) form.requestSubmit(button); };
   form.addEventListener("input", () => {
     clearTimeout(timer);
     timer = setTimeout(preview, 400);
