@@ -9,23 +9,36 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from odiseo.domain.webhooks import RETRY_SCHEDULE
-from odiseo.errors import ConfigError
+from odiseo.errors import ConfigError, StoreRefused, StoreUnavailable
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # used with fullmatch
 _MIN_RENDER_MEMORY = 64 * 1024 * 1024  # room for a render process to start and compile
 
 # Which commands read a variable (its `commands`): `--help` of each lists exactly these.
-COMMANDS = ("run", "api", "worker", "migrate", "send", "status", "suppressions")
+COMMANDS = (
+    "run",
+    "api",
+    "worker",
+    "smtp",
+    "migrate",
+    "send",
+    "status",
+    "suppressions",
+    "purge",
+    "erase",
+)
 API = ("run", "api")
+SUBMISSION = ("run", "smtp")
 WORKER = ("run", "worker")
 SERVING = ("run", "api", "worker")
-LOGGING = ("run", "api", "worker", "migrate")
-PREPARING = ("run", "api", "send")  # builds messages: sender rules, templates, limits
+LOGGING = ("run", "api", "worker", "smtp", "migrate")
+PREPARING = ("run", "api", "smtp", "send")  # builds messages: sender rules, templates, limits
 STORE = COMMANDS
 
 
@@ -60,10 +73,12 @@ SECTIONS = (
     "Database",
     "Delivery / SMTP",
     "Worker",
+    "Retention",
     "Unsubscribe links",
     "DKIM",
     "Templates",
     "Webhooks",
+    "SMTP submission",
     "Bounces",
     "Dashboard",
     "Logging",
@@ -168,14 +183,14 @@ class Settings(BaseSettings):
         "key:read+admin; none = all), 16+ characters each, never logged; without keys the "
         "API only listens on loopback",
         section="Security",
-        commands=API,
+        commands=(*API, "smtp"),
         example="change-me-to-a-long-random-string",
     )
     api_keys_file: Path | None = setting(
         None,
         help="a file of API keys, one per line, same key:scopes form (# comments allowed)",
         section="Security",
-        commands=API,
+        commands=(*API, "smtp"),
         example="/run/secrets/odiseo_keys",
     )
     allow_unauthenticated: bool = setting(
@@ -191,7 +206,7 @@ class Settings(BaseSettings):
         0,
         help="requests per API key per minute, shared by the API processes (0: no limit)",
         section="Security",
-        commands=API,
+        commands=(*API, "smtp"),
         ge=0,
     )
     max_request_bytes: int = setting(
@@ -220,12 +235,27 @@ class Settings(BaseSettings):
     )
 
     # Delivery / SMTP
-    email_provider: Literal["smtp", "outbox"] | None = setting(
+    email_provider: Literal["smtp", "outbox", "simulator"] | None = setting(
         None,
-        help="smtp or outbox (default: smtp when SMTP_HOST is set, else outbox)",
+        help="smtp, outbox or simulator (default: smtp when SMTP_HOST is set, else outbox)",
         section="Delivery / SMTP",
         commands=SERVING,
         example="outbox",
+    )
+    simulator_domain: str | None = setting(
+        None,
+        help="recipients at this domain go to the simulator, everyone else to SMTP (off)",
+        section="Delivery / SMTP",
+        commands=SERVING,
+        example="simulator.example.com",
+    )
+    simulator_slow_seconds: float = setting(
+        5.0,
+        help="how long the simulator's slow@ recipients take",
+        section="Delivery / SMTP",
+        commands=SERVING,
+        ge=0,
+        le=600,
     )
     outbox_dir: Path = setting(
         Path("data/outbox"),
@@ -303,6 +333,31 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
     )
+    smtp_max_per_second: int | None = setting(
+        None,
+        help="at most this many messages handed to the relay per second, by all workers "
+        "together (off)",
+        section="Delivery / SMTP",
+        commands=WORKER,
+        example="14",
+        ge=1,
+    )
+    smtp_max_per_minute: int | None = setting(
+        None,
+        help="at most this many per minute, by all workers together (off)",
+        section="Delivery / SMTP",
+        commands=WORKER,
+        example="600",
+        ge=1,
+    )
+    smtp_max_per_day: int | None = setting(
+        None,
+        help="at most this many per day (UTC), by all workers together (off)",
+        section="Delivery / SMTP",
+        commands=WORKER,
+        example="2000",
+        ge=1,
+    )
     smtp_timeout_seconds: float = setting(
         30.0,
         help="SMTP connect and command timeout, seconds",
@@ -367,6 +422,24 @@ class Settings(BaseSettings):
         section="Worker",
         commands=WORKER,
         ge=0,
+    )
+
+    # Retention
+    retention_days: int | None = setting(
+        None,
+        help="delete finished messages (sent, failed, cancelled, suppressed) with their "
+        "events and files this many days after they finished (off; at least 2)",
+        section="Retention",
+        commands=(*WORKER, "purge"),
+        example="90",
+        ge=2,
+        le=36500,
+    )
+    redact_after_send: bool = setting(
+        False,
+        help="keep a sent message's metadata and events, drop its bodies and attachments",
+        section="Retention",
+        commands=WORKER,
     )
 
     # Unsubscribe links
@@ -545,13 +618,102 @@ class Settings(BaseSettings):
         gt=0,
     )
 
+    # SMTP submission
+    smtp_submission_port: int | None = setting(
+        None,
+        help="accept mail from applications over SMTP on this port (587 or 2525 are usual; "
+        "default: off); needs API_KEYS",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        example="2525",
+        ge=1,
+        le=65535,
+    )
+    smtp_submission_host: str = setting(
+        "127.0.0.1",
+        help="address the submission listener binds; beyond loopback, AUTH waits for STARTTLS",
+        section="SMTP submission",
+        commands=SUBMISSION,
+    )
+    smtp_submission_tls_cert: Path | None = setting(
+        None,
+        help="PEM certificate (with its chain) for STARTTLS and implicit TLS",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        example="/etc/odiseo/smtp.pem",
+    )
+    smtp_submission_tls_key: Path | None = setting(
+        None,
+        help="its PEM private key (may be the same file; never logged)",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        example="/etc/odiseo/smtp.key",
+    )
+    smtp_submission_tls_port: int | None = setting(
+        None,
+        help="also listen with implicit TLS on this port (465 is usual; needs the "
+        "certificate; default: off)",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        example="465",
+        ge=1,
+        le=65535,
+    )
+    smtp_submission_allow_plaintext_auth: bool = setting(
+        False,
+        help="accept AUTH before TLS on a listener beyond loopback (off: 538 until STARTTLS)",
+        section="SMTP submission",
+        commands=SUBMISSION,
+    )
+    smtp_submission_max_connections: int = setting(
+        100,
+        help="connections the submission listener serves at once; one more gets 421",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        ge=1,
+        le=100_000,
+    )
+    smtp_submission_max_recipients: int = setting(
+        100,
+        help="envelope recipients of one submitted message; one more gets 452",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        ge=1,
+        le=10_000,
+    )
+    smtp_submission_command_timeout_seconds: float = setting(
+        300.0,
+        help="an SMTP client silent this many seconds between commands is disconnected",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        gt=0,
+        le=3600,
+    )
+    smtp_submission_data_timeout_seconds: float = setting(
+        600.0,
+        help="a message's DATA must arrive within this many seconds",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        gt=0,
+        le=86400,
+    )
+    smtp_submission_auth_failures_per_minute: int = setting(
+        10,
+        help="failed AUTH attempts one IP address may make in a minute; the one reaching it "
+        "gets 421 and the address a minute's pause",
+        section="SMTP submission",
+        commands=SUBMISSION,
+        ge=1,
+        le=10_000,
+    )
+
     # Bounces
     bounce_domain: str | None = setting(
         None,
         help="send every message with a VERP return path at this domain and take its "
         "bounces on the bounce listener (needs BOUNCE_SECRET; default: off)",
         section="Bounces",
-        commands=(*WORKER, *API),
+        commands=(*WORKER, "smtp"),
         example="bounces.example.com",
     )
     bounce_secret: SecretStr | None = setting(
@@ -559,21 +721,21 @@ class Settings(BaseSettings):
         help="signs the VERP return paths, so no one can forge a bounce (16+ characters, "
         "never logged)",
         section="Bounces",
-        commands=(*WORKER, *API),
+        commands=(*WORKER, "smtp"),
         repr=False,
     )
     bounce_listen_host: str = setting(
         "127.0.0.1",
         help="address the bounce listener takes mail on (0.0.0.0 behind an MX on port 25)",
         section="Bounces",
-        commands=API,
+        commands=SUBMISSION,
     )
     bounce_listen_port: int | None = setting(
         None,
         help="port of the bounce listener, started by `odiseo run` (default: off; 25 in "
         "production)",
         section="Bounces",
-        commands=API,
+        commands=SUBMISSION,
         example="2525",
         ge=1,
         le=65535,
@@ -582,7 +744,7 @@ class Settings(BaseSettings):
         10 * 1024 * 1024,
         help="largest bounce the listener takes (SIZE; 552 beyond)",
         section="Bounces",
-        commands=API,
+        commands=SUBMISSION,
         ge=1024,
     )
     ses_sns_topic_arns: str = setting(
@@ -642,6 +804,15 @@ class Settings(BaseSettings):
         "dkim_selector",
         "public_url",
         "unsubscribe_secret",
+        "simulator_domain",
+        "smtp_submission_port",
+        "smtp_submission_tls_cert",
+        "smtp_submission_tls_key",
+        "smtp_submission_tls_port",
+        "retention_days",
+        "smtp_max_per_second",
+        "smtp_max_per_minute",
+        "smtp_max_per_day",
         "bounce_domain",
         "bounce_secret",
         "bounce_listen_port",
@@ -659,6 +830,17 @@ class Settings(BaseSettings):
         given = [self.dkim_domain, self.dkim_selector, self.dkim_private_key]
         if any(v is not None for v in given) and not all(v is not None for v in given):
             raise ValueError("DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY go together")
+        return self
+
+    @model_validator(mode="after")
+    def _submission_tls(self) -> Settings:
+        if (self.smtp_submission_tls_cert is None) != (self.smtp_submission_tls_key is None):
+            raise ValueError("SMTP_SUBMISSION_TLS_CERT and SMTP_SUBMISSION_TLS_KEY go together")
+        if self.smtp_submission_tls_port is not None:
+            if self.smtp_submission_tls_cert is None:
+                raise ValueError("SMTP_SUBMISSION_TLS_PORT needs SMTP_SUBMISSION_TLS_CERT and _KEY")
+            if self.smtp_submission_tls_port == self.smtp_submission_port:
+                raise ValueError("SMTP_SUBMISSION_TLS_PORT must differ from SMTP_SUBMISSION_PORT")
         return self
 
     @field_validator("public_url")
@@ -756,6 +938,10 @@ class Settings(BaseSettings):
         scheme = value.split(":", 1)[0].lower()
         if scheme.split("+", 1)[0] not in {"postgresql", "postgres", "sqlite"}:
             raise ValueError("must start with postgresql:// or sqlite:///")
+        try:
+            urlsplit(value).port  # noqa: B018 - a port that is not a number stops here
+        except ValueError:
+            raise ValueError("the port is not a number from 0 to 65535") from None
         return value
 
     @property
@@ -764,11 +950,34 @@ class Settings(BaseSettings):
         return frozenset(p.strip().lower() for p in self.allowed_senders.split(",") if p.strip())
 
     @property
-    def provider(self) -> Literal["smtp", "outbox"]:
+    def provider(self) -> Literal["smtp", "outbox", "simulator"]:
         """The delivery provider: explicit, else smtp when SMTP_HOST was given."""
         if self.email_provider is not None:
             return self.email_provider
         return "smtp" if "smtp_host" in self.model_fields_set else "outbox"
+
+
+def database_problem(url: str | None, error: StoreUnavailable) -> str:
+    """One line for a database a command cannot use: DATABASE_URL (password masked), the
+    host, and the cause."""
+    kind = "database refused" if isinstance(error, StoreRefused) else "database unavailable"
+    cause = error.cause
+    if url is None:
+        return f"{kind}: DATABASE_URL is unset, so SQLite file ./data/odiseo.db: {cause}"
+    parts = urlsplit(url)
+    if parts.scheme.startswith("sqlite"):
+        return f"{kind}: DATABASE_URL={url} (SQLite file {url.partition(':///')[2]}): {cause}"
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
+    masked = urlunsplit(parts._replace(netloc=user + (":***" if colon else "") + at + hostport))
+    masked = urlunsplit(urlsplit(masked)._replace(query=query))
+    for secret in {unquote(password), password} - {""}:
+        cause = cause.replace(secret, "***")
+    where = "local socket"
+    if parts.hostname:
+        where = f"host {parts.hostname}, port {parts.port or 5432}"
+    return f"{kind}: DATABASE_URL={masked} ({where}): {cause}"
 
 
 def load_settings(**overrides: object) -> Settings:

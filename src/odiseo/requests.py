@@ -40,7 +40,7 @@ from odiseo.mime import (
     check_header_name,
     value_problem,
 )
-from odiseo.rendering import TEMPLATE_ID
+from odiseo.rendering import TEMPLATE_ID_PATTERN
 from odiseo.service import DEFAULT_PRIORITY, MAX_SUBJECT_CHARS, EmailRequest
 
 MAX_RECIPIENTS = 50
@@ -276,7 +276,7 @@ class EmailIn(RequestModel):
     send_at: datetime | None = Field(default=None, description="not before this time (ISO 8601)")
     client_message_id: str | None = Field(default=None, min_length=1, max_length=255)
     template_id: str | None = Field(
-        default=None, pattern=TEMPLATE_ID.pattern, description="a stored or file template"
+        default=None, pattern=TEMPLATE_ID_PATTERN, description="a stored or file template"
     )
     template_vars: dict[str, Any] = Field(default_factory=dict)
     tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(

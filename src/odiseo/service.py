@@ -6,8 +6,10 @@ import base64
 import hashlib
 import json
 import logging
+import math
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -21,8 +23,9 @@ from odiseo.domain.models import (
     QueuedEmail,
     Status,
 )
-from odiseo.errors import Duplicate, InvalidEmail, NotFound, OdiseoError, TooLarge
+from odiseo.errors import Duplicate, InvalidEmail, NotFound, OdiseoError, SenderRefused, TooLarge
 from odiseo.mime import check_email, is_special_use
+from odiseo.mime.incoming import read_submission
 from odiseo.render_process import ProcessRenderer, RenderBudget
 from odiseo.storage.contract import Store
 from odiseo.unsubscribe import UnsubscribeLinks
@@ -233,6 +236,75 @@ class EmailService:
             metadata=request.metadata,
         )
 
+    def check_sender(self, address: str, *, field: str) -> None:
+        """Raise SenderRefused unless `address` may send (SMTP_FROM_EMAIL, ALLOWED_SENDERS)."""
+        if not self.sender.permits(address):
+            raise SenderRefused(f"{field}: {address} is not an allowed sender")
+        if self.sender.refuse_special_use and is_special_use(address):
+            raise SenderRefused(
+                f"{field}: {address} is at a special-use or reserved domain name, "
+                "which REFUSE_SPECIAL_USE_DOMAINS refuses"
+            )
+
+    async def submit_message(
+        self, data: bytes, *, recipients: Sequence[str], scope: str, now: datetime
+    ) -> Submitted:
+        """Store a message an application submitted over SMTP, to be sent as it is.
+
+        Args:
+            data: the message as received (dot-unstuffed DATA).
+            recipients: the envelope's, already checked; those absent from its To and
+                Cc are Bcc: sent to, never shown.
+            scope: the submitting API key's idempotency scope.
+
+        Raises:
+            InvalidEmail: it breaks the wire rules or does not parse cleanly.
+            SenderRefused: its From is not an allowed sender.
+            TooLarge: it is larger than MAX_MESSAGE_BYTES allows (submission_limit).
+        """
+        if len(data) > self.submission_limit:
+            raise TooLarge(f"message is {len(data)} bytes; the limit is {self.submission_limit}")
+        message_id = new_message_id()
+        domain = self.sender.email.rpartition("@")[2] or "odiseo.local"
+        message = read_submission(data, message_id=message_id, domain=domain, date=now)
+        self.check_sender(message.from_email, field="From")
+        wanted = {r.lower(): r for r in recipients}
+        to = tuple(a for a in message.to if a.lower() in wanted)
+        cc = tuple(a for a in message.cc if a.lower() in wanted and a not in to)
+        shown = {a.lower() for a in (*to, *cc)}
+        email = OutgoingEmail(
+            message_id=message_id,
+            rfc_message_id=message.rfc_message_id,
+            from_email=message.from_email,
+            from_name=message.from_name,
+            to=to,
+            cc=cc,
+            bcc=tuple(r for key, r in wanted.items() if key not in shown),
+            reply_to=message.reply_to,
+            subject=message.subject,
+            html=None,
+            text=None,
+            raw=message.data,
+        )
+        item = NewEmail(
+            email=email, priority=DEFAULT_PRIORITY, max_retries=self.max_retries,
+            idempotency_scope=scope,
+        )  # fmt: skip
+        (result,) = await self.store.enqueue([item], now=now)
+        log.info(
+            "queued from SMTP for %d recipient(s)",
+            len(email.recipients),
+            extra={"message_id": result.message_id},
+        )
+        return Submitted(message_id=result.message_id, created=True, suppressed=result.suppressed)
+
+    @property
+    def submission_limit(self) -> int:
+        """The largest message SMTP submission takes, in bytes as sent: MAX_MESSAGE_BYTES of
+        content, grown by a third for base64 (how attachments travel), plus room for the
+        header fields."""
+        return self.max_message_bytes * 4 // 3 + 64 * 1024
+
     async def publish_settings(self, *, now: datetime) -> None:
         """Copy the sender and size rules into the database, for the SQL function
         enqueue(): it refuses what this service would refuse for them."""
@@ -409,6 +481,19 @@ class EmailService:
         """Count one request of `client` (an API key's label) in minute `window`, shared by
         every API process; returns the window's count so far, for the rate limit."""
         return await self.store.count_request(client, window=window)
+
+    async def rate_limited(self, client: str, *, limit: int, now: float) -> int | None:
+        """Count one request (or submitted message) of `client`, an API key's label, against
+        RATE_LIMIT_PER_MINUTE (`limit`; 0 is off), shared by every process: None while
+        within it, else the seconds until the next minute starts. `now` is a Unix time."""
+        if limit <= 0:
+            return None
+        window = math.floor(now / 60)
+        hits = await self.count_request(client, window=window)
+        if hits <= limit:
+            return None
+        log.warning("rate limit: %s made %d requests this minute", client, hits)
+        return max(1, math.ceil((window + 1) * 60 - now))
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers (the /health probe)."""

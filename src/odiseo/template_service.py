@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import logging
 from datetime import datetime
 from typing import Any
 
-from odiseo.domain.models import StoredTemplate
+from odiseo.domain.models import FileTemplate, StoredTemplate
 from odiseo.errors import NotFound, UnknownTemplate
 from odiseo.render_process import ProcessRenderer
 from odiseo.rendering import Rendered
 from odiseo.storage.contract import Templates
 
 log = logging.getLogger(__name__)
-
-FILES_LISTED = 500  # file templates the dashboard lists at most
 
 
 class TemplateService:
@@ -54,15 +53,23 @@ class TemplateService:
         log.info("template %s saved as version %d", template_id, saved.version)
         return saved
 
-    async def get(self, template_id: str, version: int | None = None) -> StoredTemplate:
+    async def get(
+        self, template_id: str, version: int | None = None
+    ) -> StoredTemplate | FileTemplate:
+        """The stored template (or one of its versions), else the file template of that id."""
         found = await self.templates.get(template_id, version)
-        if found is None:
-            which = f" version {version}" if version is not None else ""
-            raise NotFound(f"no stored template {template_id!r}{which}")
-        return found
+        if found is not None:
+            return (await _described(self.renderer, [found], files=False))[0]
+        if version is None:
+            for template in await _described(self.renderer, [], files=True):
+                if template.id == template_id:
+                    return template
+        which = f" version {version}" if version is not None else ""
+        raise NotFound(f"no template {template_id!r}{which}")
 
-    async def list(self) -> list[StoredTemplate]:
-        return await self.templates.list()
+    async def list(self) -> list[StoredTemplate | FileTemplate]:
+        """Stored templates, then the file templates no stored one hides, each by id."""
+        return await _described(self.renderer, await self.templates.list(), files=True)
 
     async def delete(self, template_id: str) -> None:
         if not await self.templates.delete(template_id):
@@ -92,7 +99,9 @@ class TemplateService:
 
     async def versions(self, template_id: str, *, last: int = 20) -> builtins.list[StoredTemplate]:
         """The newest `last` versions of a stored template, newest first; raises NotFound."""
-        current = await self.get(template_id)
+        current = await self.templates.get(template_id)
+        if current is None:
+            raise NotFound(f"no stored template {template_id!r}")
         older = [
             await self.templates.get(template_id, version)
             for version in range(current.version - 1, max(0, current.version - last), -1)
@@ -118,12 +127,28 @@ class TemplateService:
             derive_text=True,
         )
 
-    def files(self) -> builtins.list[str]:
-        """The ids of the file templates in TEMPLATES_DIR: each `<id>.html` there."""
-        directory = self.renderer.templates_dir
-        if directory is None or not directory.is_dir():
-            return []
-        found = sorted(
-            str(path.relative_to(directory).with_suffix("")) for path in directory.rglob("*.html")
-        )
-        return found[:FILES_LISTED]
+
+async def _described(
+    renderer: ProcessRenderer, stored: list[StoredTemplate], *, files: bool
+) -> list[StoredTemplate | FileTemplate]:
+    """Stored templates with their variables, and (with `files`) the file templates no
+    stored one hides; by id. Parsed in a render process, as renders are."""
+    sources = [(t.subject, t.html, t.text) for t in stored]
+    variables, on_disk = await renderer.describe(sources, files=files)
+    found: list[StoredTemplate | FileTemplate] = [
+        dataclasses.replace(t, variables=tuple(needed), optional_variables=tuple(optional))
+        for t, (needed, optional) in zip(stored, variables, strict=True)
+    ]
+    taken = {t.id for t in stored}
+    for f in on_disk:
+        if f["id"] not in taken:
+            found.append(
+                FileTemplate(
+                    **{
+                        **f,
+                        "variables": tuple(f["variables"]),
+                        "optional_variables": tuple(f["optional_variables"]),
+                    }
+                )
+            )
+    return sorted(found, key=lambda t: t.id)

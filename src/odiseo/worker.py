@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from odiseo.domain.bounces import relay_message_id
+from odiseo.domain.limits import Grant, RateLimit
 from odiseo.domain.models import AttemptResult, FailureKind, Outcome, QueuedEmail
 from odiseo.domain.operations import WorkerSeen
 from odiseo.domain.retry import next_attempt_at
@@ -72,6 +73,8 @@ class WorkerOptions:
     shutdown_seconds: float = 30.0
     concurrency: int = 1  # messages in flight at once (SMTP_POOL_SIZE)
     store_retry_seconds: float = 2.0  # how long to wait while the database is away
+    redact_after_send: bool = False  # REDACT_AFTER_SEND: drop a sent message's content
+    limits: tuple[RateLimit, ...] = ()  # SMTP_MAX_PER_*: shared by every worker
 
 
 class Worker:
@@ -278,6 +281,10 @@ class _Run:
         # Held by a sender from before its SMTP transaction until its result is committed.
         self.unsettled = asyncio.Semaphore(2 * self.lanes)
         self.open = 0  # messages taken by a sender whose result is not yet committed
+        # SMTP_MAX_PER_*: until when each claimed message's token is good (the end of the
+        # window it was taken in); a message not begun by then takes a fresh one.
+        self.token_until: dict[int, datetime] = {}
+        self._now = worker.clock()  # when the last tokens were asked for
         self.room = asyncio.Event()  # the inbox is half empty (or a stop came)
         self.recorded = asyncio.Event()  # results were committed (or a stop came)
         self.unbegun: list[QueuedEmail] = []  # claimed, never attempted: handed back
@@ -332,7 +339,9 @@ class _Run:
         batch = self.options.batch_size
         while not self.worker.stopping:
             room = batch - self.inbox.qsize()
-            if room < (batch + 1) // 2:  # more than half full: wait for the senders
+            # Under sending limits, no claim-ahead: tokens are taken for what is sent now.
+            limited = bool(self.options.limits) and not self.inbox.empty()
+            if limited or room < (batch + 1) // 2:  # wait for the senders
                 self.room.clear()
                 await self.room.wait()
                 continue
@@ -352,16 +361,40 @@ class _Run:
                     await asyncio.wait_for(self.recorded.wait(), self.options.poll_interval)
 
     async def claim(self, limit: int) -> list[QueuedEmail] | None:
+        """Up to `limit` due messages, within the sending limits; None if the database
+        is away. Waits (or returns [] to a stop) while a limit's window is used up."""
         try:
-            return await self.worker.store.claim_due(
-                limit=limit,
+            grant = await self._tokens(limit)
+            if grant is None:
+                return []
+            claimed = await self.worker.store.claim_due(
+                limit=grant.count if self.options.limits else limit,
                 worker=self.worker.name,
                 lease_seconds=self.options.lease_seconds,
                 now=self.worker.clock(),
             )
+            if self.options.limits:
+                await self.worker.store.limits.give_back(grant, grant.count - len(claimed))
+                good_until = min(limit.next_window(self._now) for limit in self.options.limits)
+                self.token_until.update((m.id, good_until) for m in claimed)
+            return claimed
         except StoreUnavailable as exc:
             log.warning("cannot claim: %s; retrying", exc)
             return None
+
+    async def _tokens(self, want: int) -> Grant | None:
+        """Tokens for a batch of `want` from every limit (all of them when there are no
+        limits); None when stopping while waiting for a window."""
+        if not self.options.limits:
+            return Grant(count=want)
+        while not self.worker.stopping:
+            now = self._now = self.worker.clock()
+            grant = await self.worker.store.limits.take(self.options.limits, want=want, now=now)
+            if grant.count:
+                return grant
+            wait = (grant.retry_at - now).total_seconds() if grant.retry_at else 1.0
+            await self._pause(max(0.01, wait))
+        return None
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -409,6 +442,11 @@ class _Run:
                 return
             self.preparing.release()
             message, prepared = item
+            if not await self._token_for(message):  # stopping while waiting for a window
+                _discard(prepared)
+                self.unbegun.append(message)
+                self.unsettled.release()
+                return
             self.open += 1
             result = await self._attempt(message, prepared)
             if result is None:  # cut short by a stop: handed back with the unbegun ones
@@ -417,6 +455,24 @@ class _Run:
                 self.unsettled.release()
                 return
             self.results.put_nowait(result)  # its slot is released once it is committed
+
+    async def _token_for(self, message: QueuedEmail) -> bool:
+        """Under sending limits, a message whose window has passed since its claim takes a
+        fresh token before it is begun, so no window starts more than its count."""
+        if not self.options.limits:
+            return True
+        until = self.token_until.pop(message.id, None)
+        while until is None or self.worker.clock() >= until:
+            try:
+                grant = await self._tokens(1)
+            except StoreUnavailable as exc:
+                log.warning("cannot take a sending token: %s; retrying", exc)
+                await self._pause(self.options.store_retry_seconds)
+                continue
+            if grant is None:
+                return False
+            until = min(limit.next_window(self._now) for limit in self.options.limits)
+        return True
 
     async def _attempt(
         self, message: QueuedEmail, prepared: asyncio.Future[bytes]
@@ -469,7 +525,10 @@ class _Run:
         while True:
             try:
                 await self.worker.store.record_results(
-                    results, worker=self.worker.name, now=self.worker.clock()
+                    results,
+                    worker=self.worker.name,
+                    now=self.worker.clock(),
+                    redact=self.options.redact_after_send,
                 )
                 return
             except StoreUnavailable as exc:

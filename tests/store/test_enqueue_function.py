@@ -234,6 +234,8 @@ REFUSED = [
     ({**EMAIL, "to": ["a@b@example.com"]}, "OD422", "to.0: value is not a valid email address"),
     ({**EMAIL, "cc": ["a b@example.com"]}, "OD422", "cc.0: value is not a valid email address"),
     ({**EMAIL, "to": ["a@exämple.com"]}, "OD422", "to.0: an international domain"),
+    ({**EMAIL, "to": ["ä@example.com"]}, "OD422", "to.0: value is not a valid email address"),
+    ({**EMAIL, "bcc": ["=?utf-8?q?x?=@example.com"]}, "OD422", "bcc.0: value is not a valid"),
     ({**EMAIL, "subject": "a\r\nBcc: x@evil.example"}, "OD422", "subject: must not contain"),
     ({**EMAIL, "subject": "  "}, "OD422", "subject: required"),
     ({"to": ["a@example.com"], "subject": "s"}, "OD422", "body: required"),

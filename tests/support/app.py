@@ -63,6 +63,11 @@ TEMPLATES = {
 }
 
 
+def stored_templates(listed: list[dict[str, Any]]) -> list[str]:
+    """The ids of the stored templates in a GET /templates answer (files are listed too)."""
+    return [t["id"] for t in listed if t["source"] == "stored"]
+
+
 def write_templates(directory: Path) -> Path:
     """`directory` (made if needed) holding the file templates of TEMPLATES."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -225,10 +230,15 @@ def settings(make_settings: SettingsFactory, settings_overrides: dict[str, Any])
 
 @contextlib.asynccontextmanager
 async def running_app(
-    settings: Settings, *, raise_app_exceptions: bool = True, with_worker: bool = False
+    settings: Settings,
+    *,
+    raise_app_exceptions: bool = True,
+    with_worker: bool = False,
+    with_smtp: bool = False,
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """The app built from `settings` with its lifespan entered, and a client on it."""
-    app = create_app(settings, with_worker=with_worker)
+    """The app built from `settings` with its lifespan entered (its SMTP listeners too,
+    `with_smtp`), and a client on it."""
+    app = create_app(settings, with_worker=with_worker, with_smtp=with_smtp)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:

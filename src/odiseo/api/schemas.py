@@ -4,7 +4,7 @@ odiseo/requests.py: odiseo.transactional validates with it too)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -103,16 +103,26 @@ class BatchOut(BaseModel):
 
 
 class TemplateOut(BaseModel):
+    """A stored template (versioned, editable through the API) or a file template
+    (TEMPLATES_DIR or shipped with Odiseo: no version, no dates)."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: str
-    version: int
+    source: Literal["stored", "file"] = "stored"
+    version: int | None = None
     subject: str | None
     html: str
     text: str | None
-    sample_variables: dict[str, Any] | None
-    created_at: datetime
-    updated_at: datetime
+    variables: list[str] | None = Field(
+        default=None, description="the template_vars a send must give"
+    )
+    optional_variables: list[str] | None = Field(
+        default=None, description="template_vars it uses when given (`default`, `is defined`)"
+    )
+    sample_variables: dict[str, Any] | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
 
 
 class RenderIn(RequestModel):

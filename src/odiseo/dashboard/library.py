@@ -36,13 +36,13 @@ def _templates(request: Request) -> TemplateService:
 
 @router.get("/templates")
 async def templates_page(request: Request, viewer: ViewerDep) -> Response:
-    service = _templates(request)
+    found = await _templates(request).list()
     return page(
         request,
         "templates.html",
         section="templates",
-        stored=await service.list(),
-        files=service.files(),
+        stored=[t for t in found if isinstance(t, StoredTemplate)],
+        files=[t.id for t in found if not isinstance(t, StoredTemplate)],
     )
 
 

@@ -28,7 +28,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Protocol
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -36,6 +36,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from odiseo.dashboard.web import PREFIX, page, read_form
 from odiseo.domain.operations import UiSession
+from odiseo.keys import ApiKey, KeyRing, Scope
 from odiseo.operations import OperationsService
 
 log = logging.getLogger(__name__)
@@ -44,22 +45,8 @@ COOKIE = "odiseo_session"
 SIGN_IN_COOKIE = "odiseo_sign_in"  # binds the sign-in form's CSRF token to this browser
 SIGN_IN_TRIES_PER_MINUTE = 20  # per client address, shared by the API processes
 AUDIT_ACTOR = "audit_actor"  # request.state's mark read by the audit log (api/audit.py)
-READ, ADMIN = "read", "admin"  # the API key scopes (api/auth.Scope) the dashboard asks for
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-
-
-class _Key(Protocol):
-    """What the dashboard reads of an API key (api/auth.ApiKey)."""
-
-    @property
-    def scopes(self) -> frozenset[Any]: ...
-
-    @property
-    def label(self) -> str: ...
-
-    @property
-    def scope_id(self) -> str: ...
 
 
 class SignInNeeded(Exception):
@@ -102,8 +89,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _keys(request: Request) -> list[_Key]:
-    return list(request.app.state.keys.keys)
+def _ring(request: Request) -> KeyRing:
+    ring: KeyRing = request.app.state.keys
+    return ring
+
+
+def _keys(request: Request) -> list[ApiKey]:
+    return _ring(request).keys
 
 
 async def viewer(request: Request) -> Viewer:
@@ -119,9 +111,9 @@ async def viewer(request: Request) -> Viewer:
         found = Viewer(session=session, token=token, label="no keys", can_act=True, keyless=True)
     else:
         key = next((k for k in keys if hmac.compare_digest(k.scope_id, session.key_id)), None)
-        if key is None or not {READ, ADMIN} & set(key.scopes):
+        if key is None or not {Scope.READ, Scope.ADMIN} & key.scopes:
             raise SignInNeeded(request.url.path)
-        can_act = ADMIN in key.scopes
+        can_act = Scope.ADMIN in key.scopes
         found = Viewer(
             session=session, token=token, label=key.label, can_act=can_act, keyless=False
         )
@@ -178,7 +170,7 @@ def _next_page(value: str | None) -> str:
     return PREFIX + "/"
 
 
-async def _open(request: Request, *, key: _Key | None, goto: str) -> Response:
+async def _open(request: Request, *, key: ApiKey | None, goto: str) -> Response:
     hours: float = request.app.state.settings.ui_session_hours
     token, _ = await _operations(request).open_session(
         key_id=key.scope_id if key else None, lasting=timedelta(hours=hours), now=_now()
@@ -225,8 +217,8 @@ async def sign_in(request: Request) -> Response:
         )
     if not _keys(request):
         return await _open(request, key=None, goto=form.get("next", ""))
-    key = request.app.state.keys.find(form.get("key", "").strip())
-    if key is None or not {READ, ADMIN} & set(key.scopes):
+    key = _ring(request).find(form.get("key", "").strip())
+    if key is None or not {Scope.READ, Scope.ADMIN} & key.scopes:
         why = "Wrong API key." if key is None else "This key has neither read nor admin scope."
         log.info("dashboard sign-in refused: %s", why)
         return _sign_in_form(request, goto=form.get("next"), error=why, status_code=401)

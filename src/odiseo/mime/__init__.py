@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from odiseo.mime.addresses import ascii_address, is_special_use
 from odiseo.mime.headers import (
+    ADDR_SPEC,
     CONTENT_ID,
     MEDIA_TYPE,
     check_address,
@@ -15,6 +16,7 @@ from odiseo.mime.message import RESERVED_HEADERS, build_message, check_email, ch
 from odiseo.mime.text import html_to_text
 
 __all__ = [
+    "ADDR_SPEC",
     "CONTENT_ID",
     "MEDIA_TYPE",
     "RESERVED_HEADERS",

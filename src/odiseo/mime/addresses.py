@@ -41,3 +41,17 @@ def ascii_address(address: str) -> str:
         return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
     except idna.IDNAError as exc:
         raise ValueError(f"invalid international domain: {exc}") from None
+
+
+def envelope_address(address: str) -> str:
+    """An SMTP envelope address as Odiseo sends to it: validated as email-validator does
+    (no DNS), its domain in xn-- form, and writable (an ASCII addr-spec).
+
+    Raises:
+        ValueError: it is not one, with why.
+    """
+    try:
+        valid = email_validator.validate_email(address, check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+    return ascii_address(valid.normalized)

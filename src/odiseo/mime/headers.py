@@ -60,7 +60,7 @@ _DOT_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]
 # A Content-ID without its brackets: dot-atom-text, optionally "@" dot-atom-text.
 CONTENT_ID = re.compile(f"{_DOT_ATOM}(?:@{_DOT_ATOM})?")
 # What email-validator and ascii_address leave of an address: an ASCII dot-atom addr-spec.
-_ADDR_SPEC = re.compile(f"{_DOT_ATOM}@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+ADDR_SPEC = re.compile(f"{_DOT_ATOM}@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 
 def value_problem(value: str) -> str | None:
@@ -100,7 +100,7 @@ def display_name(name: str) -> str:
 def check_address(field: str, address: str) -> None:
     """Raise InvalidEmail unless `address` is an ASCII addr-spec that needs no quoting and
     that no reader could take for an encoded-word (`=?…?=`), which some decode."""
-    if len(address) > 254 or not _ADDR_SPEC.fullmatch(address) or "=?" in address:
+    if len(address) > 254 or not ADDR_SPEC.fullmatch(address) or "=?" in address:
         raise InvalidEmail(f"{field}: {address!r} is not an address Odiseo can write")
 
 

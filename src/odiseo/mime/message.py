@@ -69,9 +69,15 @@ def build_message(email: OutgoingEmail, *, date: datetime) -> bytes:
     multipart/alternative (text, HTML); the HTML wrapped in multipart/related with
     its inline images; everything in multipart/mixed when files are attached.
 
+    A message submitted over SMTP (`email.raw`) is its own bytes, as the application
+    wrote them: the submission listener added what it lacked (Message-ID, Date) and
+    took Bcc out before storing it.
+
     Raises:
         InvalidEmail: a value that cannot be written (which the API refuses earlier).
     """
+    if email.raw is not None:
+        return email.raw
     seed = email.message_id.replace("-", "")
     text = email.text if email.text is not None else html_to_text(email.html or "")
     body = _text_part(text, "plain")

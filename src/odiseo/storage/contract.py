@@ -14,10 +14,13 @@ from typing import Any, Protocol
 
 from odiseo.domain.bounces import Returned
 from odiseo.domain.events import EventType
+from odiseo.domain.limits import Grant, RateLimit
 from odiseo.domain.models import (
     AttemptResult,
+    AuditEntry,
     EmailFilter,
     EnqueueSettings,
+    Erased,
     EventFilter,
     NewEmail,
     PublishedEvent,
@@ -181,6 +184,32 @@ class Operations(Protocol):
     async def failures(self, *, since: datetime, limit: int) -> list[RecentFailure]: ...
 
 
+class Retention(Protocol):
+    """Purging, erasure and the audit log (storage/retention.py)."""
+
+    async def purge(self, *, before: datetime, limit: int) -> int: ...
+
+    async def purgeable(self, *, before: datetime) -> int: ...
+
+    async def erase(self, address: str) -> Erased: ...
+
+    async def audit(
+        self, *, at: datetime, actor: str, action: str, target: str, status_code: int
+    ) -> None: ...
+
+    async def audit_entries(
+        self, *, limit: int, before: int | None
+    ) -> tuple[list[AuditEntry], int | None]: ...
+
+
+class Limits(Protocol):
+    """Sending limits shared by every worker (storage/limits.py)."""
+
+    async def take(self, limits: Sequence[RateLimit], *, want: int, now: datetime) -> Grant: ...
+
+    async def give_back(self, grant: Grant, count: int) -> None: ...
+
+
 class Store(Protocol):
     """The durable queue."""
 
@@ -189,6 +218,12 @@ class Store(Protocol):
 
     @property
     def outcomes(self) -> Outcomes: ...
+
+    @property
+    def retention(self) -> Retention: ...
+
+    @property
+    def limits(self) -> Limits: ...
 
     @property
     def webhooks(self) -> Webhooks: ...
@@ -222,10 +257,16 @@ class Store(Protocol):
         """Renew the lease of every message `worker` holds; how many it holds."""
 
     async def record_results(
-        self, results: Sequence[AttemptResult], *, worker: str, now: datetime
+        self,
+        results: Sequence[AttemptResult],
+        *,
+        worker: str,
+        now: datetime,
+        redact: bool = False,
     ) -> int:
         """Record finished attempts in one transaction, each outcome logged once however
-        often this is retried; how many rows `worker` still held."""
+        often this is retried; how many rows `worker` still held. With `redact`
+        (REDACT_AFTER_SEND), a sent message's bodies and attachments are dropped."""
 
     async def release(self, ids: Sequence[int], *, worker: str, now: datetime) -> int:
         """Hand back claimed messages that were never attempted."""

@@ -20,7 +20,7 @@ from importlib.resources import files
 from sqlalchemy.engine import Connection
 
 from odiseo.domain.models import Status
-from odiseo.mime import MEDIA_TYPE, RESERVED_HEADERS
+from odiseo.mime import ADDR_SPEC, MEDIA_TYPE, RESERVED_HEADERS
 from odiseo.storage.tables import INSERT_COLUMNS
 
 # The SQLSTATE of each refusal: stable, documented in the README, mapped back to
@@ -84,6 +84,7 @@ ROW_VALUES = {
     "template_version": "NULL",
     "expires_at": "expires_at_",
     "attachment_count": "n_files",
+    "raw_message": "NULL",  # only SMTP submission stores a message as sent
     "tags": "enqueue_json(tags_)",
     "meta": "enqueue_json(metadata_)",
     "created_at": "now_",
@@ -117,18 +118,20 @@ def _literals(values: object) -> str:
     return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)  # type: ignore[attr-defined]
 
 
-def statements(schema: str, *, channel: str) -> list[str]:
+def statements(schema: str, *, channel: str, wake: bool = True) -> list[str]:
     """The CREATE OR REPLACE statements of the function and its helpers in `schema`,
-    then the REVOKEs that leave EXECUTE to their owner alone; NOTIFY on `channel`."""
+    then the REVOKEs that leave EXECUTE to their owner alone; NOTIFY on `channel`
+    (`wake` False leaves it out: bench/transactional.py's comparison)."""
     values = {
         "schema": _quoted(schema),
         "fields": _literals(FIELDS),
         "reserved_headers": _literals(sorted(RESERVED_HEADERS)),
         "reserved_prefixes": "|".join(re.escape(p) for p in RESERVED_PREFIXES),
         "media_type": MEDIA_TYPE.pattern,
+        "addr_spec": _literals([f"^(?:{ADDR_SPEC.pattern})$"]),
         "insert_columns": ", ".join(INSERT_COLUMNS),
         "insert_values": ", ".join(ROW_VALUES[c] for c in INSERT_COLUMNS),
-        "wake": _wake(channel),
+        "wake": _wake(channel) if wake else "-- no NOTIFY: workers find it at their next poll",
         "template_refused": _literals([TEMPLATE_REFUSED]),
         "unsubscribe_refused": _literals([UNSUBSCRIBE_REFUSED]),
         **{name: str(value) for name, value in LIMITS.items()},

@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 from pydantic_core import to_json
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, text
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, LargeBinary, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -33,7 +33,7 @@ from odiseo.errors import StoreUnavailable
 from odiseo.storage import enqueue_function, sql
 from odiseo.storage.contract import Enqueued
 from odiseo.storage.database import PostgresDatabase, Tx, command_count
-from odiseo.storage.failures import is_unavailable, translate_errors
+from odiseo.storage.failures import is_unavailable, store_error, translate_errors
 from odiseo.storage.migrate import upgrade
 from odiseo.storage.rows import (
     attachments_by_email,
@@ -70,6 +70,8 @@ def _array_type(column: Any) -> str:
         return "int8"
     if isinstance(kind, Integer):
         return "int4"
+    if isinstance(kind, LargeBinary):
+        return "bytea"
     return "text"
 
 
@@ -86,6 +88,7 @@ Q = sql.load(
     claimable=CLAIMABLE_SQL,
     outcome_kinds=OUTCOME_KINDS_SQL,
     processing=Status.PROCESSING.value,
+    sent=Status.SENT.value,
     suppressed_type=EventType.EMAIL_SUPPRESSED.value,
     lease_lost="'" + lease_lost("' || old_worker || '") + "'",
     released_retry=released(1).value,
@@ -116,6 +119,8 @@ class PostgresStore(SharedVerbs):
         self._listener: asyncpg.Connection | None = None
         self._woken = asyncio.Event()
         self._waking: asyncio.Future[None] | None = None
+        self._notifier: asyncpg.Connection | None = None  # sends _wake_soon's NOTIFYs
+        self._notifying = asyncio.Lock()
         super().__init__(PostgresDatabase(self.connection), wake=self._wake)
 
     def __repr__(self) -> str:
@@ -136,7 +141,7 @@ class PostgresStore(SharedVerbs):
             yield conn
         except Exception as exc:
             if not isinstance(exc, StoreUnavailable) and is_unavailable(exc):
-                raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+                raise store_error(exc) from exc
             raise
         finally:
             with translate_errors():
@@ -189,10 +194,11 @@ class PostgresStore(SharedVerbs):
         if self._waking is not None:  # let the last inserts wake the workers
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._waking, 2)
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._listener.close(), 2)
-            self._listener = None
+        for conn in (self._listener, self._notifier):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), 2)
+        self._listener = self._notifier = None
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
@@ -214,6 +220,12 @@ class PostgresStore(SharedVerbs):
         insert committed meanwhile (a NOTIFY inside each insert made PostgreSQL
         serialise their commits on a global lock). If this process dies before
         sending it, workers find the rows at their next poll.
+
+        It goes over a connection of its own, never one of the pool's: while other
+        sessions' notifying transactions commit (the SQL function enqueue() notifies
+        in its caller's transaction), this NOTIFY waits for that lock, and the
+        inserts must not wait for a pooled connection meanwhile (bench/README.md,
+        transactional enqueue).
         """
         if self._waking is None or self._waking.done():
             self._waking = asyncio.ensure_future(self._wake_soon())
@@ -221,11 +233,21 @@ class PostgresStore(SharedVerbs):
     async def _wake_soon(self) -> None:
         await asyncio.sleep(WAKE_DELAY_SECONDS)
         self._waking = None  # inserts committed from here on schedule the next one
-        try:
-            async with self.connection() as conn:
-                await conn.execute(Q["notify"], self.channel)
-        except Exception as exc:  # the next poll finds the rows
-            log.debug("cannot notify workers: %s", type(exc).__name__)
+        async with self._notifying:  # one NOTIFY at a time on the one connection
+            try:
+                if self._notifier is None or self._notifier.is_closed():
+                    self._notifier = await asyncpg.connect(
+                        self.dsn,
+                        timeout=CONNECT_TIMEOUT_SECONDS,
+                        command_timeout=STATEMENT_TIMEOUT_SECONDS,
+                        server_settings=self.session,
+                    )
+                await self._notifier.execute(Q["notify"], self.channel)
+            except Exception as exc:  # the next poll finds the rows
+                log.debug("cannot notify workers: %s", type(exc).__name__)
+                notifier, self._notifier = self._notifier, None
+                if notifier is not None:
+                    notifier.terminate()
 
     async def wait_for_work(self, timeout: float) -> None:
         await self._ensure_listening()
@@ -287,12 +309,18 @@ class PostgresStore(SharedVerbs):
             return command_count(await conn.execute(Q["heartbeat"], until, worker))
 
     async def record_results(
-        self, results: Sequence[AttemptResult], *, worker: str, now: datetime
+        self,
+        results: Sequence[AttemptResult],
+        *,
+        worker: str,
+        now: datetime,
+        redact: bool = False,
     ) -> int:
         if not results:
             return 0
         async with self.connection() as conn:
-            held: int = await conn.fetchval(Q["record"], *_record_args(results, worker, now))
+            arguments = _record_args(results, worker, now)
+            held: int = await conn.fetchval(Q["record"], *arguments, redact)
         return held
 
     async def release(self, ids: Sequence[int], *, worker: str, now: datetime) -> int:

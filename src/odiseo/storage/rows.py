@@ -51,6 +51,7 @@ def to_row(item: NewEmail, *, now: datetime) -> dict[str, Any]:
         "template_version": item.template_version,
         "expires_at": item.expires_at,
         "attachment_count": len(email.attachments),
+        "raw_message": email.raw,
         "tags": list(item.tags),
         "meta": item.metadata,
         "created_at": now,
@@ -116,6 +117,7 @@ def from_row(
         headers=tuple((name, value) for name, value in row["headers"]),
         list_unsubscribe=row["list_unsubscribe"],
         attachments=attachments,
+        raw=_bytes(row["raw_message"]),
     )
     return QueuedEmail(
         id=row["id"],
@@ -140,6 +142,11 @@ def from_row(
         suppressed=tuple(a for a in email.recipients if barred and normalise_address(a) in barred),
         events=events,
     )
+
+
+def _bytes(value: Any) -> bytes | None:
+    """A binary column as bytes (asyncpg gives bytes, SQLite may give a memoryview)."""
+    return None if value is None else bytes(value)
 
 
 def attachments_by_email(rows: Sequence[Mapping[Any, Any]]) -> dict[int, tuple[Attachment, ...]]:
@@ -287,7 +294,7 @@ def suppression_rows(results: Sequence[AttemptResult]) -> list[dict[str, Any]]:
     rows = []
     for r in results:
         for refusal in r.refused:
-            if bad_address(refusal.code, refusal.response):
+            if refusal.suppress and bad_address(refusal.code, refusal.response):
                 rows.append(
                     {
                         "email_id": r.email_id,

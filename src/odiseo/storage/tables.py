@@ -100,12 +100,14 @@ emails = Table(
     Column("template_version", Integer, nullable=True),
     Column("expires_at", UTCDateTime, nullable=True),
     Column("attachment_count", Integer, nullable=False, server_default=text("0")),
+    Column("raw_message", LargeBinary, nullable=True),  # as submitted over SMTP, sent as is
     Column("tags", JSON, nullable=False),
     Column("meta", JSON, nullable=False),
     Column("last_error", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime, nullable=True),
+    Column("redacted_at", UTCDateTime, nullable=True),  # bodies and files dropped then
     # The id the relay gave the message in its reply to DATA (hosted relays' bounce
     # webhooks name it), recorded with the email.sent outcome.
     Column("relay_message_id", String(255), nullable=True),
@@ -140,7 +142,7 @@ emails = Table(
 # The columns an enqueue writes (rows.to_row gives exactly these; a test holds them
 # together): all but those the claim and the record fill in later.
 WRITTEN_LATER = frozenset(
-    {"id", "locked_until", "locked_by", "last_error", "sent_at", "relay_message_id"}
+    {"id", "locked_until", "locked_by", "last_error", "sent_at", "relay_message_id", "redacted_at"}
 )
 INSERT_COLUMNS = tuple(c.name for c in emails.c if c.name not in WRITTEN_LATER)
 
@@ -225,6 +227,18 @@ status_counts = Table(
     Column("n", BigInteger, nullable=False),
 )
 
+# Every change an admin key made through the API: who (the key's label), what, when.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(255), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("status_code", Integer, nullable=False),
+)
+
 # What the SQL function enqueue() (storage/enqueue_function.py) needs of the service's
 # settings, written by `odiseo migrate` and at every start (one row, id 1), so that the
 # database and the service apply the same sender and size rules.
@@ -239,6 +253,16 @@ enqueue_settings = Table(
     Column("max_message_bytes", BigInteger, nullable=False),  # MAX_MESSAGE_BYTES
     Column("max_retries", Integer, nullable=False),  # EMAIL_RETRY_MAX_ATTEMPTS
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Sending limits shared by every worker (storage/limits.py): per limit, the current
+# window's start (epoch seconds) and how many messages it has taken.
+send_usage = Table(
+    "send_usage",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("window_start", BigInteger, nullable=False),
+    Column("used", Integer, nullable=False),
 )
 
 # Requests per API key per minute, shared by every API process (RATE_LIMIT_PER_MINUTE).

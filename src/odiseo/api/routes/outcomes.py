@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
-from pydantic import TypeAdapter, ValidationError
+from pydantic import AfterValidator, TypeAdapter, ValidationError
 
 from odiseo.api.auth import AdminKey, ReadKey
 from odiseo.api.body import parse_json
@@ -37,15 +37,25 @@ async def _outcomes(request: Request) -> OutcomeService:
 
 
 OutcomesDep = Annotated[OutcomeService, Depends(_outcomes)]
-AddressPath = Annotated[str, Path(max_length=320, description="an email address")]
+
+
+def _no_nul(value: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL: refused here, before any statement (422).
+    if value is not None and "\0" in value:
+        raise ValueError("NUL characters are not allowed")
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
+AddressPath = Annotated[str, Path(max_length=320, description="an email address"), NoNul]
 
 
 @router.get("/events", response_model=EventPage, responses=ERRORS, dependencies=[ReadKey])
 async def list_events(
     outcomes: OutcomesDep,
     type_filter: Annotated[EventType | None, Query(alias="type")] = None,
-    message_id: Annotated[str | None, Query(max_length=64)] = None,
-    recipient: Annotated[str | None, Query(max_length=320)] = None,
+    message_id: Annotated[str | None, Query(max_length=64), NoNul] = None,
+    recipient: Annotated[str | None, Query(max_length=320), NoNul] = None,
     after: Annotated[datetime | None, Query(description="at or after this time")] = None,
     before: Annotated[datetime | None, Query(description="before this time")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -72,10 +82,12 @@ async def list_events(
 )
 async def list_suppressions(
     outcomes: OutcomesDep,
-    search: Annotated[str | None, Query(max_length=320, description="part of the address")] = None,
+    search: Annotated[
+        str | None, Query(max_length=320, description="part of the address"), NoNul
+    ] = None,
     reason: SuppressionReason | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=320)] = None,
+    cursor: Annotated[str | None, Query(max_length=320), NoNul] = None,
 ) -> SuppressionPage:
     """Suppressed addresses in address order; follow `next_cursor` for more."""
     page, after = await outcomes.suppressions(

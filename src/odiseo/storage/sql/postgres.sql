@@ -81,10 +81,18 @@ WITH result AS (
 ), updated AS (
     UPDATE emails AS e SET status = result.status, next_attempt_at = result.next_at,
         sent_at = result.sent_at, last_error = result.error, relay_message_id = result.relay_id,
-        locked_until = NULL, locked_by = NULL, updated_at = $7
+        locked_until = NULL, locked_by = NULL, updated_at = $7,
+        html = CASE WHEN $34 AND result.status = '{sent}' THEN NULL ELSE e.html END,
+        text = CASE WHEN $34 AND result.status = '{sent}' THEN NULL ELSE e.text END,
+        raw_message = CASE WHEN $34 AND result.status = '{sent}' THEN NULL ELSE e.raw_message END,
+        redacted_at = CASE WHEN $34 AND result.status = '{sent}' THEN $7 ELSE e.redacted_at END
     FROM result
     WHERE e.id = result.id AND e.id IN (SELECT id FROM locked)
-    RETURNING e.id
+    RETURNING e.id, e.status
+), unfiled AS (
+    -- REDACT_AFTER_SEND ($34): a sent message keeps its history, not its content.
+    DELETE FROM email_attachments
+    WHERE $34 AND email_id IN (SELECT id FROM updated WHERE status = '{sent}')
 ), logged AS (
     INSERT INTO email_events (email_id, at, kind, attempt, smtp_code, response, duration_ms,
                               worker, type, data, webhook_pending)

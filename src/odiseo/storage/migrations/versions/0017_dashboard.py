@@ -3,8 +3,8 @@ an index for its charts of recent typed events (email_events by type and time).
 
 No table is rebuilt: `emails` is untouched, so the status_counts triggers (0011) stay.
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-02
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
