@@ -81,6 +81,7 @@ SECTIONS = (
     "Webhooks",
     "SMTP submission",
     "Bounces",
+    "Dashboard",
     "Logging",
 )
 
@@ -553,6 +554,23 @@ class Settings(BaseSettings):
         section="Security",
         commands=PREPARING,
         ge=1024,
+    )
+
+    # Dashboard
+    ui_enabled: bool = setting(
+        True,
+        help="serve the web dashboard at /ui (signed in with an API key; open like the API "
+        "when there are no keys)",
+        section="Dashboard",
+        commands=API,
+    )
+    ui_session_hours: float = setting(
+        12.0,
+        help="a dashboard sign-in ends this many hours after it began (kept server-side)",
+        section="Dashboard",
+        commands=API,
+        gt=0,
+        le=24 * 30,
     )
 
     # Webhooks

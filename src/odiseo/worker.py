@@ -1,10 +1,11 @@
 """The delivery worker: claim -> build -> deliver -> record, with leases and a clean stop.
 
-Five kinds of task run while `Worker.run()` does, each owning its own state:
+Six kinds of task run while `Worker.run()` does, each owning its own state:
 
     claimer ─▶ inbox ─▶ preparer ─▶ ready ─▶ sender x SMTP_POOL_SIZE ─▶ results ─▶ recorder
               ≤ batch    build, sign   ≤ pool   one message at a time          group write
     heartbeat: renews the lease of every message this worker holds (one statement)
+    reporting: keeps this worker's row in `workers` (last beat, deliveries) for the dashboard
 
 - The claimer tops the inbox up whenever it is half empty, so the next messages are
   claimed while these are sent; idle, it sleeps until the store wakes it.
@@ -42,6 +43,7 @@ from datetime import UTC, datetime
 from odiseo.domain.bounces import relay_message_id
 from odiseo.domain.limits import Grant, RateLimit, domain_of
 from odiseo.domain.models import AttemptResult, FailureKind, Outcome, QueuedEmail
+from odiseo.domain.operations import WorkerSeen
 from odiseo.domain.retry import next_attempt_at
 from odiseo.domain.verp import ReturnPaths
 from odiseo.errors import DeliveryFailure, PermanentFailure, StoreUnavailable
@@ -294,6 +296,7 @@ class _Run:
         preparer = asyncio.create_task(self.preparer())
         recorder = asyncio.create_task(self.recorder())
         heartbeat = asyncio.create_task(self.heartbeat())
+        reporting = asyncio.create_task(self.reporting())
         watcher = asyncio.create_task(self.on_stop())
         try:
             await self.claimer()
@@ -305,7 +308,8 @@ class _Run:
             self.results.put_nowait(None)
             await recorder
             heartbeat.cancel()
-            await asyncio.gather(watcher, heartbeat, return_exceptions=True)
+            reporting.cancel()
+            await asyncio.gather(watcher, heartbeat, reporting, return_exceptions=True)
 
     def _left(self) -> list[QueuedEmail]:
         """What was claimed and never begun, from the inbox and the prepared ones."""
@@ -588,6 +592,29 @@ class _Run:
                 log.warning("cannot renew leases: %s", exc)
             except Exception:  # the next beat tries again
                 log.exception("renewing leases failed")
+
+    async def reporting(self) -> None:
+        """Say this worker is alive as often as the heartbeat beats, in a task of its own
+        so that the write never delays a lease renewal (the dashboard lists workers)."""
+        interval = max(self.options.lease_seconds / 3, 0.5)
+        started = self.worker.clock()
+        while True:
+            await self.report_alive(started)
+            await asyncio.sleep(interval)
+
+    async def report_alive(self, started: datetime) -> None:
+        seen = WorkerSeen(
+            name=self.worker.name,
+            started_at=started,
+            last_seen=self.worker.clock(),
+            delivered=self.worker.delivered,
+        )
+        try:
+            await self.worker.store.operations.worker_seen(seen)
+        except StoreUnavailable as exc:
+            log.warning("cannot report this worker alive: %s", exc)
+        except Exception:  # the next beat tries again
+            log.exception("reporting this worker alive failed")
 
     async def release(self, messages: list[QueuedEmail]) -> None:
         """Hand back messages claimed but never begun."""

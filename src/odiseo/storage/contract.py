@@ -30,6 +30,7 @@ from odiseo.domain.models import (
     Suppression,
     SuppressionReason,
 )
+from odiseo.domain.operations import ActivityCount, RecentFailure, UiSession, WorkerSeen
 from odiseo.domain.webhooks import Attempt, Claimed, Delivery, Endpoint, Verdict
 
 
@@ -162,6 +163,27 @@ class Outcomes(Protocol):
     ) -> int: ...
 
 
+class Operations(Protocol):
+    """The dashboard's sign-ins, the workers' heartbeats, recent activity
+    (storage/operations.py)."""
+
+    async def open_session(self, session: UiSession, *, now: datetime) -> None: ...
+
+    async def session(self, session_id: str, *, now: datetime) -> UiSession | None: ...
+
+    async def close_session(self, session_id: str) -> None: ...
+
+    async def worker_seen(self, worker: WorkerSeen) -> None: ...
+
+    async def workers(self) -> list[WorkerSeen]: ...
+
+    async def activity(
+        self, types: Sequence[EventType], *, since: datetime, span_seconds: int
+    ) -> list[ActivityCount]: ...
+
+    async def failures(self, *, since: datetime, limit: int) -> list[RecentFailure]: ...
+
+
 class Retention(Protocol):
     """Purging, erasure and the audit log (storage/retention.py)."""
 
@@ -207,6 +229,9 @@ class Store(Protocol):
 
     @property
     def webhooks(self) -> Webhooks: ...
+
+    @property
+    def operations(self) -> Operations: ...
 
     # -- life ------------------------------------------------------------------------
     async def migrate(self) -> None:
