@@ -6,16 +6,19 @@ import argparse
 import asyncio
 import base64
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from odiseo import __version__
 from odiseo.config import COMMANDS as COMMAND_NAMES
-from odiseo.config import Settings, load_settings
+from odiseo.config import Settings, database_problem, load_settings
 from odiseo.config_docs import command_help
 from odiseo.domain.models import SuppressionReason
-from odiseo.errors import OdiseoError
+from odiseo.errors import OdiseoError, StoreUnavailable
+
+T = TypeVar("T")
 
 HELP = {
     "api": "serve the HTTP API",
@@ -26,6 +29,8 @@ HELP = {
     "send": "enqueue one email and print its message id",
     "status": "print the queue counts",
     "suppressions": "list, add or remove suppressed addresses",
+    "purge": "delete finished messages older than RETENTION_DAYS (or --days) now",
+    "erase": "delete everything stored about one email address",
 }
 
 
@@ -49,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
             _send_arguments(sub)
         if name == "suppressions":
             _suppression_arguments(sub)
+        if name == "purge":
+            sub.add_argument("--days", type=int, help="keep this many days (RETENTION_DAYS)")
+            sub.add_argument("--dry-run", action="store_true", help="only count what would go")
+        if name == "erase":
+            sub.add_argument("address")
     return parser
 
 
@@ -119,9 +129,14 @@ def _send_payload(args: argparse.Namespace) -> dict[str, object]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    settings: Settings | None = None
     try:
         settings = load_settings()
         return COMMANDS[args.command](settings, args)
+    except StoreUnavailable as exc:
+        url = settings.database_url if settings is not None else None
+        print(f"odiseo: {database_problem(url, exc)}", file=sys.stderr)
+        return 2
     except OdiseoError as exc:
         print(f"odiseo: {exc}", file=sys.stderr)
         return 2
@@ -164,7 +179,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from odiseo import serve
 
     serve.setup_logging(settings)
-    asyncio.run(serve.migrate_schema(settings))
+    asyncio.run(serve.prepare_store(settings, migrate=True))
     print("schema is up to date")
     return 0
 
@@ -255,6 +270,43 @@ def cmd_suppressions(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_purge(settings: Settings, args: argparse.Namespace) -> int:
+    days = args.days if args.days is not None else settings.retention_days
+    if days is None or days < 1:
+        raise OdiseoError("purge: give --days N (at least 1) or set RETENTION_DAYS")
+    dry_run = bool(args.dry_run)
+    count = _with_privacy(
+        settings, lambda p: p.purge(days=days, now=datetime.now(UTC), dry_run=dry_run)
+    )
+    verb = "would delete" if dry_run else "deleted"
+    print(f"{verb} {count} finished messages older than {days} days")
+    return 0
+
+
+def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
+    erased = _with_privacy(settings, lambda p: p.erase(args.address))
+    print(
+        f"erased {args.address.strip().lower()}: {erased.messages} messages, "
+        f"{erased.events} events, suppression {'removed' if erased.suppression else 'none'}"
+    )
+    return 0
+
+
+def _with_privacy(settings: Settings, act: Callable[[Any], Awaitable[T]]) -> T:
+    from odiseo.api.wiring import build_store
+    from odiseo.privacy import PrivacyService
+
+    async def run() -> T:
+        store = build_store(settings)
+        try:
+            await store.migrate()
+            return await act(PrivacyService(store))
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
 COMMANDS = {
     "api": cmd_api,
     "worker": cmd_worker,
@@ -264,4 +316,6 @@ COMMANDS = {
     "send": cmd_send,
     "status": cmd_status,
     "suppressions": cmd_suppressions,
+    "purge": cmd_purge,
+    "erase": cmd_erase,
 }

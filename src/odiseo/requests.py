@@ -40,7 +40,7 @@ from odiseo.mime import (
     check_header_name,
     value_problem,
 )
-from odiseo.rendering import TEMPLATE_ID
+from odiseo.rendering import TEMPLATE_ID_PATTERN
 from odiseo.service import DEFAULT_PRIORITY, MAX_SUBJECT_CHARS, EmailRequest
 
 MAX_RECIPIENTS = 50
@@ -276,7 +276,7 @@ class EmailIn(RequestModel):
     send_at: datetime | None = Field(default=None, description="not before this time (ISO 8601)")
     client_message_id: str | None = Field(default=None, min_length=1, max_length=255)
     template_id: str | None = Field(
-        default=None, pattern=TEMPLATE_ID.pattern, description="a stored or file template"
+        default=None, pattern=TEMPLATE_ID_PATTERN, description="a stored or file template"
     )
     template_vars: dict[str, Any] = Field(default_factory=dict)
     tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
@@ -348,6 +348,56 @@ class EmailIn(RequestModel):
             expires_at=self.expires_at,
             unsubscribe=self.unsubscribe,
         )
+
+
+# The API's other request bodies the dashboard's forms are validated with too.
+
+
+class RescheduleIn(RequestModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"send_at": "2030-01-01T09:00:00Z"}]}
+    )
+
+    send_at: datetime = Field(description="the new time; in the past means now")
+
+    @field_validator("send_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return utc(value)
+
+
+class TemplateIn(RequestModel):
+    """A stored template: Jinja2, HTML autoescaped, undefined variables are errors."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "subject": "Your order {{ number }}",
+                    "html": "<p>Hi {{ name }}, order {{ number }} is on its way.</p>",
+                    "text": None,
+                    "sample_variables": {"name": "Ana", "number": 1042},
+                }
+            ]
+        },
+    )
+
+    subject: HeaderText | None = Field(default=None, max_length=MAX_SUBJECT_CHARS)
+    html: str = Field(min_length=1, max_length=MAX_BODY_CHARS)
+    text: str | None = Field(default=None, max_length=MAX_BODY_CHARS)
+    sample_variables: dict[str, Any] | None = Field(
+        default=None,
+        description="values the save renders the template with: a render that fails, or goes"
+        " over a limit, refuses the save (422); kept with the version for previews",
+    )
+
+    @field_validator("sample_variables")
+    @classmethod
+    def _bounded_samples(cls, variables: dict[str, Any] | None) -> dict[str, Any] | None:
+        if variables is not None and len(to_json(variables)) > MAX_TEMPLATE_VARS_BYTES:
+            raise ValueError(f"must be at most {MAX_TEMPLATE_VARS_BYTES} bytes as JSON")
+        return variables
 
 
 def error_list(errors: Sequence[Any]) -> list[dict[str, Any]]:

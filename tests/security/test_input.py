@@ -16,7 +16,7 @@ import httpx
 
 from odiseo.api.app import create_app
 from tests.security.conftest import EMAIL, eventually, queue_counts
-from tests.support.app import ALL_KEY, ClientFactory, SettingsFactory, auth
+from tests.support.app import ALL_KEY, ClientFactory, SettingsFactory, auth, stored_templates
 
 KEY = auth(ALL_KEY)
 ZERO = {
@@ -193,7 +193,7 @@ async def test_a_stored_template_subject_cannot_hold_line_breaks(client: httpx.A
             "/templates/t", json={"subject": subject, "html": "x"}, headers=KEY
         )
         assert response.status_code == 422, response.text
-    assert (await client.get("/templates", headers=KEY)).json() == []
+    assert stored_templates((await client.get("/templates", headers=KEY)).json()) == []
 
 
 async def store_greeting(client: httpx.AsyncClient) -> None:
@@ -479,4 +479,13 @@ async def test_header_names_differing_only_in_case_are_refused(client: httpx.Asy
     body = {**EMAIL, "headers": {"X-T": "0", "x-t": "1"}}
     response = await client.post("/emails", json=body, headers=KEY)
     assert response.status_code == 422 and "x-t is given twice" in response.json()["detail"]
+    assert (await queue_counts(client)) == ZERO
+
+
+async def test_a_template_id_with_a_trailing_newline_is_refused(client: httpx.AsyncClient) -> None:
+    """The id pattern is anchored at the very end, in pydantic and in Python alike."""
+    body = {"to": ["user@example.com"], "template_id": "welcome\n"}
+    response = await client.post("/emails", json=body, headers=KEY)
+    assert response.status_code == 422 and "template_id" in response.json()["detail"]
+    assert (await client.get("/templates/welcome%0A", headers=KEY)).status_code in {404, 422}
     assert (await queue_counts(client)) == ZERO

@@ -23,6 +23,7 @@ from tests.support.app import (
     ClientFactory,
     SettingsFactory,
     auth,
+    stored_templates,
 )
 
 UNKNOWN = "00000000-0000-0000-0000-000000000000"
@@ -59,6 +60,8 @@ ROUTES: list[tuple[str, str, object, str]] = [
     ("GET", "/suppressions/nobody@example.com", None, "read"),
     ("PUT", "/suppressions/somebody@example.com", {"reason": "manual"}, "admin"),
     ("DELETE", "/suppressions/nobody@example.com", None, "admin"),
+    ("DELETE", "/recipients/nobody@example.com", None, "admin"),
+    ("GET", "/audit", None, "admin"),
 ]
 KEY_SCOPES = {
     SEND_KEY: {"send"},
@@ -147,7 +150,7 @@ async def test_nothing_was_stored_by_refused_requests(client: httpx.AsyncClient)
     status = await client.get("/queue/status", headers=auth(READ_KEY))
     assert status.json()["pending"] == 0, status.text
     templates = await client.get("/templates", headers=auth(READ_KEY))
-    assert templates.json() == [], templates.text
+    assert stored_templates(templates.json()) == [], templates.text
 
 
 async def test_combined_scopes(make_settings: SettingsFactory, start_client: ClientFactory) -> None:
@@ -292,3 +295,25 @@ async def test_keys_never_reach_the_logs(
     assert label(ALL_KEY) in logged, "the rate limiter should name the key by its label"
     for mention in re.findall(r"key#\w*", logged):
         assert re.fullmatch(r"key#[0-9a-f]{8}", mention), mention
+
+
+async def test_admin_actions_are_audited_with_the_key_label_never_the_key(
+    client: httpx.AsyncClient,
+) -> None:
+    """Issue 15: every admin action — who (the key's label), what, when, the answer."""
+    await call(client, "PUT", "/suppressions/a@example.com", {"reason": "manual"}, auth(ADMIN_KEY))
+    await call(client, "DELETE", "/suppressions/nobody@example.com", None, auth(ALL_KEY))
+    await call(client, "PUT", "/suppressions/b@example.com", {}, auth(READ_KEY))  # 403: no entry
+    await call(client, "GET", "/suppressions", None, auth(ADMIN_KEY))  # a read: no entry
+    erased = await call(client, "DELETE", "/recipients/A@example.com", None, auth(ADMIN_KEY))
+    assert erased.status_code == 200 and erased.json()["suppression"] is True
+    audit = await call(client, "GET", "/audit", None, auth(ADMIN_KEY))
+    entries = [
+        (e["actor"], e["action"], e["target"], e["status_code"]) for e in audit.json()["items"]
+    ]
+    assert entries == [
+        (label(ADMIN_KEY), "DELETE /recipients/{address}", "[erased]", 200),
+        (label(ALL_KEY), "DELETE /suppressions/{address}", "/suppressions/nobody@example.com", 404),
+        (label(ADMIN_KEY), "PUT /suppressions/{address}", "[erased]", 200),
+    ]
+    assert not any(secret in audit.text for secret in SECRETS)

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, HTTPException, Request, status
 
+from odiseo.api.audit import ACTOR
 from odiseo.keys import ApiKey, KeyRing, Scope
 
 __all__ = ["ApiKey", "KeyRing", "Scope", "idempotency_scope", "requires"]
@@ -34,6 +35,8 @@ def requires(scope: Scope) -> Callable[..., Awaitable[ApiKey | None]]:
     async def check(request: Request) -> ApiKey | None:
         ring: KeyRing = request.app.state.keys
         if not ring.enabled:
+            if scope is Scope.ADMIN:
+                setattr(request.state, ACTOR, "keyless")
             return None
         token = _bearer_token(request)
         if token is None:
@@ -45,6 +48,8 @@ def requires(scope: Scope) -> Callable[..., Awaitable[ApiKey | None]]:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key lacks the {scope} scope")
         await _rate_limit(request, key)
         request.state.api_key = key
+        if scope is Scope.ADMIN:
+            setattr(request.state, ACTOR, key.label)
         return key
 
     setattr(check, SCOPE_MARK, scope)

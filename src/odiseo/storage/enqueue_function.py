@@ -118,9 +118,10 @@ def _literals(values: object) -> str:
     return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)  # type: ignore[attr-defined]
 
 
-def statements(schema: str, *, channel: str) -> list[str]:
+def statements(schema: str, *, channel: str, wake: bool = True) -> list[str]:
     """The CREATE OR REPLACE statements of the function and its helpers in `schema`,
-    then the REVOKEs that leave EXECUTE to their owner alone; NOTIFY on `channel`."""
+    then the REVOKEs that leave EXECUTE to their owner alone; NOTIFY on `channel`
+    (`wake` False leaves it out: bench/transactional.py's comparison)."""
     values = {
         "schema": _quoted(schema),
         "fields": _literals(FIELDS),
@@ -130,7 +131,7 @@ def statements(schema: str, *, channel: str) -> list[str]:
         "addr_spec": _literals([f"^(?:{ADDR_SPEC.pattern})$"]),
         "insert_columns": ", ".join(INSERT_COLUMNS),
         "insert_values": ", ".join(ROW_VALUES[c] for c in INSERT_COLUMNS),
-        "wake": _wake(channel),
+        "wake": _wake(channel) if wake else "-- no NOTIFY: workers find it at their next poll",
         "template_refused": _literals([TEMPLATE_REFUSED]),
         "unsubscribe_refused": _literals([UNSUBSCRIBE_REFUSED]),
         **{name: str(value) for name, value in LIMITS.items()},

@@ -33,7 +33,7 @@ from odiseo.errors import StoreUnavailable
 from odiseo.storage import enqueue_function, sql
 from odiseo.storage.contract import Enqueued
 from odiseo.storage.database import PostgresDatabase, Tx, command_count
-from odiseo.storage.failures import is_unavailable, translate_errors
+from odiseo.storage.failures import is_unavailable, store_error, translate_errors
 from odiseo.storage.migrate import upgrade
 from odiseo.storage.rows import (
     attachments_by_email,
@@ -46,6 +46,7 @@ from odiseo.storage.rows import (
     suppression_rows,
     to_row,
 )
+from odiseo.storage.search import domain_pattern
 from odiseo.storage.shared import SharedVerbs
 from odiseo.storage.tables import CLAIMABLE_SQL, INSERT_COLUMNS, OUTCOME_KINDS_SQL, emails
 
@@ -88,6 +89,7 @@ Q = sql.load(
     claimable=CLAIMABLE_SQL,
     outcome_kinds=OUTCOME_KINDS_SQL,
     processing=Status.PROCESSING.value,
+    sent=Status.SENT.value,
     suppressed_type=EventType.EMAIL_SUPPRESSED.value,
     lease_lost="'" + lease_lost("' || old_worker || '") + "'",
     released_retry=released(1).value,
@@ -118,6 +120,8 @@ class PostgresStore(SharedVerbs):
         self._listener: asyncpg.Connection | None = None
         self._woken = asyncio.Event()
         self._waking: asyncio.Future[None] | None = None
+        self._notifier: asyncpg.Connection | None = None  # sends _wake_soon's NOTIFYs
+        self._notifying = asyncio.Lock()
         super().__init__(PostgresDatabase(self.connection), wake=self._wake)
 
     def __repr__(self) -> str:
@@ -138,7 +142,7 @@ class PostgresStore(SharedVerbs):
             yield conn
         except Exception as exc:
             if not isinstance(exc, StoreUnavailable) and is_unavailable(exc):
-                raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+                raise store_error(exc) from exc
             raise
         finally:
             with translate_errors():
@@ -191,10 +195,11 @@ class PostgresStore(SharedVerbs):
         if self._waking is not None:  # let the last inserts wake the workers
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._waking, 2)
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._listener.close(), 2)
-            self._listener = None
+        for conn in (self._listener, self._notifier):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), 2)
+        self._listener = self._notifier = None
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
@@ -216,6 +221,12 @@ class PostgresStore(SharedVerbs):
         insert committed meanwhile (a NOTIFY inside each insert made PostgreSQL
         serialise their commits on a global lock). If this process dies before
         sending it, workers find the rows at their next poll.
+
+        It goes over a connection of its own, never one of the pool's: while other
+        sessions' notifying transactions commit (the SQL function enqueue() notifies
+        in its caller's transaction), this NOTIFY waits for that lock, and the
+        inserts must not wait for a pooled connection meanwhile (bench/README.md,
+        transactional enqueue).
         """
         if self._waking is None or self._waking.done():
             self._waking = asyncio.ensure_future(self._wake_soon())
@@ -223,11 +234,21 @@ class PostgresStore(SharedVerbs):
     async def _wake_soon(self) -> None:
         await asyncio.sleep(WAKE_DELAY_SECONDS)
         self._waking = None  # inserts committed from here on schedule the next one
-        try:
-            async with self.connection() as conn:
-                await conn.execute(Q["notify"], self.channel)
-        except Exception as exc:  # the next poll finds the rows
-            log.debug("cannot notify workers: %s", type(exc).__name__)
+        async with self._notifying:  # one NOTIFY at a time on the one connection
+            try:
+                if self._notifier is None or self._notifier.is_closed():
+                    self._notifier = await asyncpg.connect(
+                        self.dsn,
+                        timeout=CONNECT_TIMEOUT_SECONDS,
+                        command_timeout=STATEMENT_TIMEOUT_SECONDS,
+                        server_settings=self.session,
+                    )
+                await self._notifier.execute(Q["notify"], self.channel)
+            except Exception as exc:  # the next poll finds the rows
+                log.debug("cannot notify workers: %s", type(exc).__name__)
+                notifier, self._notifier = self._notifier, None
+                if notifier is not None:
+                    notifier.terminate()
 
     async def wait_for_work(self, timeout: float) -> None:
         await self._ensure_listening()
@@ -270,14 +291,21 @@ class PostgresStore(SharedVerbs):
         return enqueued(rows, inserted, found, barred)
 
     async def claim_due(
-        self, *, limit: int, worker: str, lease_seconds: float, now: datetime
+        self,
+        *,
+        limit: int,
+        worker: str,
+        lease_seconds: float,
+        now: datetime,
+        skip_domains: Sequence[str] = (),
     ) -> list[QueuedEmail]:
         # One statement claims and logs expired leases; it commits before any SMTP
         # traffic, so no row lock is held across the network.
         until = now + timedelta(seconds=lease_seconds)
         async with self.connection() as conn:
             async with conn.transaction():
-                rows = await conn.fetch(Q["claim"], now, limit, worker, until)
+                held = [domain_pattern(d) for d in skip_domains]
+                rows = await conn.fetch(Q["claim"], now, limit, worker, until, held)
                 carrying = [r["id"] for r in rows if r["attachment_count"]]
                 files = await conn.fetch(Q["attachments"], carrying) if carrying else []
             barred = await _suppressed(conn, recipients_of(rows)) if rows else set()
@@ -289,12 +317,18 @@ class PostgresStore(SharedVerbs):
             return command_count(await conn.execute(Q["heartbeat"], until, worker))
 
     async def record_results(
-        self, results: Sequence[AttemptResult], *, worker: str, now: datetime
+        self,
+        results: Sequence[AttemptResult],
+        *,
+        worker: str,
+        now: datetime,
+        redact: bool = False,
     ) -> int:
         if not results:
             return 0
         async with self.connection() as conn:
-            held: int = await conn.fetchval(Q["record"], *_record_args(results, worker, now))
+            arguments = _record_args(results, worker, now)
+            held: int = await conn.fetchval(Q["record"], *arguments, redact)
         return held
 
     async def release(self, ids: Sequence[int], *, worker: str, now: datetime) -> int:

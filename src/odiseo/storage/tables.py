@@ -107,6 +107,7 @@ emails = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime, nullable=True),
+    Column("redacted_at", UTCDateTime, nullable=True),  # bodies and files dropped then
     # The id the relay gave the message in its reply to DATA (hosted relays' bounce
     # webhooks name it), recorded with the email.sent outcome.
     Column("relay_message_id", String(255), nullable=True),
@@ -141,7 +142,7 @@ emails = Table(
 # The columns an enqueue writes (rows.to_row gives exactly these; a test holds them
 # together): all but those the claim and the record fill in later.
 WRITTEN_LATER = frozenset(
-    {"id", "locked_until", "locked_by", "last_error", "sent_at", "relay_message_id"}
+    {"id", "locked_until", "locked_by", "last_error", "sent_at", "relay_message_id", "redacted_at"}
 )
 INSERT_COLUMNS = tuple(c.name for c in emails.c if c.name not in WRITTEN_LATER)
 
@@ -169,6 +170,14 @@ email_events = Table(
         "ix_email_events_type",
         "type",
         "id",
+        postgresql_where=text("type IS NOT NULL"),
+        sqlite_where=text("type IS NOT NULL"),
+    ),
+    # The dashboard's activity charts and failure lists: typed events of a recent span.
+    Index(
+        "ix_email_events_type_at",
+        "type",
+        "at",
         postgresql_where=text("type IS NOT NULL"),
         sqlite_where=text("type IS NOT NULL"),
     ),
@@ -218,6 +227,18 @@ status_counts = Table(
     Column("n", BigInteger, nullable=False),
 )
 
+# Every change an admin key made through the API: who (the key's label), what, when.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(255), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("status_code", Integer, nullable=False),
+)
+
 # What the SQL function enqueue() (storage/enqueue_function.py) needs of the service's
 # settings, written by `odiseo migrate` and at every start (one row, id 1), so that the
 # database and the service apply the same sender and size rules.
@@ -232,6 +253,16 @@ enqueue_settings = Table(
     Column("max_message_bytes", BigInteger, nullable=False),  # MAX_MESSAGE_BYTES
     Column("max_retries", Integer, nullable=False),  # EMAIL_RETRY_MAX_ATTEMPTS
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Sending limits shared by every worker (storage/limits.py): per limit, the current
+# window's start (epoch seconds) and how many messages it has taken.
+send_usage = Table(
+    "send_usage",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("window_start", BigInteger, nullable=False),
+    Column("used", Integer, nullable=False),
 )
 
 # Requests per API key per minute, shared by every API process (RATE_LIMIT_PER_MINUTE).
@@ -351,4 +382,29 @@ webhook_attempts = Table(
     Column("response", Text, nullable=True),
     Column("error", Text, nullable=True),
     Index("ix_webhook_attempts_delivery", "delivery_id", "id"),
+)
+
+# Dashboard sign-ins (odiseo/dashboard/). The cookie holds a random token; only its
+# SHA-256 is kept here. `key_id` names the API key signed in with (ApiKey.scope_id: 96
+# bits of its digest, never the key), NULL when no keys are configured; the key's scopes
+# are looked up again on every request, so a key removed from API_KEYS ends its sessions.
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_id", String(24), nullable=True),
+    Column("csrf", String(64), nullable=False),  # the token every change must carry
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("ix_ui_sessions_expires_at", "expires_at"),
+)
+
+# Delivery workers as their heartbeat last reported them (the dashboard's overview).
+workers = Table(
+    "workers",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("delivered", BigInteger, nullable=False),
 )

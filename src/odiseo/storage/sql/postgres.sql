@@ -41,13 +41,16 @@ SELECT email_id, filename, content_type, content_id, data FROM email_attachments
 WHERE email_id = ANY($1::int8[]) ORDER BY email_id, position
 
 -- name: claim
--- $1 now, $2 limit, $3 worker, $4 lease end. Due rows by priority, due time and id,
--- skipping rows another worker has locked; the lease end is also next_attempt_at, so an
--- expired claim is simply due again. Expired leases enter the history in the same
--- statement: a claim and its lease_expired events commit together.
+-- $1 now, $2 limit, $3 worker, $4 lease end, $5 LIKE patterns of recipient domains
+-- held back by their limits (DOMAIN_LIMITS; usually none). Due rows by priority, due
+-- time and id, skipping rows another worker has locked; the lease end is also
+-- next_attempt_at, so an expired claim is simply due again. Expired leases enter the
+-- history in the same statement: a claim and its lease_expired events commit together.
 WITH due AS (
     SELECT id, status AS old_status, locked_by AS old_worker FROM emails
     WHERE {claimable} AND next_attempt_at <= $1
+        AND (cardinality($5::text[]) = 0 OR NOT
+             lower(to_addrs::text || cc_addrs::text || bcc_addrs::text) LIKE ANY ($5::text[]))
     ORDER BY priority, next_attempt_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -81,10 +84,18 @@ WITH result AS (
 ), updated AS (
     UPDATE emails AS e SET status = result.status, next_attempt_at = result.next_at,
         sent_at = result.sent_at, last_error = result.error, relay_message_id = result.relay_id,
-        locked_until = NULL, locked_by = NULL, updated_at = $7
+        locked_until = NULL, locked_by = NULL, updated_at = $7,
+        html = CASE WHEN $34 AND result.status = '{sent}' THEN NULL ELSE e.html END,
+        text = CASE WHEN $34 AND result.status = '{sent}' THEN NULL ELSE e.text END,
+        raw_message = CASE WHEN $34 AND result.status = '{sent}' THEN NULL ELSE e.raw_message END,
+        redacted_at = CASE WHEN $34 AND result.status = '{sent}' THEN $7 ELSE e.redacted_at END
     FROM result
     WHERE e.id = result.id AND e.id IN (SELECT id FROM locked)
-    RETURNING e.id
+    RETURNING e.id, e.status
+), unfiled AS (
+    -- REDACT_AFTER_SEND ($34): a sent message keeps its history, not its content.
+    DELETE FROM email_attachments
+    WHERE $34 AND email_id IN (SELECT id FROM updated WHERE status = '{sent}')
 ), logged AS (
     INSERT INTO email_events (email_id, at, kind, attempt, smtp_code, response, duration_ms,
                               worker, type, data, webhook_pending)

@@ -21,5 +21,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("emails") as batch:
-        batch.drop_column("raw_message")
+    # Not batch mode: a rebuilt emails table would lose the status_counts triggers (0011).
+    op.drop_column("emails", "raw_message")

@@ -1,4 +1,4 @@
-"""`odiseo suppressions list|add|remove`, run as a user runs it."""
+"""The suppression list, purge and erase commands, run as a user runs them."""
 
 from __future__ import annotations
 
@@ -33,3 +33,20 @@ def test_add_list_and_remove_a_suppression(
     bad = launcher.run(["suppressions", "add", "not an address"], env)
     assert bad.popen.returncode == 2 and "Traceback" not in bad.stderr
     assert "is not an email address" in bad.stderr
+
+
+def test_purge_and_erase_commands(launcher: Launcher, sqlite_database: dict[str, str]) -> None:
+    env = base_env(**sqlite_database)
+    launcher.run(["send", "--to", "zoe@example.com", "--subject", "S", "--body", "<p>B</p>"], env)
+    nothing = launcher.run(["purge"], env)
+    assert nothing.popen.returncode == 2 and "RETENTION_DAYS" in nothing.stderr
+    dry = launcher.run(["purge", "--days", "1", "--dry-run"], env)
+    assert dry.popen.returncode == 0, dry.output()
+    assert dry.stdout.strip() == "would delete 0 finished messages older than 1 days"
+    erased = launcher.run(["erase", "Zoe@example.com"], env)
+    assert erased.popen.returncode == 0, erased.output()
+    assert erased.stdout.strip() == (
+        "erased zoe@example.com: 1 messages, 0 events, suppression none"
+    )
+    status = launcher.run(["status"], env)
+    assert "pending     0" in status.stdout, status.output()
