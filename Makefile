@@ -19,7 +19,7 @@ install: $(BIN)/python
 ## install-test: the runtime and test dependencies (requirements-test.lock) and odiseo
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet --require-hashes -r requirements-test.lock
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet --no-deps -e . -e clients/python
 
 ## lock: resolve pyproject.toml again into both lock files (LOCK_ARGS=--upgrade for new versions)
 UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11
@@ -38,10 +38,11 @@ run: install
 
 ## lint: ruff, mypy --strict on src/ and bench/, the import-layer contracts
 lint: install-test
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench clients
+	$(BIN)/ruff format --check src tests bench clients
 	$(BIN)/mypy
 	$(BIN)/mypy bench
+	$(BIN)/mypy --strict clients/python/src
 	$(BIN)/lint-imports
 
 ## system-deps: the Debian packages the suite drives (chromium, Perl Mail::DKIM), if missing

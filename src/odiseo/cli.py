@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 
 from odiseo import __version__
 from odiseo.config import COMMANDS as COMMAND_NAMES
-from odiseo.config import Settings, load_settings
+from odiseo.config import Settings, database_problem, load_settings
 from odiseo.config_docs import command_help
 from odiseo.domain.models import SuppressionReason
-from odiseo.errors import OdiseoError
+from odiseo.errors import OdiseoError, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -129,9 +129,14 @@ def _send_payload(args: argparse.Namespace) -> dict[str, object]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    settings: Settings | None = None
     try:
         settings = load_settings()
         return COMMANDS[args.command](settings, args)
+    except StoreUnavailable as exc:
+        url = settings.database_url if settings is not None else None
+        print(f"odiseo: {database_problem(url, exc)}", file=sys.stderr)
+        return 2
     except OdiseoError as exc:
         print(f"odiseo: {exc}", file=sys.stderr)
         return 2
@@ -174,7 +179,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from odiseo import serve
 
     serve.setup_logging(settings)
-    asyncio.run(serve.migrate_schema(settings))
+    asyncio.run(serve.prepare_store(settings, migrate=True))
     print("schema is up to date")
     return 0
 

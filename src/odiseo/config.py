@@ -9,12 +9,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from odiseo.domain.limits import domain_limits
 from odiseo.domain.webhooks import RETRY_SCHEDULE
-from odiseo.errors import ConfigError
+from odiseo.errors import ConfigError, StoreRefused, StoreUnavailable
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # used with fullmatch
 _MIN_RENDER_MEMORY = 64 * 1024 * 1024  # room for a render process to start and compile
@@ -79,6 +81,7 @@ SECTIONS = (
     "Webhooks",
     "SMTP submission",
     "Bounces",
+    "Dashboard",
     "Logging",
 )
 
@@ -233,12 +236,27 @@ class Settings(BaseSettings):
     )
 
     # Delivery / SMTP
-    email_provider: Literal["smtp", "outbox"] | None = setting(
+    email_provider: Literal["smtp", "outbox", "simulator"] | None = setting(
         None,
-        help="smtp or outbox (default: smtp when SMTP_HOST is set, else outbox)",
+        help="smtp, outbox or simulator (default: smtp when SMTP_HOST is set, else outbox)",
         section="Delivery / SMTP",
         commands=SERVING,
         example="outbox",
+    )
+    simulator_domain: str | None = setting(
+        None,
+        help="recipients at this domain go to the simulator, everyone else to SMTP (off)",
+        section="Delivery / SMTP",
+        commands=SERVING,
+        example="simulator.example.com",
+    )
+    simulator_slow_seconds: float = setting(
+        5.0,
+        help="how long the simulator's slow@ recipients take",
+        section="Delivery / SMTP",
+        commands=SERVING,
+        ge=0,
+        le=600,
     )
     outbox_dir: Path = setting(
         Path("data/outbox"),
@@ -315,6 +333,39 @@ class Settings(BaseSettings):
         commands=SERVING,
         ge=1,
         le=64,
+    )
+    smtp_max_per_second: int | None = setting(
+        None,
+        help="at most this many messages handed to the relay per second, by all workers "
+        "together (off)",
+        section="Delivery / SMTP",
+        commands=WORKER,
+        example="14",
+        ge=1,
+    )
+    smtp_max_per_minute: int | None = setting(
+        None,
+        help="at most this many per minute, by all workers together (off)",
+        section="Delivery / SMTP",
+        commands=WORKER,
+        example="600",
+        ge=1,
+    )
+    smtp_max_per_day: int | None = setting(
+        None,
+        help="at most this many per day (UTC), by all workers together (off)",
+        section="Delivery / SMTP",
+        commands=WORKER,
+        example="2000",
+        ge=1,
+    )
+    domain_limits: str = setting(
+        "",
+        help="per recipient domain limits, e.g. gmail.com=600/min,outlook.com=300/min "
+        "(also /s, /h, /day); all workers together (none)",
+        section="Delivery / SMTP",
+        commands=WORKER,
+        example="gmail.com=600/min,outlook.com=300/min",
     )
     smtp_timeout_seconds: float = setting(
         30.0,
@@ -505,6 +556,23 @@ class Settings(BaseSettings):
         ge=1024,
     )
 
+    # Dashboard
+    ui_enabled: bool = setting(
+        True,
+        help="serve the web dashboard at /ui (signed in with an API key; open like the API "
+        "when there are no keys)",
+        section="Dashboard",
+        commands=API,
+    )
+    ui_session_hours: float = setting(
+        12.0,
+        help="a dashboard sign-in ends this many hours after it began (kept server-side)",
+        section="Dashboard",
+        commands=API,
+        gt=0,
+        le=24 * 30,
+    )
+
     # Webhooks
     webhook_allow_private: bool = setting(
         False,
@@ -654,7 +722,7 @@ class Settings(BaseSettings):
         help="send every message with a VERP return path at this domain and take its "
         "bounces on the bounce listener (needs BOUNCE_SECRET; default: off)",
         section="Bounces",
-        commands=(*WORKER, *API),
+        commands=(*WORKER, "smtp"),
         example="bounces.example.com",
     )
     bounce_secret: SecretStr | None = setting(
@@ -662,21 +730,21 @@ class Settings(BaseSettings):
         help="signs the VERP return paths, so no one can forge a bounce (16+ characters, "
         "never logged)",
         section="Bounces",
-        commands=(*WORKER, *API),
+        commands=(*WORKER, "smtp"),
         repr=False,
     )
     bounce_listen_host: str = setting(
         "127.0.0.1",
         help="address the bounce listener takes mail on (0.0.0.0 behind an MX on port 25)",
         section="Bounces",
-        commands=API,
+        commands=SUBMISSION,
     )
     bounce_listen_port: int | None = setting(
         None,
         help="port of the bounce listener, started by `odiseo run` (default: off; 25 in "
         "production)",
         section="Bounces",
-        commands=API,
+        commands=SUBMISSION,
         example="2525",
         ge=1,
         le=65535,
@@ -685,7 +753,7 @@ class Settings(BaseSettings):
         10 * 1024 * 1024,
         help="largest bounce the listener takes (SIZE; 552 beyond)",
         section="Bounces",
-        commands=API,
+        commands=SUBMISSION,
         ge=1024,
     )
     ses_sns_topic_arns: str = setting(
@@ -745,11 +813,15 @@ class Settings(BaseSettings):
         "dkim_selector",
         "public_url",
         "unsubscribe_secret",
+        "simulator_domain",
         "smtp_submission_port",
         "smtp_submission_tls_cert",
         "smtp_submission_tls_key",
         "smtp_submission_tls_port",
         "retention_days",
+        "smtp_max_per_second",
+        "smtp_max_per_minute",
+        "smtp_max_per_day",
         "bounce_domain",
         "bounce_secret",
         "bounce_listen_port",
@@ -875,6 +947,16 @@ class Settings(BaseSettings):
         scheme = value.split(":", 1)[0].lower()
         if scheme.split("+", 1)[0] not in {"postgresql", "postgres", "sqlite"}:
             raise ValueError("must start with postgresql:// or sqlite:///")
+        try:
+            urlsplit(value).port  # noqa: B018 - a port that is not a number stops here
+        except ValueError:
+            raise ValueError("the port is not a number from 0 to 65535") from None
+        return value
+
+    @field_validator("domain_limits")
+    @classmethod
+    def _domain_limits_parse(cls, value: str) -> str:
+        domain_limits(value)  # ValueError names the entry
         return value
 
     @property
@@ -883,11 +965,34 @@ class Settings(BaseSettings):
         return frozenset(p.strip().lower() for p in self.allowed_senders.split(",") if p.strip())
 
     @property
-    def provider(self) -> Literal["smtp", "outbox"]:
+    def provider(self) -> Literal["smtp", "outbox", "simulator"]:
         """The delivery provider: explicit, else smtp when SMTP_HOST was given."""
         if self.email_provider is not None:
             return self.email_provider
         return "smtp" if "smtp_host" in self.model_fields_set else "outbox"
+
+
+def database_problem(url: str | None, error: StoreUnavailable) -> str:
+    """One line for a database a command cannot use: DATABASE_URL (password masked), the
+    host, and the cause."""
+    kind = "database refused" if isinstance(error, StoreRefused) else "database unavailable"
+    cause = error.cause
+    if url is None:
+        return f"{kind}: DATABASE_URL is unset, so SQLite file ./data/odiseo.db: {cause}"
+    parts = urlsplit(url)
+    if parts.scheme.startswith("sqlite"):
+        return f"{kind}: DATABASE_URL={url} (SQLite file {url.partition(':///')[2]}): {cause}"
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
+    masked = urlunsplit(parts._replace(netloc=user + (":***" if colon else "") + at + hostport))
+    masked = urlunsplit(urlsplit(masked)._replace(query=query))
+    for secret in {unquote(password), password} - {""}:
+        cause = cause.replace(secret, "***")
+    where = "local socket"
+    if parts.hostname:
+        where = f"host {parts.hostname}, port {parts.port or 5432}"
+    return f"{kind}: DATABASE_URL={masked} ({where}): {cause}"
 
 
 def load_settings(**overrides: object) -> Settings:

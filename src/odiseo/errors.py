@@ -27,6 +27,22 @@ class ConfigError(OdiseoError):
 class StoreUnavailable(OdiseoError):
     """The database is unreachable."""
 
+    def __init__(self, cause: str | None = None) -> None:
+        super().__init__(f"database unavailable: {cause}" if cause else None)
+        self.cause = cause or "unreachable"
+
+
+class StoreRefused(StoreUnavailable):
+    """The database answers but refuses Odiseo: role, password, database name or privilege.
+
+    A StoreUnavailable still: a running worker waits for it to be put right, as for an
+    outage; a starting process stops with one line.
+    """
+
+    def __init__(self, cause: str | None = None) -> None:
+        super().__init__(cause)
+        self.args = (f"database refused: {self.cause}",)
+
 
 class NotFound(OdiseoError):
     """No such message."""
@@ -71,6 +87,14 @@ class UnknownTemplate(TemplateError):
 
 class TemplateLimit(TemplateError):
     """Rendering the template went over one of its limits (time, memory, size, work)."""
+
+
+class MissingVariable(TemplateError):
+    """The template uses a variable the request did not give."""
+
+    def __init__(self, message: str | None = None, *, variable: str | None = None) -> None:
+        super().__init__(message)
+        self.variable = variable
 
 
 class DeliveryFailure(OdiseoError):

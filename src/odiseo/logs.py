@@ -85,6 +85,7 @@ def setup_logging(*, level: str, to_file: bool, directory: Path) -> None:
         root.addHandler(handler)
     root.setLevel(level)
     # Alembic announces every migration at INFO; keep it, but quiet its context chatter.
-    logging.getLogger("alembic.runtime.migration").setLevel(max(logging.WARNING, root.level))
+    for name in ("alembic.runtime.migration", "alembic.runtime.plugins"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     # aiosqlite's DEBUG lines print every SQL parameter: message bodies, webhook secrets.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, root.level))

@@ -31,7 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from odiseo.errors import OdiseoError, TemplateError, TemplateLimit, UnknownTemplate
+from odiseo.errors import (
+    MissingVariable,
+    OdiseoError,
+    TemplateError,
+    TemplateLimit,
+    UnknownTemplate,
+)
 from odiseo.rendering import TEMPLATE_ID, Rendered, Renderer
 
 log = logging.getLogger(__name__)
@@ -150,6 +156,17 @@ class ProcessRenderer:
             "sample_variables": sample_variables,
         }
         _rendered(await self._ask(job, name=template_id, budget=None))
+
+    async def describe(
+        self, stored: list[tuple[str | None, str, str | None]], *, files: bool
+    ) -> tuple[list[list[list[str]]], list[dict[str, Any]]]:
+        """The variables of each stored template (subject, html, text): [needed, optional];
+        with `files`, every file template with its parts and variables."""
+        job = {"op": "describe", "template_id": "(list)", "stored": stored, "files": files}
+        reply = await self._ask(job, name="(list)", budget=None)
+        if "error" in reply:
+            _rendered(reply)  # raises it
+        return reply["stored"], reply["files"]
 
     async def close(self) -> None:
         """Stop every child: idle ones at the end of their input, busy ones killed."""
@@ -285,6 +302,8 @@ def _encode(job: dict[str, Any], name: str) -> bytes:
 
 def _rendered(reply: dict[str, Any]) -> Rendered:
     if "error" in reply:
+        if reply.get("kind") == "missing":
+            raise MissingVariable(str(reply["error"]), variable=reply.get("variable"))
         raise _ERRORS.get(reply.get("kind", ""), TemplateError)(str(reply["error"]))
     return Rendered(
         subject=reply.get("subject"), html=reply.get("html", ""), text=reply.get("text")
@@ -324,6 +343,9 @@ def _answer(renderer: Renderer, job: dict[str, Any]) -> dict[str, Any]:
         if op == "check":
             renderer.check(job.pop("template_id"), **job)
             return {}
+        if op == "describe":  # parsing (no render) in here too: a source may be hostile
+            stored = [renderer.variables(*parts) for parts in job["stored"]]
+            return {"stored": stored, "files": renderer.files() if job["files"] else []}
         if op == "render":
             result = renderer.render(job["template_id"], job["variables"])
         else:
@@ -336,6 +358,8 @@ def _answer(renderer: Renderer, job: dict[str, Any]) -> dict[str, Any]:
         return {"error": exc.message, "kind": "unknown"}
     except TemplateLimit as exc:
         return {"error": exc.message, "kind": "limit"}
+    except MissingVariable as exc:
+        return {"error": exc.message, "kind": "missing", "variable": exc.variable}
     except TemplateError as exc:
         return {"error": exc.message, "kind": "template"}
     except MemoryError:

@@ -35,6 +35,7 @@ from jinja2 import (
     TemplateNotFound,
     TemplateSyntaxError,
     UndefinedError,
+    meta,
     nodes,
 )
 from jinja2.exceptions import SecurityError
@@ -43,9 +44,11 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import generate_lorem_ipsum
 
-from odiseo.errors import TemplateError, TemplateLimit, UnknownTemplate
+from odiseo.errors import MissingVariable, TemplateError, TemplateLimit, UnknownTemplate
 
 TEMPLATE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # used with fullmatch
+# Jinja's words for a variable the context lacks ("'name' is undefined").
+_UNDEFINED_NAME = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)' is undefined")
 # The same for pydantic's `pattern`, which searches (its Rust engine's `$` is the very end).
 TEMPLATE_ID_PATTERN = f"^{TEMPLATE_ID.pattern}$"
 # The template's own line breaks, with the spaces around them (its other spaces stay).
@@ -318,6 +321,45 @@ class Renderer:
                 if sample_variables is not None:
                     raise TemplateError(_with_samples(exc, sample_variables)) from None
 
+    def variables(self, *parts: str | None) -> tuple[list[str], list[str]]:
+        """The variables a template's parts read from the request (not those it sets
+        itself): those it needs, and those it only tests (`is defined`) or gives a
+        `default`."""
+        names: set[str] = set()
+        optional: set[str] = set()
+        for source in parts:
+            if source is None:
+                continue
+            tree = self._html.parse(source)
+            names |= meta.find_undeclared_variables(tree)
+            for node in tree.find_all((nodes.Filter, nodes.Test)):
+                guarded = node.name in {"default", "d", "defined", "undefined"}
+                if guarded and isinstance(node.node, nodes.Name):
+                    optional.add(node.node.name)
+        names -= set(self._html.globals)
+        return sorted(names - optional), sorted(names & optional)
+
+    def files(self) -> list[dict[str, Any]]:
+        """Every file template (TEMPLATES_DIR, then the shipped ones): its parts and variables."""
+        found = []
+        loader = self._html.loader
+        assert loader is not None
+        for name in loader.list_templates():
+            template_id = name.removesuffix(".html")
+            if name == template_id or not TEMPLATE_ID.fullmatch(template_id):
+                continue
+            parts: dict[str, str | None] = {"html": loader.get_source(self._html, name)[0]}
+            for part, suffix in (("subject", ".subject.txt"), ("text", ".txt")):
+                try:
+                    parts[part] = loader.get_source(self._html, template_id + suffix)[0]
+                except TemplateNotFound:
+                    parts[part] = None
+            needed, optional = self.variables(*parts.values())
+            found.append(
+                {"id": template_id, **parts, "variables": needed, "optional_variables": optional}
+            )
+        return found
+
     def check_source(self, template_id: str, *parts: str | None) -> None:
         """Refuse, before saving, a template that does not parse or reaches for internals.
 
@@ -410,7 +452,11 @@ class Renderer:
                 f"template {name!r}: rendering needs more memory than TEMPLATE_RENDER_MEMORY_BYTES"
             ) from None
         except UndefinedError as exc:
-            raise TemplateError(f"template {name!r}: {exc.message}") from None
+            said = exc.message or "a variable is undefined"
+            named = _UNDEFINED_NAME.fullmatch(said)
+            raise MissingVariable(
+                f"template {name!r}: {said}", variable=named[1] if named else None
+            ) from None
         except SecurityError as exc:
             raise TemplateError(f"template {name!r} refused: {exc}") from None
         except JinjaTemplateError as exc:

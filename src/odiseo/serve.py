@@ -14,10 +14,13 @@ import gc
 import logging
 import signal
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from odiseo.config import Settings, load_settings
-from odiseo.errors import OdiseoError
+from odiseo.config import Settings, database_problem, load_settings
+from odiseo.errors import OdiseoError, StoreRefused, StoreUnavailable
+
+if TYPE_CHECKING:
+    from odiseo.storage.contract import Store
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -39,7 +42,8 @@ def serve_api(settings: Settings, *, with_worker: bool, migrate: bool) -> int:
     check_exposure(settings)
     if with_worker:
         check_listeners(settings)
-    app = create_app(settings, with_worker=with_worker, with_smtp=with_worker, migrate=migrate)
+    run_loop(prepare_store(settings, migrate=migrate))  # a wrong DATABASE_URL stops us here
+    app = create_app(settings, with_worker=with_worker, with_smtp=with_worker, migrate=False)
     server = uvicorn.Server(server_config(settings, app))
     # uvicorn re-raises a handled SIGTERM once it has shut down; with the default handler
     # that would turn a clean stop into exit code 143.
@@ -69,8 +73,7 @@ def serve_api_processes(settings: Settings, *, migrate: bool) -> int:
         )
     setup_logging(settings)
     check_exposure(settings)
-    if migrate:
-        run_loop(migrate_schema(settings))
+    run_loop(prepare_store(settings, migrate=migrate))
     config = server_config(
         settings, f"{__name__}:api_process", factory=True, workers=settings.api_workers
     )
@@ -139,7 +142,9 @@ def serve_smtp(settings: Settings, *, migrate: bool) -> int:
     from odiseo import smtp
 
     if not smtp.wanted(settings):
-        raise OdiseoError("odiseo smtp: set SMTP_SUBMISSION_PORT (e.g. 587 or 2525)")
+        raise OdiseoError(
+            "odiseo smtp: set SMTP_SUBMISSION_PORT (e.g. 587 or 2525) or BOUNCE_LISTEN_PORT"
+        )
     setup_logging(settings)
     check_listeners(settings)
     _tune_collector()
@@ -149,17 +154,17 @@ def serve_smtp(settings: Settings, *, migrate: bool) -> int:
 
 async def _listen(settings: Settings, *, migrate: bool) -> None:
     from odiseo import smtp
-    from odiseo.api.wiring import build_service, build_store
+    from odiseo.api.wiring import build_bounce_service, build_service, build_store
     from odiseo.keys import KeyRing
 
     keys = KeyRing.from_sources(settings.api_keys.get_secret_value(), settings.api_keys_file)
     store = build_store(settings)
     try:
-        if migrate:
-            await store.migrate()
+        await ready(store, settings=settings, migrate=migrate)
         service = build_service(settings, store)
         try:
-            specs = smtp.listener_specs(settings, service=service, keys=keys)
+            bounces = build_bounce_service(settings, store)
+            specs = smtp.listener_specs(settings, service=service, keys=keys, bounces=bounces)
             listeners = await smtp.start_listeners(specs)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -173,15 +178,41 @@ async def _listen(settings: Settings, *, migrate: bool) -> None:
         await store.close()
 
 
-async def migrate_schema(settings: Settings) -> None:
-    """Create or upgrade the schema of the configured store."""
-    from odiseo.api.wiring import build_store, migrate
+async def prepare_store(settings: Settings, *, migrate: bool) -> None:
+    """Before serving: migrate the schema, or (`--no-migrate`) check that it can be used.
+
+    A wrong DATABASE_URL (refused, unknown host, role, password, database, privilege)
+    raises StoreUnavailable here, before uvicorn runs, so the command stops in one line.
+    """
+    from odiseo.api.wiring import build_store
 
     store = build_store(settings)
     try:
-        await migrate(settings, store)
+        await ready(store, settings=settings, migrate=migrate)
     finally:
         await store.close()
+
+
+async def ready(store: Store, *, settings: Settings, migrate: bool) -> None:
+    """Migrate, or (`--no-migrate`) check that the tables answer: a database that refuses
+    us stops the start, one not up yet does not (requests get 503, the worker waits)."""
+    if migrate:
+        from odiseo.api.wiring import migrate as migrate_and_publish
+
+        await migrate_and_publish(settings, store)
+        return
+    try:
+        await store.ping()
+    except StoreRefused as exc:
+        raise StoreRefused(
+            f"{exc.cause} (with --no-migrate: is SCHEMA_NAME={settings.schema_name} migrated "
+            "and usable by this role? `odiseo migrate` creates it)"
+        ) from exc
+    except StoreUnavailable as exc:
+        logging.getLogger("odiseo").warning(
+            "%s; starting anyway (--no-migrate), until it answers",
+            database_problem(settings.database_url, exc),
+        )
 
 
 def run_worker(settings: Settings, *, migrate: bool) -> int:
@@ -193,7 +224,6 @@ def run_worker(settings: Settings, *, migrate: bool) -> int:
 
 
 async def _work(settings: Settings, *, migrate: bool) -> None:
-    from odiseo.api import wiring
     from odiseo.api.wiring import (
         build_housekeeper,
         build_store,
@@ -203,8 +233,7 @@ async def _work(settings: Settings, *, migrate: bool) -> None:
 
     store = build_store(settings)
     try:
-        if migrate:
-            await wiring.migrate(settings, store)
+        await ready(store, settings=settings, migrate=migrate)
         worker = build_worker(settings, store)
         hooks = build_webhook_worker(settings, store, worker)
         companions: list[Any] = [hooks]

@@ -25,6 +25,11 @@ async def put(features: Harness, template_id: str, body: dict[str, Any], expect:
     return response.json()
 
 
+async def stored_ids(features: Harness) -> list[str]:
+    listed = (await features.client.get("/templates")).json()
+    return [t["id"] for t in listed if t["source"] == "stored"]
+
+
 def parts(message: EmailMessage) -> tuple[str, str]:
     html = message.get_body(("html",))
     plain = message.get_body(("plain",))
@@ -43,7 +48,8 @@ async def test_put_creates_then_versions_and_old_versions_stay_readable(
     assert second["created_at"] == first["created_at"]
 
     listed = (await features.client.get("/templates")).json()
-    assert [(t["id"], t["version"]) for t in listed] == [("welcome2", 2)]
+    stored = [(t["id"], t["version"]) for t in listed if t["source"] == "stored"]
+    assert stored == [("welcome2", 2)]
     current = (await features.client.get("/templates/welcome2")).json()
     assert (current["version"], current["html"]) == (2, WELCOME_V2["html"])
     old = await features.client.get("/templates/welcome2", params={"version": 1})
@@ -171,15 +177,55 @@ async def test_a_missing_variable_is_422_and_stores_nothing(features: Harness) -
     )
     assert response.status_code == 422, response.text
     assert "plan" in response.json()["detail"]
+    # Issue 17, stumble 5: `errors` as the README's Errors table promises, for these too.
+    [missing] = response.json()["errors"]
+    assert missing["loc"] == ["body", "template_vars", "plan"]
+    assert missing["type"] == "template_variable_missing" and "plan" in missing["msg"]
     file_template = await features.client.post(
         "/emails", json={"to": ["a@example.com"], "template_id": "order", "template_vars": {}}
     )
     assert file_template.status_code == 422 and "template" in file_template.json()["detail"]
+    [first] = file_template.json()["errors"]
+    assert first["loc"][:2] == ["body", "template_vars"] and first["loc"][2] in {"number", "name"}
     unknown = await features.client.post(
         "/emails", json={"to": ["a@example.com"], "template_id": "no-such-template"}
     )
     assert unknown.status_code == 422 and "no-such-template" in unknown.json()["detail"]
+    assert unknown.json()["errors"] == [
+        {
+            "loc": ["body", "template_id"],
+            "msg": unknown.json()["detail"].removeprefix("template: "),
+            "type": "template_unknown",
+        }
+    ]
+    preview = await features.client.post("/templates/welcome2/render", json={"variables": {}})
+    assert preview.status_code == 422
+    assert preview.json()["errors"][0]["loc"] == ["body", "variables", "name"]
     await features.nothing_stored()
+
+
+async def test_file_templates_are_listed_and_readable(features: Harness) -> None:
+    """Issue 17, stumble 4: the shipped `welcome` was invisible to GET /templates."""
+    listed = (await features.client.get("/templates")).json()
+    files = {t["id"]: t for t in listed if t["source"] == "file"}
+    assert set(files) == {"order", "shadowed", "welcome"}
+    assert files["welcome"]["variables"] == ["name"]
+    assert files["welcome"]["optional_variables"] == ["action_url", "product"]
+    assert files["order"]["variables"] == ["name", "number"]
+    assert files["order"]["subject"] == "Your order {{ number }}"
+    assert files["welcome"]["version"] is None and files["welcome"]["created_at"] is None
+    welcome = await features.client.get("/templates/welcome")
+    assert welcome.status_code == 200, welcome.text
+    assert welcome.json() == files["welcome"]
+    assert (
+        await features.client.get("/templates/welcome", params={"version": 1})
+    ).status_code == 404
+    # A stored template of the same id hides the file, and lists what it reads.
+    await put(features, "shadowed", {"html": "<p>{% set x = 1 %}{{ who }} {{ x }}</p>"}, 201)
+    listed = (await features.client.get("/templates")).json()
+    shadowed = [t for t in listed if t["id"] == "shadowed"]
+    assert [(t["source"], t["variables"]) for t in shadowed] == [("stored", ["who"])]
+    assert [t["id"] for t in listed] == sorted(t["id"] for t in listed)
 
 
 async def test_a_template_reaching_for_internals_or_not_parsing_is_422_at_put(
@@ -206,7 +252,7 @@ async def test_a_template_reaching_for_internals_or_not_parsing_is_422_at_put(
         response = await features.client.put(f"/templates/{template_id}", json={"html": "x"})
         assert response.status_code == 422, (template_id, response.text)
     assert (await features.client.get("/templates/evil")).status_code == 404
-    assert (await features.client.get("/templates")).json() == []
+    assert await stored_ids(features) == []
 
     # attr() with a private name is refused at save time as well
     await put(features, "sneaky", {"subject": "s", "html": "{{ x|attr('__class__') }}"}, 422)
@@ -227,7 +273,7 @@ async def test_delete_then_get_is_404_but_old_versions_stay(features: Harness) -
     assert deleted.status_code == 204 and deleted.content == b""
     gone = await features.client.get("/templates/welcome2")
     assert gone.status_code == 404 and gone.json()["detail"]
-    assert (await features.client.get("/templates")).json() == []
+    assert await stored_ids(features) == []
     for version, html in [(1, WELCOME_V1["html"]), (2, WELCOME_V2["html"])]:
         old = await features.client.get("/templates/welcome2", params={"version": version})
         assert old.status_code == 200, old.text
@@ -349,7 +395,7 @@ async def test_sample_variables_are_kept_with_each_version_and_rendered_at_save(
     old = await features.client.get("/templates/samples", params={"version": 1})
     assert old.json()["sample_variables"] == {"name": "Ana"}
     listed = (await features.client.get("/templates")).json()
-    assert [t["sample_variables"] for t in listed] == [v2_samples]
+    assert [t["sample_variables"] for t in listed if t["source"] == "stored"] == [v2_samples]
     third = await put(features, "samples", WELCOME_V1, 200)  # samples are optional
     assert third["sample_variables"] is None
 

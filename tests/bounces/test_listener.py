@@ -14,7 +14,7 @@ import pytest
 from odiseo.domain.events import EventType
 from odiseo.domain.models import EventFilter, PublishedEvent
 from odiseo.storage.contract import Store
-from tests.bounces.conftest import PATHS, BounceListener
+from tests.bounces.conftest import MAX_BYTES, PATHS, BounceListener
 from tests.support.factories import new_email
 
 FIXTURES = Path(__file__).parents[1] / "unit" / "returned"
@@ -128,3 +128,13 @@ async def test_a_large_unreadable_message_is_kept_size_capped(
     data = event.event.data
     assert data is not None and data["truncated"] is True
     assert data["size"] == len(big) and len(data["raw"]) == 64 * 1024
+
+
+async def test_a_message_beyond_the_size_limit_is_refused_with_552(
+    bounce_listener: BounceListener, store: Store
+) -> None:
+    message_id = await stored_message(store, "ana@example.com")
+    huge = b"Subject: huge\r\n\r\n" + (b"x" * 998 + b"\r\n") * (MAX_BYTES // 1000 + 10)
+    code, _ = await send(bounce_listener, PATHS.address(message_id), huge)
+    assert code == 552
+    assert await published(store) == []

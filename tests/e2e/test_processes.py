@@ -185,6 +185,30 @@ def test_embedded_default_writes_eml_files_into_the_outbox(
     assert stored["attempts"] == 1
 
 
+def test_mail_queued_by_another_process_wakes_a_sqlite_run(
+    launcher: Launcher, tmp_path: Path
+) -> None:
+    """Issue 17, stumbles 3 and 6: `SMTP_HOST=` left blank in .env means the outbox, and
+    `odiseo send` beside `odiseo run` on SQLite is delivered without waiting for a poll:
+    polling once an hour, only the commit seen in PRAGMA data_version can wake the worker."""
+    (tmp_path / ".env").write_text("SMTP_HOST=\nSMTP_USER=\n")
+    env = base_env(EMAIL_WORKER_POLL_INTERVAL="3600")  # the README's first email, as is
+    process = launcher.start(["run"], env)
+    assert process.wait_ready().json()["email_provider"] in {"ok", "unknown"}
+    process.wait_for_log("started (provider outbox)")  # blank SMTP_HOST: the outbox
+    for n in range(2):  # a second time: the worker went back to waiting after the first
+        sent = launcher.run(
+            ["send", "--to", "a@example.com", "--subject", f"S{n}", "--body", "B"], env
+        )
+        assert sent.popen.returncode == 0, sent.output()
+        eml = tmp_path / "data" / "outbox" / f"{sent.stdout.strip()}.eml"
+        try:
+            poll(eml.exists, timeout=30, what=str(eml))
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}{process.output()}") from None
+        assert f"Subject: S{n}" in eml.read_text()
+
+
 # 4 --------------------------------------------------------------------------------------------
 
 

@@ -63,6 +63,11 @@ TEMPLATES = {
 }
 
 
+def stored_templates(listed: list[dict[str, Any]]) -> list[str]:
+    """The ids of the stored templates in a GET /templates answer (files are listed too)."""
+    return [t["id"] for t in listed if t["source"] == "stored"]
+
+
 def write_templates(directory: Path) -> Path:
     """`directory` (made if needed) holding the file templates of TEMPLATES."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ class Received:
     sender: str
     recipients: list[str]
     data: bytes
+    at: float = 0.0  # time.monotonic() when the server accepted it
 
     @property
     def message(self) -> EmailMessage:
@@ -68,7 +69,9 @@ class Recorder:
         assert isinstance(content, bytes)
         with self.seen:
             self.received.append(
-                Received(str(envelope.mail_from), list(envelope.rcpt_tos), content)
+                Received(
+                    str(envelope.mail_from), list(envelope.rcpt_tos), content, time.monotonic()
+                )
             )
             self.seen.notify_all()
         return self.accepted_reply

@@ -58,3 +58,30 @@ def test_the_lock_holds_hashes() -> None:
         entries = re.split(r"\n(?=[A-Za-z0-9])", (ROOT / lock).read_text())
         unhashed = [e.split()[0] for e in entries if "==" in e and "--hash=sha256:" not in e]
         assert unhashed == [], lock
+
+
+def test_the_dockerfile_installs_the_lock_and_nothing_else() -> None:
+    """Issue 17 point 10: the image could not be built here (no base image can be pulled),
+    so its install steps are held to the lock: the runtime lock with hashes, then odiseo
+    alone with --no-deps, and no other pip install or resolver run."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    steps = [
+        " ".join(line.split())
+        for line in dockerfile.replace("\\\n", " ").splitlines()
+        if line.startswith("RUN") and "pip" in line
+    ]
+    installs = [part.strip() for step in steps for part in step.split("&&") if "install" in part]
+    assert installs == [
+        "RUN /opt/venv/bin/pip install --require-hashes -r requirements.lock",
+        "/opt/venv/bin/pip install --no-deps /wheels/odiseo-*.whl",
+    ], installs
+    assert "COPY requirements.lock ./" in dockerfile
+    assert "pip wheel --no-deps" in dockerfile  # building odiseo's wheel resolves nothing
+    python = re.search(r"python:(\d+\.\d+)", dockerfile)
+    assert python and python[1] == "3.11"  # the version the lock is resolved for
+
+
+def test_the_client_distribution_needs_httpx_only_and_it_is_locked() -> None:
+    client = tomllib.loads((ROOT / "clients/python/pyproject.toml").read_text())["project"]
+    assert [Requirement(r).name for r in client["dependencies"]] == ["httpx"]
+    assert uncovered(client["dependencies"], pins("requirements.lock")) == []

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from odiseo import __version__, smtp
+from odiseo import __version__, dashboard, smtp
 from odiseo.api.audit import AuditLog
 from odiseo.api.body import refuse_declared_bodies
 from odiseo.api.health import HealthCheck
@@ -33,7 +33,7 @@ from odiseo.api.routes import (
     unsubscribe,
     webhooks,
 )
-from odiseo.api.schemas import BatchIn, RenderIn, RescheduleIn, TemplateIn
+from odiseo.api.schemas import BatchIn, RenderIn
 from odiseo.api.webhook_schemas import ReplayIn, WebhookIn, WebhookPatch
 from odiseo.api.wiring import (
     build_bounce_service,
@@ -52,18 +52,22 @@ from odiseo.errors import (
     InvalidEmail,
     InvalidReport,
     InvalidTransition,
+    MissingVariable,
     NotFound,
     ReportRefused,
     StoreUnavailable,
     TemplateError,
+    TemplateLimit,
     TooLarge,
+    UnknownTemplate,
     WebhookRefused,
 )
 from odiseo.keys import KeyRing
 from odiseo.metrics import Metrics
+from odiseo.operations import OperationsService
 from odiseo.outcomes import OutcomeService
 from odiseo.privacy import PrivacyService
-from odiseo.requests import EmailIn, describe_errors, error_list
+from odiseo.requests import EmailIn, RescheduleIn, TemplateIn, describe_errors, error_list
 from odiseo.template_service import TemplateService
 
 log = logging.getLogger(__name__)
@@ -88,8 +92,11 @@ def create_app(
             if migrate:
                 await store.migrate()
                 await app.state.service.publish_settings(now=datetime.now(UTC))
+            app.state.bounces = build_bounce_service(settings, store)
             if with_smtp and smtp.wanted(settings):
-                specs = smtp.listener_specs(settings, service=app.state.service, keys=keys)
+                specs = smtp.listener_specs(
+                    settings, service=app.state.service, keys=keys, bounces=app.state.bounces
+                )
                 listeners = await smtp.start_listeners(specs)
         except BaseException:
             await store.close()  # a start that fails leaves no connection behind
@@ -105,7 +112,7 @@ def create_app(
         )
         app.state.health = HealthCheck(service=app.state.service, provider=build_provider(settings))
         app.state.webhooks = build_webhook_service(settings, store)
-        app.state.bounces = build_bounce_service(settings, store)
+        app.state.operations = OperationsService(store)
         worker = build_worker(settings, store, app.state.metrics) if with_worker else None
         task = asyncio.create_task(worker.run(), name="worker") if worker else None
         hooks = build_webhook_worker(settings, store, worker) if worker else None
@@ -137,7 +144,10 @@ def create_app(
         version=__version__,
         summary="Transactional email: durable queue, SMTP delivery, retries, status.",
         lifespan=lifespan,
+        docs_url=None,  # served by dashboard.install_docs, from vendored assets
+        redoc_url=None,
     )
+    dashboard.install(app, enabled=settings.ui_enabled)
     app.add_middleware(AuditLog)
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     hosts = HostPolicy.from_settings(
@@ -182,6 +192,24 @@ def _problem(code: int, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"detail": detail, **extra}, status_code=code)
 
 
+def _template_problem(error: TemplateError, *, path: str) -> dict[str, Any]:
+    """The `errors` entry of a template failure: where in the request it points, and why."""
+    on_templates = path.startswith("/templates/")
+    loc = ["path", "template_id"] if on_templates else ["body", "template_id"]
+    kind = "template_invalid"
+    if isinstance(error, MissingVariable):
+        field = "template_vars"
+        if on_templates:
+            field = "variables" if path.endswith("/render") else "sample_variables"
+        loc = ["body", field, *([error.variable] if error.variable else [])]
+        kind = "template_variable_missing"
+    elif isinstance(error, UnknownTemplate):
+        kind = "template_unknown"
+    elif isinstance(error, TemplateLimit):
+        kind = "template_limit"
+    return {"loc": loc, "msg": error.message, "type": kind}
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -206,8 +234,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _problem(422, exc.message)
 
     @app.exception_handler(TemplateError)
-    async def template_error(_: Request, exc: TemplateError) -> JSONResponse:
-        return _problem(422, f"template: {exc.message}")
+    async def template_error(request: Request, exc: TemplateError) -> JSONResponse:
+        errors = [_template_problem(exc, path=request.url.path)]
+        return _problem(422, f"template: {exc.message}", errors=errors)
 
     @app.exception_handler(WebhookRefused)
     async def webhook_refused(_: Request, exc: WebhookRefused) -> JSONResponse:

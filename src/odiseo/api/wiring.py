@@ -13,6 +13,8 @@ import httpx
 from odiseo.bounce_service import BounceService, RelayChecks
 from odiseo.config import Settings
 from odiseo.dkim_signing import DkimSigner
+from odiseo.domain.bounces import Notice, NoticeKind, Returned
+from odiseo.domain.limits import domain_limits, relay_limits
 from odiseo.domain.verp import ReturnPaths
 from odiseo.errors import ConfigError, InvalidEmail, ReportRefused
 from odiseo.housekeeping import Housekeeper
@@ -21,6 +23,7 @@ from odiseo.metrics import Metrics
 from odiseo.mime import ascii_address, check_address, check_value, is_special_use
 from odiseo.providers.base import Provider
 from odiseo.providers.outbox import OutboxProvider
+from odiseo.providers.simulator import Complain, Routed, SimulatorProvider
 from odiseo.providers.smtp import SmtpProvider
 from odiseo.render_process import ProcessRenderer
 from odiseo.service import EmailService, Sender
@@ -49,7 +52,32 @@ async def migrate(settings: Settings, store: Store) -> None:
         await service.renderer.close()
 
 
-def build_provider(settings: Settings) -> Provider:
+def build_provider(settings: Settings, *, complain: Complain | None = None) -> Provider:
+    """The provider of EMAIL_PROVIDER (SIMULATOR_DOMAIN routes some recipients to the
+    simulator); `complain` publishes the simulator's complaints."""
+    simulator = SimulatorProvider(slow_seconds=settings.simulator_slow_seconds, complain=complain)
+    if settings.provider == "simulator":
+        return simulator
+    primary = _primary_provider(settings)
+    if settings.simulator_domain:
+        return Routed(primary, simulator, domain=settings.simulator_domain)
+    return primary
+
+
+def simulated_complaints(store: Store) -> Complain:
+    """The simulator's complaint@ recipients: an email.complained event (no suppression)."""
+
+    async def complain(message_id: str, recipient: str) -> None:
+        notice = Notice(
+            kind=NoticeKind.COMPLAINED, recipient=recipient, source="simulator", suppress=False
+        )
+        returned = Returned(notices=(notice,), message_id=message_id)
+        await store.outcomes.record_returned(returned, now=utcnow())
+
+    return complain
+
+
+def _primary_provider(settings: Settings) -> Provider:
     if settings.provider == "outbox":
         return OutboxProvider(settings.outbox_dir)
     if not settings.smtp_tls_verify:
@@ -148,7 +176,7 @@ def build_worker(settings: Settings, store: Store, metrics: Metrics | None = Non
         metrics=metrics,
         sign=signer.sign_off_loop if signer is not None else None,
         store=store,
-        provider=build_provider(settings),
+        provider=build_provider(settings, complain=simulated_complaints(store)),
         options=WorkerOptions(
             batch_size=settings.email_worker_batch_size,
             lease_seconds=settings.email_worker_lease_seconds,
@@ -158,6 +186,12 @@ def build_worker(settings: Settings, store: Store, metrics: Metrics | None = Non
             store_retry_seconds=settings.email_worker_db_retry_seconds,
             concurrency=settings.smtp_pool_size,
             redact_after_send=settings.redact_after_send,
+            domain_limits=domain_limits(settings.domain_limits),
+            limits=relay_limits(
+                per_second=settings.smtp_max_per_second,
+                per_minute=settings.smtp_max_per_minute,
+                per_day=settings.smtp_max_per_day,
+            ),
         ),
         return_paths=build_return_paths(settings),
     )

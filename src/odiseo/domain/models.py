@@ -52,6 +52,23 @@ class StoredTemplate:
     # Values a save renders the template with (limits checked), and a preview may use.
     sample_variables: dict[str, Any] | None = None
     created: bool = False  # this save made the template exist (again)
+    # What it reads from a request (needed; tested or defaulted), when worked out.
+    variables: tuple[str, ...] | None = None
+    optional_variables: tuple[str, ...] | None = None
+    source: str = "stored"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileTemplate:
+    """A template kept as files in TEMPLATES_DIR, or shipped with Odiseo; read-only."""
+
+    id: str
+    subject: str | None
+    html: str
+    text: str | None
+    variables: tuple[str, ...]
+    optional_variables: tuple[str, ...]
+    source: str = "file"
 
 
 class Outcome(enum.StrEnum):
@@ -71,6 +88,7 @@ class Refusal:
     code: int
     response: str
     permanent: bool
+    suppress: bool = True  # False for the simulator's addresses, which never are
 
 
 class SuppressionReason(enum.StrEnum):

@@ -1,15 +1,17 @@
 """The SMTP listener (`odiseo smtp`, and inside `odiseo run`): aiosmtpd servers on the
 process's event loop (listener.py), each with a handler of its own: submission.py for
-applications sending mail."""
+applications sending mail, bounces.py for mail coming back to VERP return paths."""
 
 from __future__ import annotations
 
 import socket
 
+from odiseo.bounce_service import BounceService
 from odiseo.config import Settings
 from odiseo.errors import ConfigError
 from odiseo.keys import KeyRing
 from odiseo.service import EmailService
+from odiseo.smtp.bounces import bounce_spec
 from odiseo.smtp.listener import Listener, ListenerSpec, close_listeners, start_listeners
 from odiseo.smtp.submission import submission_specs
 
@@ -27,7 +29,9 @@ __all__ = [
 def wanted(settings: Settings) -> bool:
     """Whether the settings ask for any SMTP listener."""
     return (
-        settings.smtp_submission_port is not None or settings.smtp_submission_tls_port is not None
+        settings.smtp_submission_port is not None
+        or settings.smtp_submission_tls_port is not None
+        or settings.bounce_listen_port is not None
     )
 
 
@@ -44,9 +48,11 @@ def check_settings(settings: Settings, keys: KeyRing) -> None:
 
 
 def listener_specs(
-    settings: Settings, *, service: EmailService, keys: KeyRing
+    settings: Settings, *, service: EmailService, keys: KeyRing, bounces: BounceService
 ) -> list[ListenerSpec]:
     """Every listener the settings ask for (ConfigError: see check_settings)."""
     check_settings(settings, keys)
     hostname = socket.getfqdn()  # once: aiosmtpd would ask on every connection
-    return submission_specs(settings, service=service, keys=keys, hostname=hostname)
+    specs = submission_specs(settings, service=service, keys=keys, hostname=hostname)
+    bounce = bounce_spec(settings, service=bounces, hostname=hostname)
+    return [*specs, bounce] if bounce is not None else specs

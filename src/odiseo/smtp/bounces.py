@@ -15,7 +15,10 @@ import logging
 from typing import Any
 
 from odiseo.bounce_service import BounceService
+from odiseo.config import Settings
 from odiseo.errors import StoreUnavailable
+from odiseo.smtp.listener import ListenerSpec
+from odiseo.smtp.submission import server_tls
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +56,25 @@ class BounceHandler:
             log.exception("bounce could not be recorded")
             return "451 4.3.0 the bounce could not be recorded; try again later"
         return "250 2.0.0 OK: recorded"
+
+
+def bounce_spec(
+    settings: Settings, *, service: BounceService, hostname: str
+) -> ListenerSpec | None:
+    """The bounce listener BOUNCE_LISTEN_PORT asks for: no AUTH (bounces come from any
+    MTA), STARTTLS offered when SMTP_SUBMISSION_TLS_CERT/_KEY are set, the submission
+    listener's connection limit and timeouts."""
+    if settings.bounce_listen_port is None:
+        return None
+    return ListenerSpec(
+        name="bounces",
+        handler=BounceHandler(service),
+        host=settings.bounce_listen_host,
+        port=settings.bounce_listen_port,
+        hostname=hostname,
+        data_size_limit=settings.bounce_max_message_bytes,
+        max_connections=settings.smtp_submission_max_connections,
+        command_timeout=settings.smtp_submission_command_timeout_seconds,
+        data_timeout=settings.smtp_submission_data_timeout_seconds,
+        starttls=server_tls(settings),
+    )

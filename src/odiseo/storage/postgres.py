@@ -33,7 +33,7 @@ from odiseo.errors import StoreUnavailable
 from odiseo.storage import enqueue_function, sql
 from odiseo.storage.contract import Enqueued
 from odiseo.storage.database import PostgresDatabase, Tx, command_count
-from odiseo.storage.failures import is_unavailable, translate_errors
+from odiseo.storage.failures import is_unavailable, store_error, translate_errors
 from odiseo.storage.migrate import upgrade
 from odiseo.storage.rows import (
     attachments_by_email,
@@ -46,6 +46,7 @@ from odiseo.storage.rows import (
     suppression_rows,
     to_row,
 )
+from odiseo.storage.search import domain_pattern
 from odiseo.storage.shared import SharedVerbs
 from odiseo.storage.tables import CLAIMABLE_SQL, INSERT_COLUMNS, OUTCOME_KINDS_SQL, emails
 
@@ -143,7 +144,7 @@ class PostgresStore(SharedVerbs):
             yield conn
         except Exception as exc:
             if not isinstance(exc, StoreUnavailable) and is_unavailable(exc):
-                raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+                raise store_error(exc) from exc
             raise
         finally:
             with translate_errors():
@@ -301,14 +302,21 @@ class PostgresStore(SharedVerbs):
         return enqueued(rows, inserted, found, barred)
 
     async def claim_due(
-        self, *, limit: int, worker: str, lease_seconds: float, now: datetime
+        self,
+        *,
+        limit: int,
+        worker: str,
+        lease_seconds: float,
+        now: datetime,
+        skip_domains: Sequence[str] = (),
     ) -> list[QueuedEmail]:
         # One statement claims and logs expired leases; it commits before any SMTP
         # traffic, so no row lock is held across the network.
         until = now + timedelta(seconds=lease_seconds)
         async with self.connection() as conn:
             async with conn.transaction():
-                rows = await conn.fetch(Q["claim"], now, limit, worker, until)
+                held = [domain_pattern(d) for d in skip_domains]
+                rows = await conn.fetch(Q["claim"], now, limit, worker, until, held)
                 carrying = [r["id"] for r in rows if r["attachment_count"]]
                 files = await conn.fetch(Q["attachments"], carrying) if carrying else []
             barred = await _suppressed(conn, recipients_of(rows)) if rows else set()

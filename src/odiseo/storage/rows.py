@@ -294,7 +294,7 @@ def suppression_rows(results: Sequence[AttemptResult]) -> list[dict[str, Any]]:
     rows = []
     for r in results:
         for refusal in r.refused:
-            if bad_address(refusal.code, refusal.response):
+            if refusal.suppress and bad_address(refusal.code, refusal.response):
                 rows.append(
                     {
                         "email_id": r.email_id,

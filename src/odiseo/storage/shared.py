@@ -21,6 +21,8 @@ from odiseo.domain.lifecycle import WAITING, sources
 from odiseo.domain.models import Attachment, EmailFilter, EnqueueSettings, QueuedEmail, Status
 from odiseo.errors import InvalidTransition, NotFound
 from odiseo.storage.database import Database, Tx
+from odiseo.storage.limits import LimitStore
+from odiseo.storage.operations import OperationsStore
 from odiseo.storage.outcomes import OutcomeStore
 from odiseo.storage.retention import RetentionStore
 from odiseo.storage.rows import attachments_by_email, event_of, from_row
@@ -48,12 +50,15 @@ class SharedVerbs:
         self.templates = TemplateStore(db)
         self.outcomes = OutcomeStore(db, dialect=self.dialect)
         self.retention = RetentionStore(db)
+        self.limits = LimitStore(db, dialect=self.dialect)
         self.webhooks = WebhookStore(db)
+        self.operations = OperationsStore(db, dialect=self.dialect)
 
     async def ping(self) -> None:
-        """Raise StoreUnavailable unless the database answers a trivial query."""
+        """Raise StoreUnavailable unless the database answers a trivial query on the queue's
+        table (so a missing schema or privilege shows here too, not at the first email)."""
         async with self.db.read() as tx:
-            await tx.scalar(select(1))
+            await tx.scalar(select(emails.c.id).limit(1))
 
     async def publish_enqueue_settings(self, settings: EnqueueSettings, *, now: datetime) -> None:
         """Replace the one row of rules the SQL function enqueue() reads."""

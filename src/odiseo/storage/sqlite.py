@@ -10,12 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, event, select, text, tuple_, update
+from sqlalchemy import (
+    Text,
+    bindparam,
+    case,
+    cast,
+    delete,
+    event,
+    func,
+    not_,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -37,6 +52,7 @@ from odiseo.storage.rows import (
     suppression_rows,
     to_row,
 )
+from odiseo.storage.search import domain_pattern
 from odiseo.storage.shared import SharedVerbs, attachments
 from odiseo.storage.tables import (
     CLAIMABLE_SQL,
@@ -49,6 +65,7 @@ from odiseo.storage.tables import (
 )
 
 BUSY_TIMEOUT_MS = 30_000
+WATCH_SECONDS = 0.25  # how often a waiting worker looks for commits of other processes
 _KEYED = sqlite_insert(emails).on_conflict_do_nothing(index_elements=CLIENT_KEY)
 _SUPPRESS = sqlite_insert(suppressions).on_conflict_do_nothing()
 
@@ -60,7 +77,8 @@ class SqliteStore(SharedVerbs):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        with translate_errors():
+            path.parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_async_engine(
             f"sqlite+aiosqlite:///{path}", connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}
         )
@@ -68,6 +86,8 @@ class SqliteStore(SharedVerbs):
         event.listen(self.engine.sync_engine, "begin", _begin)
         self._writer = self.engine.execution_options(odiseo_write=True)
         self._woken = asyncio.Event()  # set by this process's writes: wakes its worker
+        self._watch: sqlite3.Connection | None = None  # reads data_version in wait_for_work
+        self._data_version: int | None = None
         super().__init__(SqliteDatabase(self.engine, self._writer), wake=self._wake)
 
     def __repr__(self) -> str:
@@ -79,16 +99,43 @@ class SqliteStore(SharedVerbs):
                 await conn.run_sync(upgrade)
 
     async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
         await self.engine.dispose()
 
     async def _wake(self, tx: Tx) -> None:
-        # Other processes sharing the file find the rows at their next poll.
-        self._woken.set()
+        self._woken.set()  # this process's worker; others see it in data_version
 
     async def wait_for_work(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._woken.wait(), timeout)
+        """Until this process queues mail, another process commits, or `timeout` passes.
+
+        Another process (`odiseo send` beside `odiseo run`) cannot wake us as NOTIFY
+        does on PostgreSQL; but its commit changes `PRAGMA data_version` as seen by a
+        connection that did not make it. One kept connection reads it every
+        WATCH_SECONDS: a read of a counter in shared memory, no query on the tables.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (left := deadline - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), min(left, WATCH_SECONDS))
+            if self._woken.is_set() or self._changed_elsewhere():
+                break
         self._woken.clear()
+
+    def _changed_elsewhere(self) -> bool:
+        """Whether a commit happened since the last look; the first look says yes, so the
+        caller claims once more after the baseline is taken and misses nothing."""
+        try:
+            if self._watch is None:
+                self._watch = sqlite3.connect(self.path, timeout=0, check_same_thread=False)
+            version = self._watch.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error:
+            return False  # busy or gone: the poll interval still applies
+        changed = version != self._data_version
+        self._data_version = version
+        return bool(changed)
 
     # -- the hot verbs ----------------------------------------------------------------
 
@@ -112,14 +159,24 @@ class SqliteStore(SharedVerbs):
         return enqueued(rows, inserted, existing, barred)
 
     async def claim_due(
-        self, *, limit: int, worker: str, lease_seconds: float, now: datetime
+        self,
+        *,
+        limit: int,
+        worker: str,
+        lease_seconds: float,
+        now: datetime,
+        skip_domains: Sequence[str] = (),
     ) -> list[QueuedEmail]:
         # Committed before any SMTP traffic: no lock is held across the network.
         until = now + timedelta(seconds=lease_seconds)
         async with self.db.write() as tx:  # BEGIN IMMEDIATE: nobody claims in between
             due = await tx.rows(
                 select(emails.c.id, emails.c.status, emails.c.locked_by)
-                .where(text(CLAIMABLE_SQL), emails.c.next_attempt_at <= now)
+                .where(
+                    text(CLAIMABLE_SQL),
+                    emails.c.next_attempt_at <= now,
+                    *_not_to(skip_domains),
+                )
                 .order_by(emails.c.priority, emails.c.next_attempt_at, emails.c.id)
                 .limit(limit)
             )
@@ -269,6 +326,18 @@ async def _log_lost_leases(
     ]
     if lost:
         await tx.run(email_events.insert(), lost)
+
+
+def _not_to(domains: Sequence[str]) -> list[Any]:
+    """Conditions leaving out messages with a recipient at any of `domains`."""
+    if not domains:
+        return []
+    addresses = func.lower(
+        cast(emails.c.to_addrs, Text)
+        + cast(emails.c.cc_addrs, Text)
+        + cast(emails.c.bcc_addrs, Text)
+    )
+    return [not_(or_(*(addresses.like(domain_pattern(d), escape="\\") for d in domains)))]
 
 
 async def _log_outcomes(

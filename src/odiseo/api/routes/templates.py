@@ -11,8 +11,9 @@ from odiseo.api.auth import AdminKey, ReadKey
 from odiseo.api.body import parse_json
 from odiseo.api.deps import TemplatesDep
 from odiseo.api.openapi import request_body
-from odiseo.api.schemas import Problem, RenderIn, RenderOut, TemplateIn, TemplateOut
+from odiseo.api.schemas import Problem, RenderIn, RenderOut, TemplateOut
 from odiseo.rendering import TEMPLATE_ID_PATTERN
+from odiseo.requests import TemplateIn
 
 router = APIRouter(prefix="/templates", tags=["templates"])
 
@@ -26,7 +27,9 @@ VERSION_MAX = 2**31 - 1
 
 @router.get("", response_model=list[TemplateOut], dependencies=[ReadKey])
 async def list_templates(templates: TemplatesDep) -> list[TemplateOut]:
-    """Every stored template at its current version."""
+    """Every template: stored ones at their current version, and the file templates
+    (TEMPLATES_DIR, the shipped `welcome`) no stored one hides, marked `"source": "file"`;
+    each with the `variables` it reads."""
     return [TemplateOut.model_validate(t) for t in await templates.list()]
 
 
@@ -65,7 +68,8 @@ async def get_template(
     templates: TemplatesDep,
     version: Annotated[int | None, Query(ge=1, le=VERSION_MAX)] = None,
 ) -> TemplateOut:
-    """The current version, or `?version=N` (kept even after a delete)."""
+    """The current version, or `?version=N` (kept even after a delete); else the file
+    template of that id."""
     return TemplateOut.model_validate(await templates.get(template_id, version))
 
 
