@@ -122,6 +122,8 @@ class PostgresStore(SharedVerbs):
         self._waking: asyncio.Future[None] | None = None
         self._notifier: asyncpg.Connection | None = None  # sends _wake_soon's NOTIFYs
         self._notifying = asyncio.Lock()
+        self._wakes: set[asyncio.Task[None]] = set()  # every _wake_soon not yet finished
+        self._closed = False
         super().__init__(PostgresDatabase(self.connection), wake=self._wake)
 
     def __repr__(self) -> str:
@@ -192,9 +194,9 @@ class PostgresStore(SharedVerbs):
             await engine.dispose()
 
     async def close(self) -> None:
-        if self._waking is not None:  # let the last inserts wake the workers
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._waking, 2)
+        if self._wakes:  # let the last inserts wake the workers
+            await asyncio.wait(self._wakes, timeout=2)
+        self._closed = True  # a wake still running opens no connection now
         for conn in (self._listener, self._notifier):
             if conn is not None:
                 with contextlib.suppress(Exception):
@@ -229,12 +231,17 @@ class PostgresStore(SharedVerbs):
         transactional enqueue).
         """
         if self._waking is None or self._waking.done():
-            self._waking = asyncio.ensure_future(self._wake_soon())
+            task = asyncio.ensure_future(self._wake_soon())
+            self._waking = task
+            self._wakes.add(task)
+            task.add_done_callback(self._wakes.discard)
 
     async def _wake_soon(self) -> None:
         await asyncio.sleep(WAKE_DELAY_SECONDS)
         self._waking = None  # inserts committed from here on schedule the next one
         async with self._notifying:  # one NOTIFY at a time on the one connection
+            if self._closed:
+                return
             try:
                 if self._notifier is None or self._notifier.is_closed():
                     self._notifier = await asyncpg.connect(
@@ -243,6 +250,10 @@ class PostgresStore(SharedVerbs):
                         command_timeout=STATEMENT_TIMEOUT_SECONDS,
                         server_settings=self.session,
                     )
+                    if self._closed:  # close() gave up waiting for this connection
+                        self._notifier.terminate()
+                        self._notifier = None
+                        return
                 await self._notifier.execute(Q["notify"], self.channel)
             except Exception as exc:  # the next poll finds the rows
                 log.debug("cannot notify workers: %s", type(exc).__name__)
