@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import logging
 from datetime import datetime
@@ -95,6 +96,36 @@ class TemplateService:
             return await self.renderer.render(template_id, variables, derive_text=True)
         except UnknownTemplate:
             raise NotFound(f"no template {template_id!r}") from None
+
+    async def versions(self, template_id: str, *, last: int = 20) -> builtins.list[StoredTemplate]:
+        """The newest `last` versions of a stored template, newest first; raises NotFound."""
+        current = await self.templates.get(template_id)
+        if current is None:
+            raise NotFound(f"no stored template {template_id!r}")
+        older = [
+            await self.templates.get(template_id, version)
+            for version in range(current.version - 1, max(0, current.version - last), -1)
+        ]
+        return [current, *(found for found in older if found is not None)]
+
+    async def preview_source(
+        self,
+        template_id: str,
+        *,
+        subject: str | None,
+        html: str,
+        text: str | None,
+        variables: dict[str, Any],
+    ) -> Rendered:
+        """Render source not yet saved as a send would (the dashboard's live preview)."""
+        return await self.renderer.render_source(
+            template_id,
+            subject=subject,
+            html=html,
+            text=text,
+            variables=variables,
+            derive_text=True,
+        )
 
 
 async def _described(

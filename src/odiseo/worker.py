@@ -1,10 +1,11 @@
 """The delivery worker: claim -> build -> deliver -> record, with leases and a clean stop.
 
-Five kinds of task run while `Worker.run()` does, each owning its own state:
+Six kinds of task run while `Worker.run()` does, each owning its own state:
 
     claimer ─▶ inbox ─▶ preparer ─▶ ready ─▶ sender x SMTP_POOL_SIZE ─▶ results ─▶ recorder
               ≤ batch    build, sign   ≤ pool   one message at a time          group write
     heartbeat: renews the lease of every message this worker holds (one statement)
+    reporting: keeps this worker's row in `workers` (last beat, deliveries) for the dashboard
 
 - The claimer tops the inbox up whenever it is half empty, so the next messages are
   claimed while these are sent; idle, it sleeps until the store wakes it.
@@ -40,8 +41,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from odiseo.domain.bounces import relay_message_id
-from odiseo.domain.limits import Grant, RateLimit
+from odiseo.domain.limits import Grant, RateLimit, domain_of
 from odiseo.domain.models import AttemptResult, FailureKind, Outcome, QueuedEmail
+from odiseo.domain.operations import WorkerSeen
 from odiseo.domain.retry import next_attempt_at
 from odiseo.domain.verp import ReturnPaths
 from odiseo.errors import DeliveryFailure, PermanentFailure, StoreUnavailable
@@ -73,6 +75,7 @@ class WorkerOptions:
     store_retry_seconds: float = 2.0  # how long to wait while the database is away
     redact_after_send: bool = False  # REDACT_AFTER_SEND: drop a sent message's content
     limits: tuple[RateLimit, ...] = ()  # SMTP_MAX_PER_*: shared by every worker
+    domain_limits: tuple[RateLimit, ...] = ()  # DOMAIN_LIMITS: per recipient domain
 
 
 class Worker:
@@ -293,6 +296,7 @@ class _Run:
         preparer = asyncio.create_task(self.preparer())
         recorder = asyncio.create_task(self.recorder())
         heartbeat = asyncio.create_task(self.heartbeat())
+        reporting = asyncio.create_task(self.reporting())
         watcher = asyncio.create_task(self.on_stop())
         try:
             await self.claimer()
@@ -304,7 +308,8 @@ class _Run:
             self.results.put_nowait(None)
             await recorder
             heartbeat.cancel()
-            await asyncio.gather(watcher, heartbeat, return_exceptions=True)
+            reporting.cancel()
+            await asyncio.gather(watcher, heartbeat, reporting, return_exceptions=True)
 
     def _left(self) -> list[QueuedEmail]:
         """What was claimed and never begun, from the inbox and the prepared ones."""
@@ -363,12 +368,15 @@ class _Run:
             grant = await self._tokens(limit)
             if grant is None:
                 return []
+            held = await self._held_domains()
             claimed = await self.worker.store.claim_due(
                 limit=grant.count if self.options.limits else limit,
                 worker=self.worker.name,
                 lease_seconds=self.options.lease_seconds,
                 now=self.worker.clock(),
+                skip_domains=held,
             )
+            claimed = await self._within_domain_limits(claimed)
             if self.options.limits:
                 await self.worker.store.limits.give_back(grant, grant.count - len(claimed))
                 good_until = min(limit.next_window(self._now) for limit in self.options.limits)
@@ -377,6 +385,35 @@ class _Run:
         except StoreUnavailable as exc:
             log.warning("cannot claim: %s; retrying", exc)
             return None
+
+    async def _held_domains(self) -> list[str]:
+        """The recipient domains whose DOMAIN_LIMITS window is used up: claims skip their
+        mail, so a throttled domain never holds up the others."""
+        limits = self.options.domain_limits
+        if not limits:
+            return []
+        full = set(await self.worker.store.limits.exhausted(limits, now=self.worker.clock()))
+        return [limit.domain for limit in limits if limit.name in full and limit.domain]
+
+    async def _within_domain_limits(self, claimed: list[QueuedEmail]) -> list[QueuedEmail]:
+        """Tokens from each limited domain for the claimed messages that have recipients
+        there (a message counts once against each of its domains); those a domain has
+        no tokens for are handed back, due, for a later window."""
+        if not self.options.domain_limits or not claimed:
+            return claimed
+        over: set[int] = set()
+        now = self.worker.clock()
+        for limit in self.options.domain_limits:
+            mine = [
+                m for m in claimed if limit.domain in {domain_of(r) for r in m.email.recipients}
+            ]
+            if not mine:
+                continue
+            grant = await self.worker.store.limits.take((limit,), want=len(mine), now=now)
+            over.update(m.id for m in mine[grant.count :])
+        if over:
+            await self.worker.store.release(list(over), worker=self.worker.name, now=now)
+        return [m for m in claimed if m.id not in over]
 
     async def _tokens(self, want: int) -> Grant | None:
         """Tokens for a batch of `want` from every limit (all of them when there are no
@@ -555,6 +592,29 @@ class _Run:
                 log.warning("cannot renew leases: %s", exc)
             except Exception:  # the next beat tries again
                 log.exception("renewing leases failed")
+
+    async def reporting(self) -> None:
+        """Say this worker is alive as often as the heartbeat beats, in a task of its own
+        so that the write never delays a lease renewal (the dashboard lists workers)."""
+        interval = max(self.options.lease_seconds / 3, 0.5)
+        started = self.worker.clock()
+        while True:
+            await self.report_alive(started)
+            await asyncio.sleep(interval)
+
+    async def report_alive(self, started: datetime) -> None:
+        seen = WorkerSeen(
+            name=self.worker.name,
+            started_at=started,
+            last_seen=self.worker.clock(),
+            delivered=self.worker.delivered,
+        )
+        try:
+            await self.worker.store.operations.worker_seen(seen)
+        except StoreUnavailable as exc:
+            log.warning("cannot report this worker alive: %s", exc)
+        except Exception:  # the next beat tries again
+            log.exception("reporting this worker alive failed")
 
     async def release(self, messages: list[QueuedEmail]) -> None:
         """Hand back messages claimed but never begun."""

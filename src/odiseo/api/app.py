@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from odiseo import __version__, smtp
+from odiseo import __version__, dashboard, smtp
 from odiseo.api.audit import AuditLog
 from odiseo.api.body import refuse_declared_bodies
 from odiseo.api.health import HealthCheck
@@ -33,7 +33,7 @@ from odiseo.api.routes import (
     unsubscribe,
     webhooks,
 )
-from odiseo.api.schemas import BatchIn, RenderIn, RescheduleIn, TemplateIn
+from odiseo.api.schemas import BatchIn, RenderIn
 from odiseo.api.webhook_schemas import ReplayIn, WebhookIn, WebhookPatch
 from odiseo.api.wiring import (
     build_bounce_service,
@@ -64,9 +64,10 @@ from odiseo.errors import (
 )
 from odiseo.keys import KeyRing
 from odiseo.metrics import Metrics
+from odiseo.operations import OperationsService
 from odiseo.outcomes import OutcomeService
 from odiseo.privacy import PrivacyService
-from odiseo.requests import EmailIn, describe_errors, error_list
+from odiseo.requests import EmailIn, RescheduleIn, TemplateIn, describe_errors, error_list
 from odiseo.template_service import TemplateService
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ def create_app(
         )
         app.state.health = HealthCheck(service=app.state.service, provider=build_provider(settings))
         app.state.webhooks = build_webhook_service(settings, store)
+        app.state.operations = OperationsService(store)
         worker = build_worker(settings, store, app.state.metrics) if with_worker else None
         task = asyncio.create_task(worker.run(), name="worker") if worker else None
         hooks = build_webhook_worker(settings, store, worker) if worker else None
@@ -142,7 +144,10 @@ def create_app(
         version=__version__,
         summary="Transactional email: durable queue, SMTP delivery, retries, status.",
         lifespan=lifespan,
+        docs_url=None,  # served by dashboard.install_docs, from vendored assets
+        redoc_url=None,
     )
+    dashboard.install(app, enabled=settings.ui_enabled)
     app.add_middleware(AuditLog)
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     hosts = HostPolicy.from_settings(

@@ -6,18 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_core import to_json
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from odiseo.requests import (
-    MAX_BODY_CHARS,
-    MAX_TEMPLATE_VARS_BYTES,
-    HeaderText,
     RequestModel,
     check_json,
-    utc,
 )
-from odiseo.service import MAX_SUBJECT_CHARS
 
 MAX_BATCH = 500
 
@@ -106,53 +100,6 @@ class BatchOut(BaseModel):
     rejected: int
     results: list[BatchItemOut]
     timestamp: datetime
-
-
-class RescheduleIn(RequestModel):
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"send_at": "2030-01-01T09:00:00Z"}]}
-    )
-
-    send_at: datetime = Field(description="the new time; in the past means now")
-
-    @field_validator("send_at")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        return utc(value)
-
-
-class TemplateIn(RequestModel):
-    """A stored template: Jinja2, HTML autoescaped, undefined variables are errors."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "subject": "Your order {{ number }}",
-                    "html": "<p>Hi {{ name }}, order {{ number }} is on its way.</p>",
-                    "text": None,
-                    "sample_variables": {"name": "Ana", "number": 1042},
-                }
-            ]
-        },
-    )
-
-    subject: HeaderText | None = Field(default=None, max_length=MAX_SUBJECT_CHARS)
-    html: str = Field(min_length=1, max_length=MAX_BODY_CHARS)
-    text: str | None = Field(default=None, max_length=MAX_BODY_CHARS)
-    sample_variables: dict[str, Any] | None = Field(
-        default=None,
-        description="values the save renders the template with: a render that fails, or goes"
-        " over a limit, refuses the save (422); kept with the version for previews",
-    )
-
-    @field_validator("sample_variables")
-    @classmethod
-    def _bounded_samples(cls, variables: dict[str, Any] | None) -> dict[str, Any] | None:
-        if variables is not None and len(to_json(variables)) > MAX_TEMPLATE_VARS_BYTES:
-            raise ValueError(f"must be at most {MAX_TEMPLATE_VARS_BYTES} bytes as JSON")
-        return variables
 
 
 class TemplateOut(BaseModel):

@@ -30,6 +30,7 @@ from odiseo.domain.models import (
     Suppression,
     SuppressionReason,
 )
+from odiseo.domain.operations import ActivityCount, RecentFailure, UiSession, WorkerSeen
 from odiseo.domain.webhooks import Attempt, Claimed, Delivery, Endpoint, Verdict
 
 
@@ -162,6 +163,27 @@ class Outcomes(Protocol):
     ) -> int: ...
 
 
+class Operations(Protocol):
+    """The dashboard's sign-ins, the workers' heartbeats, recent activity
+    (storage/operations.py)."""
+
+    async def open_session(self, session: UiSession, *, now: datetime) -> None: ...
+
+    async def session(self, session_id: str, *, now: datetime) -> UiSession | None: ...
+
+    async def close_session(self, session_id: str) -> None: ...
+
+    async def worker_seen(self, worker: WorkerSeen) -> None: ...
+
+    async def workers(self) -> list[WorkerSeen]: ...
+
+    async def activity(
+        self, types: Sequence[EventType], *, since: datetime, span_seconds: int
+    ) -> list[ActivityCount]: ...
+
+    async def failures(self, *, since: datetime, limit: int) -> list[RecentFailure]: ...
+
+
 class Retention(Protocol):
     """Purging, erasure and the audit log (storage/retention.py)."""
 
@@ -187,6 +209,8 @@ class Limits(Protocol):
 
     async def give_back(self, grant: Grant, count: int) -> None: ...
 
+    async def exhausted(self, limits: Sequence[RateLimit], *, now: datetime) -> list[str]: ...
+
 
 class Store(Protocol):
     """The durable queue."""
@@ -206,6 +230,9 @@ class Store(Protocol):
     @property
     def webhooks(self) -> Webhooks: ...
 
+    @property
+    def operations(self) -> Operations: ...
+
     # -- life ------------------------------------------------------------------------
     async def migrate(self) -> None:
         """Create or upgrade the schema; safe to call from several processes at once."""
@@ -224,9 +251,16 @@ class Store(Protocol):
         item's scope creates nothing (its Enqueued says where it is)."""
 
     async def claim_due(
-        self, *, limit: int, worker: str, lease_seconds: float, now: datetime
+        self,
+        *,
+        limit: int,
+        worker: str,
+        lease_seconds: float,
+        now: datetime,
+        skip_domains: Sequence[str] = (),
     ) -> list[QueuedEmail]:
-        """Claim up to `limit` due messages for `worker`, committed before returning."""
+        """Claim up to `limit` due messages for `worker`, committed before returning;
+        none with a recipient at a domain of `skip_domains` (held back by its limit)."""
 
     async def heartbeat(self, *, worker: str, lease_seconds: float, now: datetime) -> int:
         """Renew the lease of every message `worker` holds; how many it holds."""

@@ -22,6 +22,7 @@ from odiseo.domain.models import Attachment, EmailFilter, EnqueueSettings, Queue
 from odiseo.errors import InvalidTransition, NotFound
 from odiseo.storage.database import Database, Tx
 from odiseo.storage.limits import LimitStore
+from odiseo.storage.operations import OperationsStore
 from odiseo.storage.outcomes import OutcomeStore
 from odiseo.storage.retention import RetentionStore
 from odiseo.storage.rows import attachments_by_email, event_of, from_row
@@ -51,6 +52,7 @@ class SharedVerbs:
         self.retention = RetentionStore(db)
         self.limits = LimitStore(db, dialect=self.dialect)
         self.webhooks = WebhookStore(db)
+        self.operations = OperationsStore(db, dialect=self.dialect)
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers a trivial query on the queue's

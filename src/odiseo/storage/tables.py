@@ -173,6 +173,14 @@ email_events = Table(
         postgresql_where=text("type IS NOT NULL"),
         sqlite_where=text("type IS NOT NULL"),
     ),
+    # The dashboard's activity charts and failure lists: typed events of a recent span.
+    Index(
+        "ix_email_events_type_at",
+        "type",
+        "at",
+        postgresql_where=text("type IS NOT NULL"),
+        sqlite_where=text("type IS NOT NULL"),
+    ),
     Index(
         "ix_email_events_recipient",
         "recipient",
@@ -374,4 +382,29 @@ webhook_attempts = Table(
     Column("response", Text, nullable=True),
     Column("error", Text, nullable=True),
     Index("ix_webhook_attempts_delivery", "delivery_id", "id"),
+)
+
+# Dashboard sign-ins (odiseo/dashboard/). The cookie holds a random token; only its
+# SHA-256 is kept here. `key_id` names the API key signed in with (ApiKey.scope_id: 96
+# bits of its digest, never the key), NULL when no keys are configured; the key's scopes
+# are looked up again on every request, so a key removed from API_KEYS ends its sessions.
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_id", String(24), nullable=True),
+    Column("csrf", String(64), nullable=False),  # the token every change must carry
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("ix_ui_sessions_expires_at", "expires_at"),
+)
+
+# Delivery workers as their heartbeat last reported them (the dashboard's overview).
+workers = Table(
+    "workers",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("delivered", BigInteger, nullable=False),
 )

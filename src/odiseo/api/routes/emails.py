@@ -27,10 +27,9 @@ from odiseo.api.schemas import (
     EventOut,
     Problem,
     Requeued,
-    RescheduleIn,
 )
 from odiseo.domain.models import EmailFilter, QueuedEmail, Status
-from odiseo.requests import EmailIn, describe_errors
+from odiseo.requests import EmailIn, RescheduleIn, describe_errors
 from odiseo.service import EmailRequest, EmailService, decode_cursor, encode_cursor
 
 router = APIRouter()

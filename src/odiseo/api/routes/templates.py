@@ -11,8 +11,9 @@ from odiseo.api.auth import AdminKey, ReadKey
 from odiseo.api.body import parse_json
 from odiseo.api.deps import TemplatesDep
 from odiseo.api.openapi import request_body
-from odiseo.api.schemas import Problem, RenderIn, RenderOut, TemplateIn, TemplateOut
+from odiseo.api.schemas import Problem, RenderIn, RenderOut, TemplateOut
 from odiseo.rendering import TEMPLATE_ID_PATTERN
+from odiseo.requests import TemplateIn
 
 router = APIRouter(prefix="/templates", tags=["templates"])
 
