@@ -24,6 +24,7 @@ import datetime as dt
 import re
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import httpx
@@ -32,6 +33,8 @@ from pydantic import SecretStr
 
 from odiseo.api.app import create_app
 from odiseo.config import Settings
+from odiseo.operations import CHARTED
+from odiseo.storage.contract import Store
 
 KEY = "bench-dashboard-key-0123456789"
 CHUNK = 100_000
@@ -136,6 +139,7 @@ async def pages(client: httpx.AsyncClient, schema: str) -> dict[str, str]:
         "messages, tag order": "/ui/messages?tag=order",
         "messages, rare tag (10 in 1 M)": "/ui/messages?tag=rare",
         "messages, one recipient": f"/ui/messages?recipient={recipient}",
+        "messages, tag rare + created in the last week": f"/ui/messages?tag=rare&after={week_ago}",
         "message detail": f"/ui/messages/{middle}",
         "message HTML (sandboxed)": f"/ui/messages/{middle}/html",
         "suppressions": "/ui/suppressions",
@@ -154,6 +158,36 @@ async def measure(client: httpx.AsyncClient, path: str, runs: int) -> list[float
         if n >= 3:
             times.append(spent)
     return times
+
+
+async def overview_parts(store: Store, runs: int) -> list[list[str]]:
+    """Each store call behind the overview, timed alone (median and slowest)."""
+    now = dt.datetime.now(dt.UTC)
+    ops = store.operations
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
+        "counts() (status_counts)": store.counts,
+        "oldest_due_seconds()": lambda: store.oldest_due_seconds(now=now),
+        "activity, last hour per minute": lambda: ops.activity(
+            CHARTED, since=now - dt.timedelta(hours=1), span_seconds=60
+        ),
+        "activity, last day per hour": lambda: ops.activity(
+            CHARTED, since=now - dt.timedelta(days=1), span_seconds=3600
+        ),
+        "failures, last day (newest 1,000)": lambda: ops.failures(
+            since=now - dt.timedelta(days=1), limit=1000
+        ),
+        "workers()": ops.workers,
+    }
+    rows = []
+    for name, call in calls.items():
+        times = []
+        for n in range(3 + runs):
+            began = time.perf_counter()
+            await call()
+            if n >= 3:
+                times.append(time.perf_counter() - began)
+        rows.append([name, ms(statistics.median(times)), ms(max(times))])
+    return rows
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -191,7 +225,11 @@ async def main(args: argparse.Namespace) -> None:
                 for name, path in (await pages(client, schema)).items():
                     times = await measure(client, path, args.runs)
                     rows.append([name, ms(statistics.median(times)), ms(max(times))])
+                parts = await overview_parts(app.state.service.store, args.runs)
     report.table(["page", "median", "slowest"], rows)
+    report.line("The overview's queries, each on its own:")
+    report.line()
+    report.table(["query", "median", "slowest"], parts)
     report.save()
 
 
