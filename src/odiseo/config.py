@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from odiseo.domain.limits import domain_limits
 from odiseo.domain.webhooks import RETRY_SCHEDULE
 from odiseo.errors import ConfigError, StoreRefused, StoreUnavailable
 
@@ -357,6 +358,14 @@ class Settings(BaseSettings):
         commands=WORKER,
         example="2000",
         ge=1,
+    )
+    domain_limits: str = setting(
+        "",
+        help="per recipient domain limits, e.g. gmail.com=600/min,outlook.com=300/min "
+        "(also /s, /h, /day); all workers together (none)",
+        section="Delivery / SMTP",
+        commands=WORKER,
+        example="gmail.com=600/min,outlook.com=300/min",
     )
     smtp_timeout_seconds: float = setting(
         30.0,
@@ -942,6 +951,12 @@ class Settings(BaseSettings):
             urlsplit(value).port  # noqa: B018 - a port that is not a number stops here
         except ValueError:
             raise ValueError("the port is not a number from 0 to 65535") from None
+        return value
+
+    @field_validator("domain_limits")
+    @classmethod
+    def _domain_limits_parse(cls, value: str) -> str:
+        domain_limits(value)  # ValueError names the entry
         return value
 
     @property

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from odiseo.domain.bounces import relay_message_id
-from odiseo.domain.limits import Grant, RateLimit
+from odiseo.domain.limits import Grant, RateLimit, domain_of
 from odiseo.domain.models import AttemptResult, FailureKind, Outcome, QueuedEmail
 from odiseo.domain.operations import WorkerSeen
 from odiseo.domain.retry import next_attempt_at
@@ -75,6 +75,7 @@ class WorkerOptions:
     store_retry_seconds: float = 2.0  # how long to wait while the database is away
     redact_after_send: bool = False  # REDACT_AFTER_SEND: drop a sent message's content
     limits: tuple[RateLimit, ...] = ()  # SMTP_MAX_PER_*: shared by every worker
+    domain_limits: tuple[RateLimit, ...] = ()  # DOMAIN_LIMITS: per recipient domain
 
 
 class Worker:
@@ -367,12 +368,15 @@ class _Run:
             grant = await self._tokens(limit)
             if grant is None:
                 return []
+            held = await self._held_domains()
             claimed = await self.worker.store.claim_due(
                 limit=grant.count if self.options.limits else limit,
                 worker=self.worker.name,
                 lease_seconds=self.options.lease_seconds,
                 now=self.worker.clock(),
+                skip_domains=held,
             )
+            claimed = await self._within_domain_limits(claimed)
             if self.options.limits:
                 await self.worker.store.limits.give_back(grant, grant.count - len(claimed))
                 good_until = min(limit.next_window(self._now) for limit in self.options.limits)
@@ -381,6 +385,35 @@ class _Run:
         except StoreUnavailable as exc:
             log.warning("cannot claim: %s; retrying", exc)
             return None
+
+    async def _held_domains(self) -> list[str]:
+        """The recipient domains whose DOMAIN_LIMITS window is used up: claims skip their
+        mail, so a throttled domain never holds up the others."""
+        limits = self.options.domain_limits
+        if not limits:
+            return []
+        full = set(await self.worker.store.limits.exhausted(limits, now=self.worker.clock()))
+        return [limit.domain for limit in limits if limit.name in full and limit.domain]
+
+    async def _within_domain_limits(self, claimed: list[QueuedEmail]) -> list[QueuedEmail]:
+        """Tokens from each limited domain for the claimed messages that have recipients
+        there (a message counts once against each of its domains); those a domain has
+        no tokens for are handed back, due, for a later window."""
+        if not self.options.domain_limits or not claimed:
+            return claimed
+        over: set[int] = set()
+        now = self.worker.clock()
+        for limit in self.options.domain_limits:
+            mine = [
+                m for m in claimed if limit.domain in {domain_of(r) for r in m.email.recipients}
+            ]
+            if not mine:
+                continue
+            grant = await self.worker.store.limits.take((limit,), want=len(mine), now=now)
+            over.update(m.id for m in mine[grant.count :])
+        if over:
+            await self.worker.store.release(list(over), worker=self.worker.name, now=now)
+        return [m for m in claimed if m.id not in over]
 
     async def _tokens(self, want: int) -> Grant | None:
         """Tokens for a batch of `want` from every limit (all of them when there are no

@@ -169,8 +169,13 @@ def test_suppressions_and_events(client: Odiseo) -> None:
     client.unsuppress(address)
     with pytest.raises(NotFound):
         client.suppression(address)
-    events = list(client.events(message_id=accepted.message_id))
-    assert events and all(isinstance(e, odiseo_client.Event) for e in events)
+    # The skipped recipient's email.suppressed is written when the worker takes the message.
+    events = poll(
+        lambda: list(client.events(message_id=accepted.message_id, type="email.suppressed")),
+        timeout=30,
+        what="the email.suppressed event",
+    )
+    assert [(e.type, e.recipient) for e in events] == [("email.suppressed", address)]
 
 
 def test_webhooks_deliver_what_verify_webhook_accepts(client: Odiseo) -> None:

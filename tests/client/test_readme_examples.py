@@ -41,7 +41,7 @@ def environment(service: Process, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
 
 
 def test_the_section_has_the_examples_this_file_runs() -> None:
-    assert len(blocks("python")) == 3 and len(blocks("bash")) == 2
+    assert len(blocks("python")) == 4 and len(blocks("bash")) == 2
 
 
 def test_the_client_example(environment: dict[str, str]) -> None:
@@ -82,6 +82,15 @@ def test_the_django_settings_example() -> None:
 
     assert import_string(namespace["EMAIL_BACKEND"]) is EmailBackend
     assert {"ODISEO_URL", "ODISEO_API_KEY", "DEFAULT_FROM_EMAIL"} <= set(namespace)
+
+
+def test_the_django_transactional_settings_example() -> None:
+    """The settings of the backend's database path, as the backend reads them (a
+    Django project using them is run by tests/e2e/test_transactional.py)."""
+    namespace: dict[str, Any] = {}
+    exec(blocks("python")[3], namespace)
+    assert namespace == {**namespace, "ODISEO_TRANSACTIONAL": True, "ODISEO_SCHEMA": "odiseo",
+                         "ODISEO_DATABASE": "default"}  # fmt: skip
 
 
 def test_the_curl_example(environment: dict[str, str]) -> None:

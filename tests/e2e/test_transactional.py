@@ -213,26 +213,36 @@ print(place_order(5, "ed@example.com"))
 """
 
 
-def with_django(schema: str, app_schema: str, tmp_path: Path) -> None:
-    """In a process of its own, as a Django project runs it."""
+def run_django(
+    template: str, app_schema: str, tmp_path: Path, **values: str
+) -> subprocess.CompletedProcess[str]:
+    """`template` (a Django project in one file) run in a process of its own, its
+    database the test server with the application's schema first on the path."""
     from sqlalchemy.engine import make_url
 
     url = make_url(TEST_DATABASE_URL)
-    script = tmp_path / "django_app.py"
+    script = tmp_path / "django_project.py"
     script.write_text(
-        DJANGO_APP.format(
+        template.format(
             name=url.database,
             user=url.username,
             host=url.host,
             port=str(url.port or 5432),
             path=app_schema,
-            example=textwrap.dedent(example("python", "transaction.atomic()", schema)),
+            **values,
         )
     )
     done = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def with_django(schema: str, app_schema: str, tmp_path: Path) -> None:
+    """In a process of its own, as a Django project runs it."""
+    code = textwrap.dedent(example("python", "transaction.atomic()", schema))
+    done = run_django(DJANGO_APP, app_schema, tmp_path, example=code)
     assert stored(done.stdout.strip(), schema) is not None
 
 
@@ -306,3 +316,86 @@ def test_the_worker_fails_what_only_the_message_writer_refuses_with_an_event(
     reason = json.loads(event["data"])["reason"]
     assert reason.startswith("cannot build message: InvalidEmail: attachments: content_id")
     assert smtp_server.received == []
+
+
+# -- the Django backend's ODISEO_TRANSACTIONAL --------------------------------------------------
+
+DJANGO_BACKEND_APP = """
+import json
+
+import django
+from django.conf import settings
+
+settings.configure(
+    DATABASES={{"default": {{
+        "ENGINE": "django.db.backends.postgresql", "NAME": {name!r}, "USER": {user!r},
+        "HOST": {host!r}, "PORT": {port!r}, "OPTIONS": {{"options": "-c search_path={path}"}},
+    }}}},
+    EMAIL_BACKEND="odiseo_client.django.EmailBackend",
+    ODISEO_TRANSACTIONAL=True,
+    ODISEO_SCHEMA={schema!r},
+    DEFAULT_FROM_EMAIL="Shop <shop@example.com>",
+)
+django.setup()
+
+from django.core.mail import send_mail
+from django.db import connection, transaction
+from odiseo_client import Invalid
+
+results = {{}}
+with transaction.atomic():
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO orders VALUES (10, 'ana@example.com')")
+    results["committed"] = send_mail("Django committed", "Thanks", None, ["ana@example.com"])
+try:
+    with transaction.atomic():
+        send_mail("Django rolled back", "No", None, ["bo@example.com"])
+        raise RuntimeError("the sign-up failed")
+except RuntimeError:
+    pass
+with transaction.atomic():
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO orders VALUES (11, 'cy@example.com')")
+    try:
+        send_mail("Refused", "x", "ceo@elsewhere.example", ["cy@example.com"])
+    except Invalid as exc:
+        results["refused"] = [exc.status, str(exc)]
+    results["silent"] = send_mail(
+        "Refused", "x", "ceo@elsewhere.example", ["cy@example.com"], fail_silently=True
+    )
+    results["after"] = send_mail("Django after a refusal", "ok", None, ["cy@example.com"])
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture
+def shop_worker(launcher: Launcher, env: dict[str, str]) -> Process:
+    """`odiseo worker` whose sender (SMTP_FROM_EMAIL) is the Django project's."""
+    process = launcher.start(
+        ["worker"],
+        {**env, "EMAIL_WORKER_POLL_INTERVAL": "60", "SMTP_FROM_EMAIL": "shop@example.com"},
+    )
+    process.wait_for_log("started")
+    return process
+
+
+def test_the_django_backend_queues_in_the_project_s_transaction(
+    shop_worker: Process,
+    smtp_server: SmtpServer,
+    database: dict[str, str],
+    app_schema: str,
+    tmp_path: Path,
+) -> None:
+    """ODISEO_TRANSACTIONAL: send_mail() inside atomic() is queued if and only if the
+    transaction commits; a refused email raises Invalid and the transaction goes on."""
+    done = run_django(DJANGO_BACKEND_APP, app_schema, tmp_path, schema=database["SCHEMA_NAME"])
+    results = json.loads(done.stdout)
+    assert results["committed"] == 1 and results["after"] == 1 and results["silent"] == 0
+    assert results["refused"][0] == 422
+    assert "from_email: ceo@elsewhere.example is not an allowed sender" in results["refused"][1]
+    delivered(smtp_server, shop_worker, ["Django committed", "Django after a refusal"])
+    (orders,) = run(f'SELECT id FROM "{app_schema}".orders ORDER BY id')
+    assert [r["id"] for r in orders] == [10, 11]
+    (subjects,) = run(f'SELECT subject FROM "{database["SCHEMA_NAME"]}".emails ORDER BY id')
+    assert [r["subject"] for r in subjects] == ["Django committed", "Django after a refusal"]
+    assert smtp_server.received[0].message["From"] == "Shop <shop@example.com>"

@@ -65,8 +65,9 @@ def test_three_workers_share_one_relay_limit(
     times = sorted(r.at for r in smtp_server.received)
     busiest = max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
     assert busiest <= 2 * PER_SECOND + WORKERS * 4, busiest
-    # 300 messages at 20 a second take at least 14 s however the windows fall.
-    assert times[-1] - times[0] >= LIMITED / PER_SECOND - 1
+    # 300 messages at 20 a second fill 15 windows: from the last instant of the first to
+    # the first instant of the last is at least 13 s, however the windows fall.
+    assert times[-1] - times[0] >= LIMITED / PER_SECOND - 2
     shares = [w.stderr.count("] sent: ") for w in workers]
     assert sum(1 for share in shares if share) >= 2, shares
     print(

@@ -4,12 +4,18 @@ delivered and never shown, and the 250's id answers GET /emails/{id}."""
 
 from __future__ import annotations
 
+import base64
 import re
 import smtplib
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
+import dkim
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from odiseo.domain.models import SuppressionReason
 from tests.smtp.conftest import Submission, in_thread, message
 from tests.support.app import ALL_KEY, READ_KEY, SEND_KEY
 
@@ -255,3 +261,55 @@ async def test_rate_limit_per_key_is_451(submission: Submission) -> None:
     assert replies[0][0] == 250, replies
     limited = [text for code, text in replies[1:] if code == 451]
     assert limited and b"rate limit of 1 messages per minute" in limited[0], replies
+
+
+def dkim_key() -> tuple[str, bytes]:
+    """(PEM private key, its DNS TXT record) of a fresh RSA key."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return pem.decode(), b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+
+DKIM_PEM, DKIM_RECORD = dkim_key()
+
+
+@pytest.mark.parametrize(
+    "submission_overrides",
+    [{"dkim_domain": "odiseo.io", "dkim_selector": "s1", "dkim_private_key": DKIM_PEM}],
+)
+async def test_the_pipeline_applies_suppression_dkim_and_events(submission: Submission) -> None:
+    await submission.app.state.outcomes.suppress(
+        "gone@example.com", reason=SuppressionReason.MANUAL, detail=None, now=datetime.now(UTC)
+    )
+    data = message(To="to@example.com, gone@example.com").as_bytes(policy=policy.SMTP)
+    code, reply = await in_thread(
+        lambda: send(
+            submission,
+            data,
+            sender="app@odiseo.io",
+            recipients=["to@example.com", "gone@example.com"],
+        )
+    )
+    assert code == 250, reply
+    found = QUEUED.search(reply)
+    assert found, reply
+
+    await submission.deliver()
+    (received,) = submission.received
+    assert received.recipients == ["to@example.com"]  # the suppressed one skipped
+
+    def lookup(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"s1._domainkey.odiseo.io."
+        return DKIM_RECORD
+
+    assert dkim.verify(received.data, dnsfunc=lookup)
+    stored = await submission.read(found[1])
+    types = {(e["type"], e["recipient"]) for e in stored["events"] if e["type"]}
+    assert ("email.sent", None) in types and ("email.suppressed", "gone@example.com") in types

@@ -14,7 +14,7 @@ from odiseo.bounce_service import BounceService, RelayChecks
 from odiseo.config import Settings
 from odiseo.dkim_signing import DkimSigner
 from odiseo.domain.bounces import Notice, NoticeKind, Returned
-from odiseo.domain.limits import relay_limits
+from odiseo.domain.limits import domain_limits, relay_limits
 from odiseo.domain.verp import ReturnPaths
 from odiseo.errors import ConfigError, InvalidEmail, ReportRefused
 from odiseo.housekeeping import Housekeeper
@@ -186,6 +186,7 @@ def build_worker(settings: Settings, store: Store, metrics: Metrics | None = Non
             store_retry_seconds=settings.email_worker_db_retry_seconds,
             concurrency=settings.smtp_pool_size,
             redact_after_send=settings.redact_after_send,
+            domain_limits=domain_limits(settings.domain_limits),
             limits=relay_limits(
                 per_second=settings.smtp_max_per_second,
                 per_minute=settings.smtp_max_per_minute,

@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 
 @dataclass(frozen=True, kw_only=True)
 class RateLimit:
-    name: str  # the row of the usage table: "relay:1", "relay:60", "relay:86400"
+    name: str  # the row of the usage table: "relay:1", "domain:gmail.com:60"…
     seconds: int  # the window's length
     count: int  # messages per window
+    domain: str | None = None  # DOMAIN_LIMITS: the recipient domain it counts
 
     def window(self, now: datetime) -> int:
         """The start of the window `now` falls in, in epoch seconds."""
@@ -39,6 +40,37 @@ def relay_limits(
         for seconds, count in given
         if count is not None
     )
+
+
+_PER = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600,
+        "hour": 3600, "d": 86400, "day": 86400}  # fmt: skip
+
+
+def domain_limits(spec: str) -> tuple[RateLimit, ...]:
+    """DOMAIN_LIMITS, e.g. "gmail.com=600/min,outlook.com=300/min"; ValueError naming
+    the entry that is wrong."""
+    limits = []
+    for entry in filter(None, (part.strip() for part in spec.split(","))):
+        domain, _, rate = entry.partition("=")
+        count, _, per = rate.partition("/")
+        seconds = _PER.get(per.strip().lower())
+        domain = domain.strip().lower().rstrip(".")
+        if not domain or "@" in domain or seconds is None or not count.strip().isdigit():
+            raise ValueError(f"{entry!r}: expected domain=COUNT/min (or /s, /h, /day)")
+        ascii_domain = domain.encode("idna").decode("ascii")
+        limits.append(
+            RateLimit(
+                name=f"domain:{ascii_domain}:{seconds}",
+                seconds=seconds,
+                count=int(count),
+                domain=ascii_domain,
+            )
+        )
+    return tuple(limits)
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -209,6 +209,8 @@ class Limits(Protocol):
 
     async def give_back(self, grant: Grant, count: int) -> None: ...
 
+    async def exhausted(self, limits: Sequence[RateLimit], *, now: datetime) -> list[str]: ...
+
 
 class Store(Protocol):
     """The durable queue."""
@@ -249,9 +251,16 @@ class Store(Protocol):
         item's scope creates nothing (its Enqueued says where it is)."""
 
     async def claim_due(
-        self, *, limit: int, worker: str, lease_seconds: float, now: datetime
+        self,
+        *,
+        limit: int,
+        worker: str,
+        lease_seconds: float,
+        now: datetime,
+        skip_domains: Sequence[str] = (),
     ) -> list[QueuedEmail]:
-        """Claim up to `limit` due messages for `worker`, committed before returning."""
+        """Claim up to `limit` due messages for `worker`, committed before returning;
+        none with a recipient at a domain of `skip_domains` (held back by its limit)."""
 
     async def heartbeat(self, *, worker: str, lease_seconds: float, now: datetime) -> int:
         """Renew the lease of every message `worker` holds; how many it holds."""

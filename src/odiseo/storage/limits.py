@@ -61,6 +61,21 @@ class LimitStore:
                 )
         return Grant(count=granted, windows=windows)
 
+    async def exhausted(self, limits: Sequence[RateLimit], *, now: datetime) -> list[str]:
+        """The names of the limits whose current window is used up."""
+        async with self.db.read() as tx:
+            rows = await tx.rows(
+                select(send_usage).where(send_usage.c.name.in_([limit.name for limit in limits]))
+            )
+        usage = {r["name"]: r for r in rows}
+        return [
+            limit.name
+            for limit in limits
+            if (row := usage.get(limit.name)) is not None
+            and row["window_start"] == limit.window(now)
+            and row["used"] >= limit.count
+        ]
+
     async def give_back(self, grant: Grant, count: int) -> None:
         """Return `count` unused tokens of `grant` to the windows they came from (if those
         windows are still current)."""

@@ -46,6 +46,7 @@ from odiseo.storage.rows import (
     suppression_rows,
     to_row,
 )
+from odiseo.storage.search import domain_pattern
 from odiseo.storage.shared import SharedVerbs
 from odiseo.storage.tables import CLAIMABLE_SQL, INSERT_COLUMNS, OUTCOME_KINDS_SQL, emails
 
@@ -121,6 +122,8 @@ class PostgresStore(SharedVerbs):
         self._waking: asyncio.Future[None] | None = None
         self._notifier: asyncpg.Connection | None = None  # sends _wake_soon's NOTIFYs
         self._notifying = asyncio.Lock()
+        self._wakes: set[asyncio.Task[None]] = set()  # every _wake_soon not yet finished
+        self._closed = False
         super().__init__(PostgresDatabase(self.connection), wake=self._wake)
 
     def __repr__(self) -> str:
@@ -191,9 +194,9 @@ class PostgresStore(SharedVerbs):
             await engine.dispose()
 
     async def close(self) -> None:
-        if self._waking is not None:  # let the last inserts wake the workers
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._waking, 2)
+        if self._wakes:  # let the last inserts wake the workers
+            await asyncio.wait(self._wakes, timeout=2)
+        self._closed = True  # a wake still running opens no connection now
         for conn in (self._listener, self._notifier):
             if conn is not None:
                 with contextlib.suppress(Exception):
@@ -228,12 +231,17 @@ class PostgresStore(SharedVerbs):
         transactional enqueue).
         """
         if self._waking is None or self._waking.done():
-            self._waking = asyncio.ensure_future(self._wake_soon())
+            task = asyncio.ensure_future(self._wake_soon())
+            self._waking = task
+            self._wakes.add(task)
+            task.add_done_callback(self._wakes.discard)
 
     async def _wake_soon(self) -> None:
         await asyncio.sleep(WAKE_DELAY_SECONDS)
         self._waking = None  # inserts committed from here on schedule the next one
         async with self._notifying:  # one NOTIFY at a time on the one connection
+            if self._closed:
+                return
             try:
                 if self._notifier is None or self._notifier.is_closed():
                     self._notifier = await asyncpg.connect(
@@ -242,6 +250,10 @@ class PostgresStore(SharedVerbs):
                         command_timeout=STATEMENT_TIMEOUT_SECONDS,
                         server_settings=self.session,
                     )
+                    if self._closed:  # close() gave up waiting for this connection
+                        self._notifier.terminate()
+                        self._notifier = None
+                        return
                 await self._notifier.execute(Q["notify"], self.channel)
             except Exception as exc:  # the next poll finds the rows
                 log.debug("cannot notify workers: %s", type(exc).__name__)
@@ -290,14 +302,21 @@ class PostgresStore(SharedVerbs):
         return enqueued(rows, inserted, found, barred)
 
     async def claim_due(
-        self, *, limit: int, worker: str, lease_seconds: float, now: datetime
+        self,
+        *,
+        limit: int,
+        worker: str,
+        lease_seconds: float,
+        now: datetime,
+        skip_domains: Sequence[str] = (),
     ) -> list[QueuedEmail]:
         # One statement claims and logs expired leases; it commits before any SMTP
         # traffic, so no row lock is held across the network.
         until = now + timedelta(seconds=lease_seconds)
         async with self.connection() as conn:
             async with conn.transaction():
-                rows = await conn.fetch(Q["claim"], now, limit, worker, until)
+                held = [domain_pattern(d) for d in skip_domains]
+                rows = await conn.fetch(Q["claim"], now, limit, worker, until, held)
                 carrying = [r["id"] for r in rows if r["attachment_count"]]
                 files = await conn.fetch(Q["attachments"], carrying) if carrying else []
             barred = await _suppressed(conn, recipients_of(rows)) if rows else set()

@@ -16,7 +16,21 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, event, select, text, tuple_, update
+from sqlalchemy import (
+    Text,
+    bindparam,
+    case,
+    cast,
+    delete,
+    event,
+    func,
+    not_,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -38,6 +52,7 @@ from odiseo.storage.rows import (
     suppression_rows,
     to_row,
 )
+from odiseo.storage.search import domain_pattern
 from odiseo.storage.shared import SharedVerbs, attachments
 from odiseo.storage.tables import (
     CLAIMABLE_SQL,
@@ -144,14 +159,24 @@ class SqliteStore(SharedVerbs):
         return enqueued(rows, inserted, existing, barred)
 
     async def claim_due(
-        self, *, limit: int, worker: str, lease_seconds: float, now: datetime
+        self,
+        *,
+        limit: int,
+        worker: str,
+        lease_seconds: float,
+        now: datetime,
+        skip_domains: Sequence[str] = (),
     ) -> list[QueuedEmail]:
         # Committed before any SMTP traffic: no lock is held across the network.
         until = now + timedelta(seconds=lease_seconds)
         async with self.db.write() as tx:  # BEGIN IMMEDIATE: nobody claims in between
             due = await tx.rows(
                 select(emails.c.id, emails.c.status, emails.c.locked_by)
-                .where(text(CLAIMABLE_SQL), emails.c.next_attempt_at <= now)
+                .where(
+                    text(CLAIMABLE_SQL),
+                    emails.c.next_attempt_at <= now,
+                    *_not_to(skip_domains),
+                )
                 .order_by(emails.c.priority, emails.c.next_attempt_at, emails.c.id)
                 .limit(limit)
             )
@@ -301,6 +326,18 @@ async def _log_lost_leases(
     ]
     if lost:
         await tx.run(email_events.insert(), lost)
+
+
+def _not_to(domains: Sequence[str]) -> list[Any]:
+    """Conditions leaving out messages with a recipient at any of `domains`."""
+    if not domains:
+        return []
+    addresses = func.lower(
+        cast(emails.c.to_addrs, Text)
+        + cast(emails.c.cc_addrs, Text)
+        + cast(emails.c.bcc_addrs, Text)
+    )
+    return [not_(or_(*(addresses.like(domain_pattern(d), escape="\\") for d in domains)))]
 
 
 async def _log_outcomes(

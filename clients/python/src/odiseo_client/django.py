@@ -9,10 +9,23 @@ request): the plain body, an HTML body or text/html alternative, attachments (in
 ones with their Content-ID), cc, bcc, reply-to, extra headers and the From name. It
 returns how many were stored; with `fail_silently`, errors return 0 instead of raising.
 Recipients' display names are dropped (Odiseo takes plain addresses).
+
+    ODISEO_TRANSACTIONAL = True      # when Odiseo's schema lives in the app's database
+    ODISEO_SCHEMA = "odiseo"         # its SCHEMA_NAME
+    ODISEO_DATABASE = "default"      # the Django database alias
+
+With ODISEO_TRANSACTIONAL the same emails are queued through the application's own
+database connection instead, by Odiseo's SQL function `<ODISEO_SCHEMA>.enqueue()`: a
+`send_mail()` inside `transaction.atomic()` is queued if and only if that transaction
+commits, as with django-post_office (the server's README, "Queue mail in your own
+transaction"). Each email goes in a savepoint of its own, so one the function refuses
+raises `Invalid` (or, with `fail_silently`, is skipped) and leaves the caller's
+transaction usable.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from email.mime.base import MIMEBase
 from email.utils import getaddresses, parseaddr
@@ -26,7 +39,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 from odiseo_client._calls import Attachment
 from odiseo_client._calls import email as one_email
 from odiseo_client.client import Odiseo
-from odiseo_client.errors import Invalid, OdiseoError
+from odiseo_client.errors import Invalid, OdiseoError, Unavailable
 
 BATCH = 500  # the most POST /emails/batch takes
 # Headers Odiseo writes itself: a message's own values travel as fields, not headers.
@@ -47,8 +60,11 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
         **kwargs: Any,
     ) -> None:
         super().__init__(fail_silently=fail_silently, **kwargs)
+        self.transactional = bool(getattr(settings, "ODISEO_TRANSACTIONAL", False))
+        self.schema = str(getattr(settings, "ODISEO_SCHEMA", "odiseo"))
+        self.database = str(getattr(settings, "ODISEO_DATABASE", "default"))
         self.url = url or getattr(settings, "ODISEO_URL", None)
-        if not self.url:
+        if not self.url and not self.transactional:
             raise ImproperlyConfigured("set ODISEO_URL, e.g. http://127.0.0.1:8001")
         self.api_key = api_key or getattr(settings, "ODISEO_API_KEY", None)
         self.timeout = timeout
@@ -69,6 +85,8 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
         if not email_messages:
             return 0
+        if self.transactional:
+            return self._enqueue_all(email_messages)
         opened = self.open()
         assert self.client is not None
         sent = 0
@@ -91,6 +109,56 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
             if opened:
                 self.close()
         return sent
+
+    def _enqueue_all(self, email_messages: Sequence[EmailMessage]) -> int:
+        """Queue each message in the caller's transaction (ODISEO_TRANSACTIONAL)."""
+        from django.db import connections, transaction
+
+        query = f"SELECT {_quoted(self.schema)}.enqueue(%s::jsonb)"
+        sent = 0
+        for message in email_messages:
+            try:
+                payload = json.dumps(odiseo_email(message))
+                with (
+                    transaction.atomic(using=self.database),  # a savepoint inside atomic()
+                    connections[self.database].cursor() as cursor,
+                ):
+                    cursor.execute(query, [payload])
+                sent += 1
+            except Exception as exc:
+                error = _refusal(exc)
+                if not self.fail_silently:
+                    if error is None:
+                        raise
+                    raise error from exc
+        return sent
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+# The SQLSTATEs of Odiseo's enqueue() function (the server's README) and the HTTP status
+# the API answers for the same refusal.
+_REFUSALS = {"OD422": 422, "OD413": 413, "OD409": 409}
+
+
+def _refusal(exc: BaseException) -> OdiseoError | None:
+    """The client's error for one of the function's refusals, found under Django's
+    wrapper (the driver's error is its __cause__); None for any other error."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(code, str):
+            diag = getattr(seen, "diag", None)
+            detail = str(getattr(diag, "message_primary", None) or seen)
+            if code in _REFUSALS:
+                return Invalid(detail, status=_REFUSALS[code])
+            if code == "OD503":
+                return Unavailable(detail)
+            return None
+        seen = seen.__cause__
+    return None
 
 
 def odiseo_email(message: EmailMessage) -> dict[str, Any]:

@@ -41,13 +41,16 @@ SELECT email_id, filename, content_type, content_id, data FROM email_attachments
 WHERE email_id = ANY($1::int8[]) ORDER BY email_id, position
 
 -- name: claim
--- $1 now, $2 limit, $3 worker, $4 lease end. Due rows by priority, due time and id,
--- skipping rows another worker has locked; the lease end is also next_attempt_at, so an
--- expired claim is simply due again. Expired leases enter the history in the same
--- statement: a claim and its lease_expired events commit together.
+-- $1 now, $2 limit, $3 worker, $4 lease end, $5 LIKE patterns of recipient domains
+-- held back by their limits (DOMAIN_LIMITS; usually none). Due rows by priority, due
+-- time and id, skipping rows another worker has locked; the lease end is also
+-- next_attempt_at, so an expired claim is simply due again. Expired leases enter the
+-- history in the same statement: a claim and its lease_expired events commit together.
 WITH due AS (
     SELECT id, status AS old_status, locked_by AS old_worker FROM emails
     WHERE {claimable} AND next_attempt_at <= $1
+        AND (cardinality($5::text[]) = 0 OR NOT
+             lower(to_addrs::text || cc_addrs::text || bcc_addrs::text) LIKE ANY ($5::text[]))
     ORDER BY priority, next_attempt_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
