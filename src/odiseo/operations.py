@@ -7,6 +7,7 @@ store keeps only its SHA-256, so a copy of the database opens no session.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from collections import Counter
@@ -95,21 +96,27 @@ class OperationsService:
         self, *, now: datetime, endpoints: list[Endpoint], webhook_wait: float
     ) -> Overview:
         """The overview at `now`; webhook endpoints come from the webhook service."""
-        failures = await self.store.operations.failures(
-            since=now - timedelta(days=1), limit=FAILURES_READ
+        ops = self.store.operations
+        counts, oldest, hour, day, failures, workers = await asyncio.gather(  # one page view
+            self.store.counts(),
+            self.store.oldest_due_seconds(now=now),
+            self._series(now=now, spans=60, span_seconds=60),
+            self._series(now=now, spans=24, span_seconds=3600),
+            ops.failures(since=now - timedelta(days=1), limit=FAILURES_READ),
+            ops.workers(),
         )
         reasons = Counter(failure_reason(f.smtp_code, f.response) for f in failures)
         domains = Counter(recipient_domain(a) for f in failures for a in dict.fromkeys(f.to))
         return Overview(
             now=now,
-            counts=await self.store.counts(),
-            oldest_due_seconds=await self.store.oldest_due_seconds(now=now),
-            last_hour=await self._series(now=now, spans=60, span_seconds=60),
-            last_day=await self._series(now=now, spans=24, span_seconds=3600),
+            counts=counts,
+            oldest_due_seconds=oldest,
+            last_hour=hour,
+            last_day=day,
             failures_read=len(failures),
             by_reason=reasons.most_common(GROUPS_SHOWN),
             by_domain=domains.most_common(GROUPS_SHOWN),
-            workers=await self.store.operations.workers(),
+            workers=workers,
             endpoints=endpoints,
             webhook_oldest_pending_seconds=webhook_wait,
         )

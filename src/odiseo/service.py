@@ -441,10 +441,11 @@ class EmailService:
         return found
 
     async def search(
-        self, query: EmailFilter, *, limit: int, before: int | None
+        self, query: EmailFilter, *, limit: int, before: int | None, scan: int | None = None
     ) -> tuple[list[QueuedEmail], int | None]:
-        """A page of messages, newest first, and the cursor of the next page."""
-        return await self.store.search(query, limit=limit, before=before)
+        """A page of messages, newest first, and the cursor of the next page; with `scan`,
+        a bounded amount of work per page (see the store's search)."""
+        return await self.store.search(query, limit=limit, before=before, scan=scan)
 
     async def reschedule(self, message_id: str, *, send_at: datetime, now: datetime) -> QueuedEmail:
         """Move a message not yet claimed to a new time; raises NotFound or InvalidTransition."""

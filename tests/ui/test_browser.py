@@ -36,7 +36,7 @@ pytestmark = pytest.mark.e2e
 
 SHOTS = Path(__file__).parent / "screenshots"
 LAPTOP, PHONE = (1366, 900), (390, 844)
-WAIT = 30.0  # seconds a page may take to show what it should (the machine is shared)
+WAIT = 60.0  # seconds a page may take to show what it should (the machine is shared)
 REFUSED = "refused@example.com"
 
 

@@ -240,6 +240,16 @@ async def test_admin_actions_are_marked_for_the_audit_log(
     assert marks[1][0] == "POST" and marks[1][1].startswith("key#")
 
 
+async def test_dashboard_actions_reach_the_audit_log(client: httpx.AsyncClient) -> None:
+    csrf = await sign_in(client, ADMIN_KEY)
+    await client.post("/ui/suppressions", data={"csrf": csrf, "address": "a@example.com"})
+    await client.get("/ui/suppressions")  # a read: not audited
+    entries = (await client.get("/audit", headers=auth(ALL_KEY))).json()["items"]
+    (entry,) = [e for e in entries if e["action"].startswith("POST /ui/")]
+    assert entry["action"] == "POST /ui/suppressions" and entry["status_code"] == 303
+    assert entry["actor"].startswith("key#") and ADMIN_KEY not in str(entries)
+
+
 async def test_ui_enabled_false_leaves_only_the_api_and_its_docs(
     make_settings: SettingsFactory, start_client: ClientFactory
 ) -> None:

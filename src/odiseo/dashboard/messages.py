@@ -26,6 +26,7 @@ from odiseo.service import EmailService, decode_cursor, encode_cursor
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 PAGE_SIZE = 50
+SCAN = 20_000  # messages a tag or recipient search looks through per page at most
 MessageId = Annotated[str, Path(max_length=64)]
 NOTICES = {  # ?done= after an action: fixed texts, never anything from the request
     "retried": "The message is queued again.",
@@ -108,7 +109,9 @@ async def _list(request: Request, template: str) -> Response:
     before = decode_cursor(cursor) if cursor else None
     if cursor and before is None:
         search = Search(**{**search.__dict__, "problems": (*search.problems, "cursor: unknown")})
-    items, next_id = await _service(request).search(query, limit=PAGE_SIZE, before=before)
+    items, next_id = await _service(request).search(
+        query, limit=PAGE_SIZE, before=before, scan=SCAN
+    )
     return page(
         request,
         template,
@@ -118,6 +121,8 @@ async def _list(request: Request, template: str) -> Response:
         items=items,
         statuses=[s.value for s in Status],
         first_page=cursor is None,
+        scanned=bool(query.tag or query.recipient) and len(items) < PAGE_SIZE and next_id,
+        scan=SCAN,
         next_query=search.query(cursor=encode_cursor(next_id)) if next_id else None,
         rows_query=search.query(),
     )

@@ -6,6 +6,7 @@ few seconds to refresh it in place.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,11 +26,10 @@ async def _context(request: Request) -> dict[str, Any]:
     now = datetime.now(UTC)
     webhooks: WebhookService = request.app.state.webhooks
     operations: OperationsService = request.app.state.operations
-    overview = await operations.overview(
-        now=now,
-        endpoints=await webhooks.endpoints(),
-        webhook_wait=await webhooks.oldest_pending_seconds(now=now),
+    endpoints, wait = await asyncio.gather(
+        webhooks.endpoints(), webhooks.oldest_pending_seconds(now=now)
     )
+    overview = await operations.overview(now=now, endpoints=endpoints, webhook_wait=wait)
     lease = timedelta(seconds=request.app.state.settings.email_worker_lease_seconds)
     return {
         "overview": overview,

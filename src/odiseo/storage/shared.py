@@ -117,22 +117,38 @@ class SharedVerbs:
         return 0.0 if earliest is None else max(0.0, (now - earliest).total_seconds())
 
     async def search(
-        self, query: EmailFilter, *, limit: int, before: int | None
+        self, query: EmailFilter, *, limit: int, before: int | None, scan: int | None = None
     ) -> tuple[list[QueuedEmail], int | None]:
         """Messages matching `query`, newest first, below the id `before`.
 
         Keyset pagination on the id: new messages never shift a page already seen.
         Returns the page and the id to continue below (None on the last page).
+
+        With `scan` (the dashboard, whose pages must cost the same on any table), the
+        creation times are first turned into an id range (ids grow with created_at, a
+        margin of SKEW_IDS either side for concurrent writers), and a tag or recipient,
+        which no index serves, is looked for among at most `scan` ids below where the
+        page starts: a page short of `limit` then continues below what was looked at.
         """
         conditions = _conditions(query)
-        if before is not None:
-            conditions.append(emails.c.id < before)
         async with self.db.read() as tx:
+            floor, windowed = None, False
+            if scan is not None:
+                before, floor, windowed = await _id_range(tx, query, before=before, scan=scan)
+            if before is not None:
+                conditions.append(emails.c.id < before)
+            if floor is not None:
+                conditions.append(emails.c.id >= floor)
             rows = await tx.rows(
                 select(emails).where(*conditions).order_by(emails.c.id.desc()).limit(limit + 1)
             )
-        page = [from_row(row) for row in rows[:limit]]
-        return page, (page[-1].id if len(rows) > limit else None)
+            page = [from_row(row) for row in rows[:limit]]
+            if len(rows) > limit:
+                return page, page[-1].id
+            if windowed and floor is not None:  # the window ended the page: look further
+                lowest = await tx.scalar(select(func.min(emails.c.id)))
+                return page, (floor if lowest is not None and floor > lowest else None)
+        return page, None
 
     # -- an operator's changes ---------------------------------------------------------
 
@@ -236,6 +252,62 @@ async def attachments(tx: Tx, email_ids: Sequence[int]) -> dict[int, tuple[Attac
         .order_by(email_attachments.c.email_id, email_attachments.c.position)
     )
     return attachments_by_email(rows)
+
+
+SKEW_IDS = 10_000  # how far from its time order a concurrent writer's id may land
+
+
+def _scanned(query: EmailFilter) -> bool:
+    """Whether the query has a filter no index serves (a scan window bounds it)."""
+    return query.tag is not None or query.recipient is not None
+
+
+async def _id_range(
+    tx: Tx, query: EmailFilter, *, before: int | None, scan: int
+) -> tuple[int | None, int | None, bool]:
+    """The ids a dashboard search looks below (`before`) and at or above (a floor), and
+    whether the floor is the scan window's (so older ids remain to be looked at)."""
+    newest = int(await tx.scalar(select(func.max(emails.c.id))) or 0) + 1
+    top = newest if before is None else min(before, newest)
+    if query.created_before is not None:
+        edge = await _first_id_since(tx, query.created_before)
+        if edge is not None:
+            top = min(top, edge + SKEW_IDS)
+    floor = None
+    if query.created_after is not None:
+        edge = await _first_id_since(tx, query.created_after)
+        floor = max(0, (newest + SKEW_IDS if edge is None else edge) - SKEW_IDS)
+    if not _scanned(query):
+        return top, floor, False
+    start = top
+    if floor is not None and floor >= start - scan:
+        return top, floor, False
+    return top, start - scan, True
+
+
+async def _first_id_since(tx: Tx, moment: datetime) -> int | None:
+    """The smallest id created at or after `moment`, by bisection on the primary key
+    (a few dozen index probes however long the table); None if there is none."""
+    low = await tx.scalar(select(func.min(emails.c.id)))
+    high = await tx.scalar(select(func.max(emails.c.id)))
+    found = None
+    if low is None or high is None:
+        return None
+    while low <= high:
+        middle = (low + high) // 2
+        row = await tx.first(
+            select(emails.c.id, emails.c.created_at)
+            .where(emails.c.id >= middle)
+            .order_by(emails.c.id)
+            .limit(1)
+        )
+        if row is None or row["id"] > high:
+            high = middle - 1
+        elif row["created_at"] >= moment:
+            found, high = row["id"], middle - 1
+        else:
+            low = row["id"] + 1
+    return int(found) if found is not None else None
 
 
 def _conditions(query: EmailFilter) -> list[Any]:
