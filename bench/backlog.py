@@ -19,9 +19,9 @@ ANALYZE, as autovacuum would have done on a table that grew over time, and a
 CHECKPOINT (needs a superuser; skipped otherwise) so the fill's writes are not
 flushed during the timed part. The PostgreSQL server process doing the fill runs at
 niceness FILL_NICE (10; when allowed: the server's user or root) to spare the machine's
-other work; the timed part runs on ordinary ones. BENCH_WAIT_IDLE=S waits up to S
-seconds for idle CPUs before the timed part too, whose CPU idle share and calibration
-the report gives.
+other work; the timed part runs on ordinary ones. `--wait-idle S` waits up to S
+seconds for idle CPUs (80 %) after the fill; the report gives the CPU idle share and
+calibration at the start of the timed part.
 
 Then, alternating between the two schemas so that other load on the machine hits
 both alike:
@@ -328,8 +328,7 @@ async def run_cases(cases: list[Case], args: argparse.Namespace) -> str:
             await prepare(stores[-1], case, args.fill_nice)
         for store in stores:
             clients.append(await stack.enter_async_context(api_client(store.schema)))
-        wait = float(os.environ.get("BENCH_WAIT_IDLE", "0") or 0)
-        idle = wait_for_idle_cpus(wait) if wait > 0 else cpu_idle_share()
+        idle = wait_for_idle_cpus(args.wait_idle) if args.wait_idle > 0 else cpu_idle_share()
         timed_start = f"CPUs idle {idle:.0%}, CPU calibration {calibrate():.0f} ms"
         progress("timing the reads behind /queue/status and /metrics")
         for n in range(3 + args.rounds):
@@ -412,6 +411,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=20_000, help="rows to claim per case")
     parser.add_argument("--rounds", type=int, default=30, help="timed rounds of reads per case")
     parser.add_argument("--timeout", type=float, default=300, help="max seconds of claiming")
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0,
+        help="max seconds to wait for idle CPUs after the fill",
+    )
     parser.add_argument(
         "--fill-nice", type=int, default=10, help="niceness of the server process filling (10)"
     )
