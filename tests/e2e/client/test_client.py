@@ -29,7 +29,7 @@ from odiseo_client import (
 )
 from standardwebhooks import Webhook as StandardWebhook
 
-from tests.client.conftest import KEY, outbox
+from tests.e2e.client.conftest import KEY, outbox
 from tests.support.processes import Launcher, Process, base_env, poll
 from tests.support.receiver import Receiver
 from tests.support.smtp import free_port
