@@ -73,7 +73,7 @@ async def test_rows_stored_before_scopes_stay_in_the_keyless_namespace(
 ) -> None:
     """A database at revision 0006 with a keyed row: after the upgrade, a keyless resend
     finds it; a key's send of the same id is refused without naming the message while
-    1.0's constraint stays (before the contract step, 0018), and is a new message after."""
+    1.0's constraint stays (before the contract step, c001), and is a new message after."""
     engine = sqlalchemy_engine(*database_url)
     row = {
         "message_id": "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0",
@@ -114,7 +114,7 @@ async def test_rows_stored_before_scopes_stay_in_the_keyless_namespace(
     assert "message_id" not in held.json() and row["message_id"] not in held.text
     store = open_test_store(*database_url)
     try:
-        assert await store.migrate() == ["0018"]
+        assert await store.migrate() == ["c001"]
         assert await store.migrate(contract=True) == []
     finally:
         await store.close()

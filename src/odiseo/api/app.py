@@ -257,7 +257,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Duplicate)
     async def duplicate(_: Request, exc: Duplicate) -> JSONResponse:
         detail = "client_message_id is already used by a different email"
-        if not exc.message_id:  # held in another scope, before 0018 (contract): not said
+        if not exc.message_id:  # held in another scope, before c001 (contract): not said
             return _problem(status.HTTP_409_CONFLICT, detail)
         return _problem(status.HTTP_409_CONFLICT, detail, message_id=exc.message_id)
 

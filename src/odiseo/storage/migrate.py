@@ -2,9 +2,10 @@
 
 Upgrades are online: a revision either adds (expand), and processes of the previous
 release keep working beside it, or removes what the previous release still uses
-(contract, marked `contract = True` in its module). An existing database is upgraded up
-to the first contract revision it lacks; `odiseo migrate --contract`, run once no process
-of the previous release is left, goes on to the end. A new database has no older
+(contract, marked `contract = True` in its module, on a branch of their own labelled
+`contract`, so that no later expand revision waits behind one). An existing database
+gets the main line only; `odiseo migrate --contract`, run once no process of the
+previous release is left, adds the contract branch. A new database has no older
 process to wait for and gets every revision at once.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from alembic.script import Script, ScriptDirectory
 from sqlalchemy.engine import Connection
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -33,30 +34,25 @@ def upgrade(connection: Connection, *, contract: bool = False) -> None:
     """Bring the schema to the newest version this database may have now (see above),
     inside the caller's transaction."""
     config = alembic_config(connection)
-    current = MigrationContext.configure(connection).get_current_revision()
-    target = "head" if contract or current is None else expand_target(config, current)
-    command.upgrade(config, target)
-
-
-def expand_target(config: Config, current: str) -> str:
-    """The last revision before the first contract revision after `current` ("head" if
-    none is pending)."""
+    current = MigrationContext.configure(connection).get_current_heads()
+    if contract or not current:
+        command.upgrade(config, "heads")
+        return
     script = ScriptDirectory.from_config(config)
-    pending = list(script.iterate_revisions("head", current))  # newest first
-    for revision in reversed(pending):
-        if getattr(revision.module, "contract", False):
-            down = revision.down_revision
-            assert isinstance(down, str), "contract revisions have one parent"
-            return down
-    return "head"
+    for head in script.get_heads():
+        if not _is_contract(script.get_revision(head)):
+            command.upgrade(config, head)
 
 
 def pending_contract(connection: Connection) -> list[str]:
     """The contract revisions this database lacks (for `odiseo migrate` to name)."""
     script = ScriptDirectory.from_config(alembic_config(connection))
-    current = MigrationContext.configure(connection).get_current_revision()
-    return [
-        revision.revision
-        for revision in script.iterate_revisions("head", current)
-        if getattr(revision.module, "contract", False)
-    ]
+    current = MigrationContext.configure(connection).get_current_heads()
+    applied = {r.revision for r in script.iterate_revisions(current, "base") if r is not None}
+    return sorted(
+        r.revision for r in script.walk_revisions() if _is_contract(r) and r.revision not in applied
+    )
+
+
+def _is_contract(revision: Script | None) -> bool:
+    return revision is not None and bool(getattr(revision.module, "contract", False))

@@ -179,7 +179,7 @@ def enqueued(
             skipped = _barred(row, barred) if barred else ()
             results.append(Enqueued(message_id=row["message_id"], created=True, suppressed=skipped))
         elif (found := existing.get(client_key(row))) is None:
-            # Skipped, yet not in its scope: before 0018 (contract), 1.0's index keeps a
+            # Skipped, yet not in its scope: before c001 (contract), 1.0's index keeps a
             # key unique across scopes. Taken, and which message holds it is not said.
             results.append(Enqueued(message_id="", created=False, same_payload=False))
         else:

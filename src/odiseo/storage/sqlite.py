@@ -66,7 +66,7 @@ from odiseo.storage.tables import (
 
 BUSY_TIMEOUT_MS = 30_000
 WATCH_SECONDS = 0.25  # how often a waiting worker looks for commits of other processes
-# Any unique index: before 0018 (contract), 1.0's on client_message_id alone as well.
+# Any unique index: before c001 (contract), 1.0's on client_message_id alone as well.
 _KEYED = sqlite_insert(emails).on_conflict_do_nothing()
 _SUPPRESS = sqlite_insert(suppressions).on_conflict_do_nothing()
 

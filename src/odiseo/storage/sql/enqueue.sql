@@ -407,7 +407,7 @@ BEGIN
     IF new_id IS NULL THEN
         SELECT message_id, payload_hash INTO found_id, found_hash FROM emails
         WHERE idempotency_scope = scope AND client_message_id = client_message_id_;
-        IF NOT FOUND THEN  -- before 0018 (contract), a key is unique across scopes too
+        IF NOT FOUND THEN  -- before c001 (contract), a key is unique across scopes too
             RAISE EXCEPTION USING ERRCODE = 'OD409',
                 MESSAGE = 'client_message_id: already used (by another scope)';
         END IF;

@@ -8,7 +8,7 @@
 
 -- name: insert_one
 -- One message; a client_message_id already stored in its scope is skipped (any unique
--- index, not only the scope's: before 0018, 1.0's index on the id alone). The last
+-- index, not only the scope's: before c001, 1.0.0's index on the id alone). The last
 -- parameter is its recipients, normalised: those on the suppression list come back.
 INSERT INTO emails ({insert_columns}) VALUES ({insert_values})
 ON CONFLICT DO NOTHING

@@ -1,7 +1,7 @@
 """A client_message_id is unique per API key (idempotency_scope), no longer across keys.
 
 Rows stored before this revision keep the empty scope: that of a keyless API.
-The old constraint, unique across keys, is dropped by 0018 (contract).
+The old constraint, unique across keys, is dropped by c001 (contract).
 
 Revision ID: 0007
 Revises: 0006
@@ -21,7 +21,7 @@ depends_on = None
 
 def upgrade() -> None:
     # Expand only: 1.0's unique constraint on client_message_id alone stays, because 1.0
-    # inserts with ON CONFLICT (client_message_id), which fails without it. Until 0018
+    # inserts with ON CONFLICT (client_message_id), which fails without it. Until c001
     # (a contract revision) drops it, a key stored in one scope is refused in the others.
     # No table rebuild either: adding a column with a default is done in place.
     op.add_column(

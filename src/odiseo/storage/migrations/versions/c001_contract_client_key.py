@@ -1,5 +1,5 @@
 """Contract: drop 1.0's unique constraint on client_message_id alone, so that a key is
-unique within its scope only (0007 made that index and left this one for 1.0).
+unique within its scope only (0007 made that index and left this one for 1.0.0).
 
 1.0 inserts with ON CONFLICT (client_message_id), which needs this constraint: run it
 only once no 1.0 process uses the database (`odiseo migrate --contract`; a new database
@@ -10,8 +10,11 @@ On SQLite a table constraint goes only with its table: emails is rebuilt (create
 copied, the old one dropped with foreign keys off, renamed), and its indexes and
 triggers (0011's counters among them) are made again from their stored SQL.
 
-Revision ID: 0018
-Revises: 0017
+Contract revisions form a branch of their own (label `contract`), so the expand
+revisions that later work adds to the main line are never held back behind one.
+
+Revision ID: c001
+Revises: 0007
 Create Date: 2026-12-01
 """
 
@@ -22,9 +25,9 @@ import re
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0018"
-down_revision = "0017"
-branch_labels = None
+revision = "c001"
+down_revision = "0007"
+branch_labels = ("contract",)
 depends_on = None
 contract = True
 
@@ -50,7 +53,7 @@ def downgrade() -> None:
 def _rebuild_sqlite_emails() -> None:
     bind = op.get_bind()
     if bind.scalar(sa.text("PRAGMA foreign_keys")):
-        raise RuntimeError("0018 rebuilds emails: run it with foreign keys off (odiseo migrate)")
+        raise RuntimeError("c001 rebuilds emails: run it with foreign keys off (odiseo migrate)")
     index = bind.exec_driver_sql(
         "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'ux_emails_client_message_id'"
     ).first()
