@@ -327,7 +327,7 @@ class Settings(BaseSettings):
         commands=SERVING,
     )
     smtp_pool_size: int = setting(
-        4,
+        8,
         help="SMTP connections a worker keeps open and sends over at once",
         section="Delivery / SMTP",
         commands=SERVING,
