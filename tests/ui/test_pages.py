@@ -14,7 +14,6 @@ from pydantic import SecretStr
 
 from odiseo.api.app import create_app
 from odiseo.dashboard.web import STATIC
-from tests.api.ui.conftest import sign_in
 from tests.support.app import (
     ADMIN_KEY,
     ALL_KEY,
@@ -24,6 +23,7 @@ from tests.support.app import (
     SettingsFactory,
     auth,
 )
+from tests.ui.conftest import sign_in
 
 HOSTILE_SUBJECT = '<script>alert("subject")</script>'
 HOSTILE_HTML = '<p>hi</p><script>parent.pwned=1</script><img src=x onerror="parent.pwned=2">'
