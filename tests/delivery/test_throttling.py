@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from odiseo.domain.events import EventType
@@ -156,3 +157,33 @@ async def test_throttling_off_leaves_a_throttle_reply_an_ordinary_retry(
 
 def test_the_policy_defaults_are_the_documented_ones() -> None:
     assert Policy() == Policy(pause_seconds=30.0, max_pause_seconds=900.0)
+
+
+async def test_another_worker_honours_the_pause_and_a_partial_refusal_throttles_too(
+    smtp: SmtpHarness, store: Store, more_stores: Callable[[], Store]
+) -> None:
+    server = smtp.server()
+    server.handler.rcpt_domain_replies = {"gmail.com": f"451 {GMAIL}"}
+    clock = Clock(T0)
+    first = make_worker(store, smtp.provider(server.port), clock)
+    other_store = more_stores()
+    second = make_worker(other_store, smtp.provider(server.port), clock)
+    second.name = "another-worker"
+    # Sent to example.org; refused at RCPT for gmail.com with a throttle reply.
+    both = new_email(to=("a@example.org", "b@gmail.com"))
+    await store.enqueue([both], now=T0)
+    await first.run_until_idle()
+    assert [r.recipients for r in server.received] == [["a@example.org"]]
+    assert (await stored(store, both.email.message_id)).status is Status.SENT
+    (event,) = await events(store, EventType.DOMAIN_THROTTLED)
+    assert event.event.data["domain"] == "gmail.com"
+
+    # The other worker, which never met the reply, holds gmail.com back as well.
+    later = [new_email(to=("c@gmail.com",)), new_email(to=("d@example.org",))]
+    await store.enqueue(later, now=T0)
+    clock.advance(5)
+    await second.run_until_idle()
+    assert server.handler.refused == [("RCPT", "b@gmail.com")]
+    assert [r.recipients for r in server.received][1:] == [["d@example.org"]]
+    waiting = await stored(store, later[0].email.message_id)
+    assert (waiting.status, waiting.attempts) == (Status.PENDING, 0)
