@@ -17,7 +17,7 @@ from sqlalchemy import Executable, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from odiseo.domain.events import EventType
-from odiseo.domain.lifecycle import WAITING, sources, sql_in
+from odiseo.domain.lifecycle import MOVABLE, WAITING, sources, sql_in
 from odiseo.domain.models import Attachment, EmailFilter, EnqueueSettings, QueuedEmail, Status
 from odiseo.errors import InvalidTransition, NotFound
 from odiseo.storage.database import Database, Tx
@@ -162,7 +162,9 @@ class SharedVerbs:
             "status": Status.SCHEDULED if later else Status.PENDING,
             "next_attempt_at": send_at if later else now,
         }
-        await self._operate(message_id, values=values, event="rescheduled", now=now)
+        await self._operate(
+            message_id, values=values, event="rescheduled", now=now, allowed=MOVABLE
+        )
 
     async def requeue(self, message_id: str, *, now: datetime) -> None:
         """Send a failed message again with a fresh retry budget; its history is kept.
@@ -189,10 +191,17 @@ class SharedVerbs:
         return len(changed)
 
     async def _operate(
-        self, message_id: str, *, values: dict[str, Any], event: str, now: datetime
+        self,
+        message_id: str,
+        *,
+        values: dict[str, Any],
+        event: str,
+        now: datetime,
+        allowed: tuple[Status, ...] | None = None,
     ) -> None:
-        """An operator's status change, only from the statuses lifecycle allows, logged."""
-        allowed = sources(values["status"])
+        """An operator's status change, only from the statuses lifecycle allows (`allowed`,
+        or those that may move to the new status), logged."""
+        allowed = allowed or sources(values["status"])
         async with self.db.write() as tx:
             changed = await tx.scalar(
                 update(emails)

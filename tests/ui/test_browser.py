@@ -5,7 +5,7 @@ delivering to the recording SMTP server.
 The tests sign in, send mail through the API and watch the list change, open a
 message, cancel, retry, suppress and unsuppress, replay a webhook delivery, and
 load a hostile HTML part in the preview. Each page is photographed at a laptop and
-a phone width into tests/api/ui/screenshots/ (git-ignored); a few are in docs/.
+a phone width into tests/ui/screenshots/ (git-ignored); a few are in docs/.
 """
 
 from __future__ import annotations

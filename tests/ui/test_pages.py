@@ -14,7 +14,6 @@ from pydantic import SecretStr
 
 from odiseo.api.app import create_app
 from odiseo.dashboard.web import STATIC
-from tests.api.ui.conftest import sign_in
 from tests.support.app import (
     ADMIN_KEY,
     ALL_KEY,
@@ -24,6 +23,7 @@ from tests.support.app import (
     SettingsFactory,
     auth,
 )
+from tests.ui.conftest import sign_in
 
 HOSTILE_SUBJECT = '<script>alert("subject")</script>'
 HOSTILE_HTML = '<p>hi</p><script>parent.pwned=1</script><img src=x onerror="parent.pwned=2">'
@@ -125,6 +125,21 @@ async def test_actions_go_through_the_service_and_its_rules(client: httpx.AsyncC
     assert missing.status_code == 404
     events = (await client.get(f"/emails/{later}", headers=auth(ALL_KEY))).json()["events"]
     assert [e["kind"] for e in events] == ["rescheduled", "cancelled"]
+
+
+async def test_a_scheduled_message_can_be_rescheduled(client: httpx.AsyncClient) -> None:
+    csrf = await sign_in(client, ADMIN_KEY)
+    message_id = await send(client, send_at="2030-05-06T07:08:00+00:00")
+    detail = await client.get(f"/ui/messages/{message_id}")
+    assert f'action="/ui/messages/{message_id}/reschedule"' in detail.text
+    moved = await client.post(
+        f"/ui/messages/{message_id}/reschedule",
+        data={"csrf": csrf, "send_at": "2031-02-03T04:05"},
+    )
+    assert moved.status_code == 303, moved.text
+    state = (await client.get(f"/emails/{message_id}", headers=auth(ALL_KEY))).json()
+    assert state["status"] == "scheduled"
+    assert state["next_attempt_at"].startswith("2031-02-03T04:05")
 
 
 async def test_suppressions_are_validated_like_the_api(client: httpx.AsyncClient) -> None:
