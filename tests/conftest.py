@@ -9,7 +9,14 @@
   `client`, `features`.
 - Peers: `smtp_server` (a recording aiosmtpd server), `smtp` (servers and providers of the
   delivery tests), `tls` (a private CA and a 127.0.0.1 certificate), `launcher` (odiseo
-  processes).
+  processes), `receiver` (an HTTP receiver of webhook deliveries).
+
+The folders, by component: unit/ (pure functions), store/ (the store contract on both
+engines), api/ (what applications and MTAs talk to, in-process: the HTTP routes, and
+the SMTP listeners in api/smtp/), delivery/ (the worker, the providers, webhook delivery
+in delivery/webhooks/), e2e/ (`odiseo` processes as users run them; the Python client and
+Django backend in e2e/client/), faults/ (crashes and outages), security/, ui/ (the
+dashboard, in headless Chromium too). Shared helpers live in support/.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from odiseo.storage.postgres import PostgresStore
 from odiseo.storage.sqlite import SqliteStore
 from tests.support.postgres import TEST_DATABASE_URL, drop_schema, new_schema_name, require_postgres
 from tests.support.processes import Launcher
+from tests.support.receiver import Receiver
 from tests.support.smtp import SmtpServer
 from tests.support.smtp_harness import SmtpHarness
 from tests.support.tls import TlsMaterial, make_tls
@@ -169,3 +177,13 @@ async def smtp() -> AsyncIterator[SmtpHarness]:
 @pytest.fixture(scope="session")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
     return make_tls(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real HTTP receiver of webhook deliveries (tests/support/receiver.py)."""
+    started = Receiver().start()
+    try:
+        yield started
+    finally:
+        started.stop()

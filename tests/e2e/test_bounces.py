@@ -16,7 +16,6 @@ from tests.support.postfix import DEAD_DOMAIN, private_postfix
 from tests.support.processes import Launcher, base_env
 from tests.support.receiver import Receiver
 from tests.support.smtp import free_port
-from tests.webhooks.conftest import receiver  # noqa: F401 - a fixture for this test
 
 BOUNCE_DOMAIN = "bounce.odiseo.test"
 SECRET = "an operator's bounce secret, 32+"
@@ -36,7 +35,7 @@ def poll(http: httpx.Client, path: str, *, what: str, log: Any) -> Any:
 def test_odiseo_run_reads_postfix_bounce(
     launcher: Launcher,
     sqlite_database: dict[str, str],
-    receiver: Receiver,  # noqa: F811
+    receiver: Receiver,
 ) -> None:
     bounce_port = free_port()
     with private_postfix(bounce_domain=BOUNCE_DOMAIN, bounce_port=bounce_port) as mta:

@@ -14,8 +14,8 @@ from odiseo.domain.events import EventType
 from odiseo.domain.models import EventFilter
 from odiseo.smtp.bounces import BounceHandler
 from odiseo.storage.postgres import PostgresStore
-from tests.bounces.conftest import PATHS
-from tests.bounces.test_listener import dsn_for, send
+from tests.api.smtp.conftest import PATHS
+from tests.api.smtp.test_bounce_listener import dsn_for, send
 from tests.support.factories import new_email
 from tests.support.pgcluster import ThrowawayCluster
 from tests.support.smtp import free_port

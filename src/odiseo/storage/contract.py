@@ -31,6 +31,7 @@ from odiseo.domain.models import (
     SuppressionReason,
 )
 from odiseo.domain.operations import ActivityCount, RecentFailure, UiSession, WorkerSeen
+from odiseo.domain.throttle import Policy, Signal, Throttle
 from odiseo.domain.webhooks import Attempt, Claimed, Delivery, Endpoint, Verdict
 
 
@@ -210,6 +211,12 @@ class Limits(Protocol):
     async def give_back(self, grant: Grant, count: int) -> None: ...
 
     async def exhausted(self, limits: Sequence[RateLimit], *, now: datetime) -> list[str]: ...
+
+    async def throttles(self, *, now: datetime) -> list[Throttle]: ...
+
+    async def throttled(
+        self, signal: Signal, *, now: datetime, policy: Policy
+    ) -> tuple[Throttle, bool]: ...
 
 
 class Store(Protocol):

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from tests.client.conftest import KEY
+from tests.e2e.client.conftest import KEY
 from tests.support.processes import Process
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def section() -> str:

@@ -11,8 +11,8 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from odiseo.domain.webhooks import DeliveryStatus
 from odiseo.storage.contract import Store
+from tests.delivery.webhooks.conftest import hook_worker, later, publish, running, service, until
 from tests.support.receiver import Receiver
-from tests.webhooks.conftest import hook_worker, later, publish, running, service, until
 
 
 async def delivered(store: Store, endpoint_id: str) -> list[DeliveryStatus]:

@@ -1,6 +1,10 @@
-"""The SMTP listener in-process: the app (lifespan) with its submission listener on the
-test's database, delivering by SMTP to the recording server; clients are real (smtplib,
-run in a thread so the listener keeps the test's loop)."""
+"""The SMTP listeners in-process, on both stores.
+
+`submission`: the app (lifespan) with its submission listener on the test's database,
+delivering by SMTP to the recording server; clients are real (smtplib, run in a thread
+so the listener keeps the test's loop). `bounce_listener`: the listener `odiseo run` and
+`odiseo smtp` start for returned mail (smtp/bounces.py's spec on smtp/listener.py's
+server), on a loopback port in the test's loop."""
 
 from __future__ import annotations
 
@@ -13,6 +17,12 @@ from typing import Any, TypeVar
 
 import pytest
 
+from odiseo.bounce_service import BounceService
+from odiseo.config import load_settings
+from odiseo.domain.verp import ReturnPaths
+from odiseo.smtp import close_listeners, start_listeners
+from odiseo.smtp.bounces import bounce_spec
+from odiseo.storage.contract import Store
 from tests.support.app import (
     API_KEYS,
     READ_KEY,
@@ -25,6 +35,11 @@ from tests.support.smtp import SmtpServer, free_port
 from tests.support.tls import TlsMaterial
 
 T = TypeVar("T")
+
+BOUNCE_DOMAIN = "bounce.odiseo.test"
+SECRET = "a bounce secret of 32 characters"
+PATHS = ReturnPaths(domain=BOUNCE_DOMAIN, secret=SECRET.encode())
+MAX_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -97,3 +112,28 @@ async def submission(
         yield Submission(
             app=app, client=http, settings=settings, smtp=smtp_server, port=port, tls=tls
         )
+
+
+@dataclass
+class BounceListener:
+    port: int
+    service: BounceService
+
+
+@pytest.fixture
+async def bounce_listener(store: Store) -> AsyncIterator[BounceListener]:
+    settings = load_settings(
+        _env_file=None,
+        bounce_domain=BOUNCE_DOMAIN,
+        bounce_secret=SECRET,
+        bounce_listen_port=free_port(),
+        bounce_max_message_bytes=MAX_BYTES,
+    )
+    service = BounceService(store, return_paths=PATHS)
+    spec = bounce_spec(settings, service=service, hostname="bounces.odiseo.test")
+    assert spec is not None
+    listeners = await start_listeners([spec])
+    try:
+        yield BounceListener(port=listeners[0].port, service=service)
+    finally:
+        await close_listeners(listeners)

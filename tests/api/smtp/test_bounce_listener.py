@@ -14,10 +14,10 @@ import pytest
 from odiseo.domain.events import EventType
 from odiseo.domain.models import EventFilter, PublishedEvent
 from odiseo.storage.contract import Store
-from tests.bounces.conftest import MAX_BYTES, PATHS, BounceListener
+from tests.api.smtp.conftest import MAX_BYTES, PATHS, BounceListener
 from tests.support.factories import new_email
 
-FIXTURES = Path(__file__).parents[1] / "unit" / "returned"
+FIXTURES = Path(__file__).parents[2] / "unit" / "returned"
 FIXTURE_ID = "5a377f3a-abeb-4e60-a59e-2a706e6021f8"
 
 

@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 from odiseo_client import Invalid, Unavailable
 
-from tests.client.conftest import KEY, outbox
+from tests.e2e.client.conftest import KEY, outbox
 from tests.support.processes import Process
 
 if not settings.configured:

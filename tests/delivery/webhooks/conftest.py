@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import pytest
 
 from odiseo.domain.events import EventType
 from odiseo.metrics import Metrics
@@ -17,22 +15,12 @@ from odiseo.storage.contract import Store
 from odiseo.webhooks import ssrf
 from odiseo.webhooks.sender import WebhookOptions, WebhookWorker
 from odiseo.webhooks.service import WebhookService
-from tests.support.receiver import Receiver
 
 FAST = (0.0, 0.0, 0.0, 0.0, 0.0)  # the retry schedule of tests that do not wait
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver().start()
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 def fixed(addresses: dict[str, str]) -> ssrf.Resolver:

@@ -14,7 +14,7 @@ import pytest
 from odiseo.keys import KeyRing
 from odiseo.smtp.listener import Listener, ListenerSpec
 from odiseo.smtp.submission import submission_specs
-from tests.smtp.conftest import Submission, in_thread
+from tests.api.smtp.conftest import Submission, in_thread
 from tests.support.app import API_KEYS, SEND_KEY
 
 WRONG = "wrong-key-0123456789abcdef"

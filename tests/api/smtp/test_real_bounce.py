@@ -12,11 +12,11 @@ from odiseo.domain.models import EventFilter, SuppressionReason
 from odiseo.providers.smtp import SmtpProvider
 from odiseo.storage.contract import Store
 from odiseo.worker import Worker, WorkerOptions
-from tests.bounces.conftest import BOUNCE_DOMAIN, PATHS, BounceListener
+from tests.api.smtp.conftest import BOUNCE_DOMAIN, PATHS, BounceListener
+from tests.delivery.webhooks.conftest import hook_worker, running, service, until
 from tests.support.factories import new_email
 from tests.support.postfix import DEAD_DOMAIN, private_postfix
 from tests.support.receiver import Receiver
-from tests.webhooks.conftest import hook_worker, running, service, until
 
 OPTIONS = WorkerOptions(batch_size=10, lease_seconds=60, poll_interval=0.05, backoff_seconds=60)
 

@@ -14,8 +14,16 @@ from odiseo.domain.webhooks import DeliveryStatus
 from odiseo.errors import WebhookRefused
 from odiseo.storage.contract import Store
 from odiseo.webhooks import ssrf
+from tests.delivery.webhooks.conftest import (
+    fixed,
+    hook_worker,
+    later,
+    publish,
+    running,
+    service,
+    until,
+)
 from tests.support.receiver import Receiver
-from tests.webhooks.conftest import fixed, hook_worker, later, publish, running, service, until
 
 PUBLIC = "93.184.216.34"
 

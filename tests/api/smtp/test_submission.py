@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from odiseo.domain.models import SuppressionReason
-from tests.smtp.conftest import Submission, in_thread, message
+from tests.api.smtp.conftest import Submission, in_thread, message
 from tests.support.app import ALL_KEY, READ_KEY, SEND_KEY
 
 QUEUED = re.compile(r"2\.0\.0 queued as ([0-9a-f-]{36})")
