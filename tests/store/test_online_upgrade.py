@@ -53,8 +53,8 @@ _EMAIL_1_0 = (
 
 
 async def _database_of_1_0(database_url: tuple[str, str]) -> None:
-    """Revision 0005 with what 1.0 stored: a keyed pending message with an attachment and
-    an event, and a sent one."""
+    """Revision 0005 with what 1.0.0 stored: a keyed pending message and a sent one, each
+    with an attachment, the sent one's outcome logged twice (a retried write)."""
     engine = sqlalchemy_engine(*database_url)
     try:
         async with engine.begin() as conn:
@@ -82,11 +82,12 @@ async def _database_of_1_0(database_url: tuple[str, str]) -> None:
                 ),
                 {"data": b"hello"},
             )
-            await conn.execute(
-                text("INSERT INTO email_events (email_id, at, kind) SELECT id, :at, 'sent' "
-                     "FROM emails WHERE status = 'sent'"),
-                {"at": T0},
-            )  # fmt: skip
+            for _ in range(2):  # the same outcome twice: 0008 keeps the first
+                await conn.execute(
+                    text("INSERT INTO email_events (email_id, at, kind, attempt) "
+                         "SELECT id, :at, 'sent', 1 FROM emails WHERE status = 'sent'"),
+                    {"at": T0},
+                )  # fmt: skip
     finally:
         await engine.dispose()
 
