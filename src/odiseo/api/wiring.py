@@ -43,15 +43,17 @@ def build_store(settings: Settings) -> Store:
     return open_store(settings.database_url, schema=settings.schema_name)
 
 
-async def migrate(settings: Settings, store: Store) -> None:
+async def migrate(settings: Settings, store: Store, *, contract: bool = False) -> list[str]:
     """Create or upgrade the schema, then publish the rules the SQL function enqueue()
-    applies (senders, sizes, retries), so the database and this service agree."""
-    await store.migrate()
+    applies (senders, sizes, retries), so the database and this service agree; returns
+    the contract revisions still pending (storage/migrate.py)."""
+    pending = await store.migrate(contract=contract)
     service = build_service(settings, store)
     try:
         await service.publish_settings(now=utcnow())
     finally:
         await service.renderer.close()
+    return pending
 
 
 def build_provider(settings: Settings, *, complain: Complain | None = None) -> Provider:

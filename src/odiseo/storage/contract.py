@@ -243,8 +243,12 @@ class Store(Protocol):
     def operations(self) -> Operations: ...
 
     # -- life ------------------------------------------------------------------------
-    async def migrate(self) -> None:
-        """Create or upgrade the schema; safe to call from several processes at once."""
+    async def migrate(self, *, contract: bool = False) -> list[str]:
+        """Create or upgrade the schema; safe to call from several processes at once.
+
+        An existing database stops before its first contract revision unless `contract`
+        (storage/migrate.py); returns the contract revisions still pending.
+        """
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
