@@ -417,7 +417,8 @@ class EmailService:
         for (index, _), outcome in zip(ready, stored, strict=True):
             if not outcome.created and not outcome.same_payload:
                 error = "client_message_id is already used by a different email"
-                results.append(BatchItem(index=index, message_id=outcome.message_id, error=error))
+                holder = outcome.message_id or None  # "": held in another scope (c001)
+                results.append(BatchItem(index=index, message_id=holder, error=error))
             else:
                 results.append(
                     BatchItem(

@@ -212,6 +212,8 @@ class Limits(Protocol):
 
     async def exhausted(self, limits: Sequence[RateLimit], *, now: datetime) -> list[str]: ...
 
+    async def usage(self, limits: Sequence[RateLimit], *, now: datetime) -> dict[str, int]: ...
+
     async def throttles(self, *, now: datetime) -> list[Throttle]: ...
 
     async def throttled(
@@ -241,8 +243,12 @@ class Store(Protocol):
     def operations(self) -> Operations: ...
 
     # -- life ------------------------------------------------------------------------
-    async def migrate(self) -> None:
-        """Create or upgrade the schema; safe to call from several processes at once."""
+    async def migrate(self, *, contract: bool = False) -> list[str]:
+        """Create or upgrade the schema; safe to call from several processes at once.
+
+        An existing database stops before its first contract revision unless `contract`
+        (storage/migrate.py); returns the contract revisions still pending.
+        """
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""

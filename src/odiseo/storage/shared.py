@@ -17,7 +17,7 @@ from sqlalchemy import Executable, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from odiseo.domain.events import EventType
-from odiseo.domain.lifecycle import WAITING, sources, sql_in
+from odiseo.domain.lifecycle import MOVABLE, WAITING, sources, sql_in
 from odiseo.domain.models import Attachment, EmailFilter, EnqueueSettings, QueuedEmail, Status
 from odiseo.errors import InvalidTransition, NotFound
 from odiseo.storage.database import Database, Tx
@@ -63,20 +63,28 @@ class SharedVerbs:
             await tx.scalar(select(emails.c.id).limit(1))
 
     async def publish_enqueue_settings(self, settings: EnqueueSettings, *, now: datetime) -> None:
-        """Replace the one row of rules the SQL function enqueue() reads."""
+        """Replace the one row of rules the SQL function enqueue() reads.
+
+        One upsert: processes started together (compose's API and worker) each publish
+        at start, and DELETE then INSERT in two transactions made both insert id 1."""
+        row = {
+            "id": 1,
+            "from_email": settings.from_email,
+            "from_name": settings.from_name,
+            "allowed_senders": list(settings.allowed_senders),
+            "message_id_domain": settings.message_id_domain,
+            "max_message_bytes": settings.max_message_bytes,
+            "max_retries": settings.max_retries,
+            "updated_at": now,
+        }
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        statement = insert(enqueue_settings).values(**row)
+        statement = statement.on_conflict_do_update(
+            index_elements=["id"],
+            set_={name: statement.excluded[name] for name in row if name != "id"},
+        )
         async with self.db.write() as tx:
-            await tx.run(delete(enqueue_settings))
-            row = {
-                "id": 1,
-                "from_email": settings.from_email,
-                "from_name": settings.from_name,
-                "allowed_senders": list(settings.allowed_senders),
-                "message_id_domain": settings.message_id_domain,
-                "max_message_bytes": settings.max_message_bytes,
-                "max_retries": settings.max_retries,
-                "updated_at": now,
-            }
-            await tx.run(enqueue_settings.insert().values(**row))
+            await tx.run(statement)
 
     # -- questions -------------------------------------------------------------------
 
@@ -162,7 +170,9 @@ class SharedVerbs:
             "status": Status.SCHEDULED if later else Status.PENDING,
             "next_attempt_at": send_at if later else now,
         }
-        await self._operate(message_id, values=values, event="rescheduled", now=now)
+        await self._operate(
+            message_id, values=values, event="rescheduled", now=now, allowed=MOVABLE
+        )
 
     async def requeue(self, message_id: str, *, now: datetime) -> None:
         """Send a failed message again with a fresh retry budget; its history is kept.
@@ -189,10 +199,17 @@ class SharedVerbs:
         return len(changed)
 
     async def _operate(
-        self, message_id: str, *, values: dict[str, Any], event: str, now: datetime
+        self,
+        message_id: str,
+        *,
+        values: dict[str, Any],
+        event: str,
+        now: datetime,
+        allowed: tuple[Status, ...] | None = None,
     ) -> None:
-        """An operator's status change, only from the statuses lifecycle allows, logged."""
-        allowed = sources(values["status"])
+        """An operator's status change, only from the statuses lifecycle allows (`allowed`,
+        or those that may move to the new status), logged."""
+        allowed = allowed or sources(values["status"])
         async with self.db.write() as tx:
             changed = await tx.scalar(
                 update(emails)
