@@ -28,11 +28,16 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 import httpx
-from common import DATABASE_URL, Report, bench_schema, exit_cleanly_on_sigterm, migrated_store, ms
-from pydantic import SecretStr
+from common import (
+    DATABASE_URL,
+    Report,
+    bench_schema,
+    exit_cleanly_on_sigterm,
+    in_process_app,
+    migrated_store,
+    ms,
+)
 
-from odiseo.api.app import create_app
-from odiseo.config import Settings
 from odiseo.operations import CHARTED
 from odiseo.storage.contract import Store
 
@@ -205,27 +210,13 @@ async def main(args: argparse.Namespace) -> None:
         size = await fill(schema, args.messages, dt.datetime.now(dt.UTC))
         report.line(f"Filled in {time.perf_counter() - began:.0f} s: {size}.")
         report.line()
-        settings = Settings(
-            _env_file=None,
-            database_url=DATABASE_URL,
-            schema_name=schema,
-            api_keys=SecretStr(KEY),
-            log_to_file=False,
-            log_level="WARNING",
-            email_provider="outbox",
-        )
-        app = create_app(settings)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://127.0.0.1"
-            ) as client:
-                await sign_in(client)
-                rows = []
-                for name, path in (await pages(client, schema)).items():
-                    times = await measure(client, path, args.runs)
-                    rows.append([name, ms(statistics.median(times)), ms(max(times))])
-                parts = await overview_parts(app.state.service.store, args.runs)
+        async with in_process_app(schema, KEY) as (app, client):
+            await sign_in(client)
+            rows = []
+            for name, path in (await pages(client, schema)).items():
+                times = await measure(client, path, args.runs)
+                rows.append([name, ms(statistics.median(times)), ms(max(times))])
+            parts = await overview_parts(app.state.service.store, args.runs)
     report.table(["page", "median", "slowest"], rows)
     report.line("The overview's queries, each on its own:")
     report.line()

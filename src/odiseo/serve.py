@@ -178,7 +178,7 @@ async def _listen(settings: Settings, *, migrate: bool) -> None:
         await store.close()
 
 
-async def prepare_store(settings: Settings, *, migrate: bool) -> None:
+async def prepare_store(settings: Settings, *, migrate: bool, contract: bool = False) -> list[str]:
     """Before serving: migrate the schema, or (`--no-migrate`) check that it can be used.
 
     A wrong DATABASE_URL (refused, unknown host, role, password, database, privilege)
@@ -188,19 +188,20 @@ async def prepare_store(settings: Settings, *, migrate: bool) -> None:
 
     store = build_store(settings)
     try:
-        await ready(store, settings=settings, migrate=migrate)
+        return await ready(store, settings=settings, migrate=migrate, contract=contract)
     finally:
         await store.close()
 
 
-async def ready(store: Store, *, settings: Settings, migrate: bool) -> None:
+async def ready(
+    store: Store, *, settings: Settings, migrate: bool, contract: bool = False
+) -> list[str]:
     """Migrate, or (`--no-migrate`) check that the tables answer: a database that refuses
     us stops the start, one not up yet does not (requests get 503, the worker waits)."""
     if migrate:
         from odiseo.api.wiring import migrate as migrate_and_publish
 
-        await migrate_and_publish(settings, store)
-        return
+        return await migrate_and_publish(settings, store, contract=contract)
     try:
         await store.ping()
     except StoreRefused as exc:
@@ -213,6 +214,7 @@ async def ready(store: Store, *, settings: Settings, migrate: bool) -> None:
             "%s; starting anyway (--no-migrate), until it answers",
             database_problem(settings.database_url, exc),
         )
+    return []
 
 
 def run_worker(settings: Settings, *, migrate: bool) -> int:
@@ -273,7 +275,7 @@ def _tune_collector() -> None:
     gc.set_threshold(10_000, 20, 10)
 
 
-def run_loop(main: Coroutine[Any, Any, None]) -> None:
+def run_loop(main: Coroutine[Any, Any, object]) -> None:
     """Run `main` on uvloop when installed (as uvicorn does for the API), else asyncio's loop."""
     try:
         import uvloop

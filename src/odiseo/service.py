@@ -23,6 +23,7 @@ from odiseo.domain.models import (
     QueuedEmail,
     Status,
 )
+from odiseo.domain.throttle import Throttle
 from odiseo.errors import Duplicate, InvalidEmail, NotFound, OdiseoError, SenderRefused, TooLarge
 from odiseo.mime import check_email, is_special_use
 from odiseo.mime.incoming import read_submission
@@ -416,7 +417,8 @@ class EmailService:
         for (index, _), outcome in zip(ready, stored, strict=True):
             if not outcome.created and not outcome.same_payload:
                 error = "client_message_id is already used by a different email"
-                results.append(BatchItem(index=index, message_id=outcome.message_id, error=error))
+                holder = outcome.message_id or None  # "": held in another scope (c001)
+                results.append(BatchItem(index=index, message_id=holder, error=error))
             else:
                 results.append(
                     BatchItem(
@@ -477,6 +479,10 @@ class EmailService:
         return QueueDepth(
             counts=counts, oldest_due_seconds=await self.store.oldest_due_seconds(now=now)
         )
+
+    async def throttles(self, *, now: datetime) -> list[Throttle]:
+        """The scopes slowed by adaptive throttling now, paused or recovering (/metrics)."""
+        return await self.store.limits.throttles(now=now)
 
     async def count_request(self, client: str, *, window: int) -> int:
         """Count one request of `client` (an API key's label) in minute `window`, shared by

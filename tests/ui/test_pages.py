@@ -127,6 +127,21 @@ async def test_actions_go_through_the_service_and_its_rules(client: httpx.AsyncC
     assert [e["kind"] for e in events] == ["rescheduled", "cancelled"]
 
 
+async def test_a_scheduled_message_can_be_rescheduled(client: httpx.AsyncClient) -> None:
+    csrf = await sign_in(client, ADMIN_KEY)
+    message_id = await send(client, send_at="2030-05-06T07:08:00+00:00")
+    detail = await client.get(f"/ui/messages/{message_id}")
+    assert f'action="/ui/messages/{message_id}/reschedule"' in detail.text
+    moved = await client.post(
+        f"/ui/messages/{message_id}/reschedule",
+        data={"csrf": csrf, "send_at": "2031-02-03T04:05"},
+    )
+    assert moved.status_code == 303, moved.text
+    state = (await client.get(f"/emails/{message_id}", headers=auth(ALL_KEY))).json()
+    assert state["status"] == "scheduled"
+    assert state["next_attempt_at"].startswith("2031-02-03T04:05")
+
+
 async def test_suppressions_are_validated_like_the_api(client: httpx.AsyncClient) -> None:
     csrf = await sign_in(client, ADMIN_KEY)
     bad = await client.post("/ui/suppressions", data={"csrf": csrf, "address": "not an address"})

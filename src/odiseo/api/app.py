@@ -256,11 +256,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Duplicate)
     async def duplicate(_: Request, exc: Duplicate) -> JSONResponse:
-        return _problem(
-            status.HTTP_409_CONFLICT,
-            "client_message_id is already used by a different email",
-            message_id=exc.message_id,
-        )
+        detail = "client_message_id is already used by a different email"
+        if not exc.message_id:  # held in another scope, before c001 (contract): not said
+            return _problem(status.HTTP_409_CONFLICT, detail)
+        return _problem(status.HTTP_409_CONFLICT, detail, message_id=exc.message_id)
 
     @app.exception_handler(InvalidTransition)
     async def conflict(_: Request, exc: InvalidTransition) -> JSONResponse:

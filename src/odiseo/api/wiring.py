@@ -15,6 +15,7 @@ from odiseo.config import Settings
 from odiseo.dkim_signing import DkimSigner
 from odiseo.domain.bounces import Notice, NoticeKind, Returned
 from odiseo.domain.limits import domain_limits, relay_limits
+from odiseo.domain.throttle import Policy
 from odiseo.domain.verp import ReturnPaths
 from odiseo.errors import ConfigError, InvalidEmail, ReportRefused
 from odiseo.housekeeping import Housekeeper
@@ -41,15 +42,17 @@ def build_store(settings: Settings) -> Store:
     return open_store(settings.database_url, schema=settings.schema_name)
 
 
-async def migrate(settings: Settings, store: Store) -> None:
+async def migrate(settings: Settings, store: Store, *, contract: bool = False) -> list[str]:
     """Create or upgrade the schema, then publish the rules the SQL function enqueue()
-    applies (senders, sizes, retries), so the database and this service agree."""
-    await store.migrate()
+    applies (senders, sizes, retries), so the database and this service agree; returns
+    the contract revisions still pending (storage/migrate.py)."""
+    pending = await store.migrate(contract=contract)
     service = build_service(settings, store)
     try:
         await service.publish_settings(now=utcnow())
     finally:
         await service.renderer.close()
+    return pending
 
 
 def build_provider(settings: Settings, *, complain: Complain | None = None) -> Provider:
@@ -187,6 +190,12 @@ def build_worker(settings: Settings, store: Store, metrics: Metrics | None = Non
             concurrency=settings.smtp_pool_size,
             redact_after_send=settings.redact_after_send,
             domain_limits=domain_limits(settings.domain_limits),
+            throttle=Policy(
+                pause_seconds=settings.throttle_pause_seconds,
+                max_pause_seconds=settings.throttle_max_pause_seconds,
+            )
+            if settings.throttle_pause_seconds > 0
+            else None,
             limits=relay_limits(
                 per_second=settings.smtp_max_per_second,
                 per_minute=settings.smtp_max_per_minute,

@@ -5,7 +5,7 @@ count; workers take tokens from the current window of every limit at once, per
 claimed batch, through the store, so the limits hold across processes and machines.
 Fixed windows allow a burst at a boundary: the end of one window and the start of
 the next can each use the full count, so any sliding window of the same length sees
-at most twice the count (README, "Rate limits").
+at most twice the count (README, "Rate limits and throttling").
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ async def metrics(
     request: Request, service: ServiceDep, webhooks: WebhooksDep, registry: MetricsDep
 ) -> Response:
     """Prometheus metrics: delivery counters and latencies, queue depth by status, webhook
-    deliveries by outcome and the age of the oldest pending one.
+    deliveries by outcome and the age of the oldest pending one, the scopes throttled.
 
     Open, unless METRICS_REQUIRE_KEY asks for a key with the read scope.
     """
@@ -60,6 +60,8 @@ async def metrics(
     registry.webhook_oldest_pending.set(
         await webhooks.oldest_pending_seconds(now=datetime.now(UTC))
     )
+    throttles = await service.throttles(now=datetime.now(UTC))
+    registry.observe_throttles([(t.scope.value, t.domain) for t in throttles])
     return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -1,0 +1,150 @@
+"""Upgrades from 1.0.0 (revision 0005) in two steps, expand then contract (issue 15
+point 7), over stored data on both engines.
+
+`store.migrate()` stops before a contract revision on an existing database, so 1.0
+processes still running keep the constraint they insert against; `contract=True`
+finishes. Nothing stored is lost on the way: on SQLite a table rebuild with foreign keys
+on would first delete every event and attachment of the rebuilt table's rows (the
+0007 of before did exactly that to a 1.0 database).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
+from odiseo.domain.models import NewEmail, Status
+from odiseo.storage.migrate import alembic_config
+from odiseo.storage.tables import emails
+from tests.conftest import open_test_store, sqlalchemy_engine
+from tests.store.test_migration_data import migrate, rows
+from tests.support.factories import new_email
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+# The newest revision of the main line (expand); c001 is the contract branch.
+MAIN_HEAD = next(
+    h for h in ScriptDirectory.from_config(alembic_config()).get_heads() if h[0] != "c"
+)
+
+
+async def heads(database_url: tuple[str, str]) -> set[str]:
+    return {v for (v,) in await rows(database_url, "SELECT version_num FROM alembic_version")}
+
+
+def scoped(key: str, scope: str) -> NewEmail:
+    return dataclasses.replace(new_email(client_message_id=key), idempotency_scope=scope)
+
+
+_EMAIL_1_0 = (
+    "INSERT INTO emails (message_id, rfc_message_id, client_message_id, status, priority, "
+    "attempts, max_retries, next_attempt_at, from_email, to_addrs, cc_addrs, bcc_addrs, "
+    "reply_to, headers, subject, html, tags, meta, attachment_count, created_at, updated_at) "
+    "VALUES (:id, :rfc, :key, :status, 5, 0, 3, :at, 'noreply@odiseo.io', '[\"u@example.com\"]', "
+    "'[]', '[]', '[]', '[]', 'Hello', '<p>hi</p>', '[]', '{}', 1, :at, :at)"
+)
+
+
+async def _database_of_1_0(database_url: tuple[str, str]) -> None:
+    """Revision 0005 with what 1.0 stored: a keyed pending message with an attachment and
+    an event, and a sent one."""
+    engine = sqlalchemy_engine(*database_url)
+    try:
+        async with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{database_url[1]}"')
+    finally:
+        await engine.dispose()
+    await migrate(database_url, "upgrade", "0005")
+    engine = sqlalchemy_engine(*database_url)
+    try:
+        async with engine.begin() as conn:
+            for n, status in enumerate(("pending", "sent")):
+                values = {
+                    "id": f"00000000-0000-4000-8000-00000000000{n}",
+                    "rfc": f"<{n}@odiseo.io>",
+                    "key": f"order-{n}",
+                    "status": status,
+                    "at": T0,
+                }
+                await conn.execute(text(_EMAIL_1_0), values)
+            await conn.execute(
+                text(
+                    "INSERT INTO email_attachments (email_id, position, filename, content_type, "
+                    "data) SELECT id, 0, 'a.txt', 'text/plain', :data FROM emails"
+                ),
+                {"data": b"hello"},
+            )
+            await conn.execute(
+                text("INSERT INTO email_events (email_id, at, kind) SELECT id, :at, 'sent' "
+                     "FROM emails WHERE status = 'sent'"),
+                {"at": T0},
+            )  # fmt: skip
+    finally:
+        await engine.dispose()
+
+
+async def _kept(database_url: tuple[str, str]) -> tuple[int, int, dict[str, int]]:
+    """Attachments, events, and the status counters (which must equal COUNT(*))."""
+    (files,) = await rows(database_url, "SELECT count(*) FROM email_attachments")
+    (events,) = await rows(database_url, "SELECT count(*) FROM email_events")
+    counted = dict(await rows(database_url, "SELECT status, count(*) FROM emails GROUP BY 1"))
+    kept = dict(await rows(database_url, "SELECT status, sum(n) FROM status_counts GROUP BY 1"))
+    assert {s: int(n) for s, n in kept.items() if n} == counted
+    return files[0], events[0], counted
+
+
+async def test_an_upgrade_from_1_0_expands_first_and_loses_nothing(
+    database_url: tuple[str, str],
+) -> None:
+    await _database_of_1_0(database_url)
+    store = open_test_store(*database_url)
+    try:
+        assert await store.migrate() == ["c001"]
+        assert await heads(database_url) == {MAIN_HEAD}
+        assert await _kept(database_url) == (2, 1, {"pending": 1, "sent": 1})
+        # 1.0's constraint holds: a key of the empty scope is refused in another scope,
+        # without naming the message that has it; a new key is taken as before.
+        taken, fresh = await store.enqueue(
+            [
+                scoped("order-0", "key-a"),
+                scoped("order-9", "key-a"),
+            ],
+            now=T0,
+        )
+        assert (taken.created, taken.message_id, taken.same_payload) == (False, "", False)
+        assert fresh.created
+        assert await store.migrate() == ["c001"]  # every start: still expand only
+
+        assert await store.migrate(contract=True) == []
+        assert await heads(database_url) == {MAIN_HEAD, "c001"}
+        assert await _kept(database_url) == (2, 1, {"pending": 2, "sent": 1})
+        (again,) = await store.enqueue([scoped("order-0", "key-a")], now=T0)
+        assert again.created
+        claimed = await store.claim_due(limit=10, worker="w", lease_seconds=60, now=T0)
+        assert {m.status for m in claimed} == {Status.PROCESSING}
+        files = {m.email.message_id: m.email.attachments for m in claimed}
+        assert [a.data for a in files["00000000-0000-4000-8000-000000000000"]] == [b"hello"]
+        assert (await _kept(database_url))[2] == {"processing": 3, "sent": 1}
+    finally:
+        await store.close()
+
+
+async def test_a_new_database_gets_every_revision(database_url: tuple[str, str]) -> None:
+    store = open_test_store(*database_url)
+    try:
+        assert await store.migrate() == []
+        assert await heads(database_url) == {MAIN_HEAD, "c001"}
+        keys = [scoped("k", s) for s in ("a", "b")]
+        assert [e.created for e in await store.enqueue(keys, now=T0)] == [True, True]
+    finally:
+        await store.close()
+
+
+def test_the_declared_schema_has_no_unique_key_across_scopes() -> None:
+    unique = [c.name for c in emails.columns if c.unique]
+    assert unique == ["message_id"], unique
