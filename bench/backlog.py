@@ -19,12 +19,12 @@ ANALYZE, as autovacuum would have done on a table that grew over time, and a
 CHECKPOINT (needs a superuser; skipped otherwise) so the fill's writes are not
 flushed during the timed part. The PostgreSQL server process doing the fill runs at
 niceness FILL_NICE (10; when allowed: the server's user or root) to spare the machine's
-other work; the timed part runs on ordinary ones. BENCH_WAIT_IDLE=S waits up to S
-seconds for idle CPUs before the timed part too, whose CPU idle share and calibration
-the report gives.
+other work; the timed part runs on ordinary ones. `--wait-idle S` waits up to S
+seconds for idle CPUs (80 %) after the fill; the report gives the CPU idle share and
+calibration at the start of the timed part.
 
-Then, alternating between the two schemas so that other load on the machine hits
-both alike:
+Then PASSES times (after 3 warm-up reads), alternating between the two schemas so
+that other load on the machine hits both alike:
 
 - ROUNDS rounds of the reads behind GET /queue/status and /metrics: store.counts(),
   store.oldest_due_seconds(), and both endpoints through the real application
@@ -32,7 +32,8 @@ both alike:
   queries, serialisation; no network);
 - the worker's loop without SMTP: store.claim_due(limit=50) and
   store.record_results(SENT) until ROWS rows are done in each, switching tables every
-  1,000 rows. The baseline is the empty case of the same run.
+  1,000 rows. The baseline is the empty case of the same run; the slowdown is given
+  over all passes and for each (DUE must cover PASSES x ROWS).
 """
 
 from __future__ import annotations
@@ -151,6 +152,12 @@ class Case:
     claim_seconds: list[float] = field(default_factory=list)
     record_seconds: list[float] = field(default_factory=list)
     reads: dict[str, list[float]] = field(default_factory=dict)
+    passes: list[tuple[int, float]] = field(default_factory=list)  # rows, seconds so far
+
+    def pass_rates(self) -> list[float]:
+        """Rows per second within each pass."""
+        before = [(0, 0.0), *self.passes[:-1]]
+        return [(r - r0) / (t - t0) for (r0, t0), (r, t) in zip(before, self.passes, strict=True)]
 
     @property
     def rows_per_second(self) -> float:
@@ -328,22 +335,26 @@ async def run_cases(cases: list[Case], args: argparse.Namespace) -> str:
             await prepare(stores[-1], case, args.fill_nice)
         for store in stores:
             clients.append(await stack.enter_async_context(api_client(store.schema)))
-        wait = float(os.environ.get("BENCH_WAIT_IDLE", "0") or 0)
-        idle = wait_for_idle_cpus(wait) if wait > 0 else cpu_idle_share()
+        idle = wait_for_idle_cpus(args.wait_idle) if args.wait_idle > 0 else cpu_idle_share()
         timed_start = f"CPUs idle {idle:.0%}, CPU calibration {calibrate():.0f} ms"
-        progress("timing the reads behind /queue/status and /metrics")
-        for n in range(3 + args.rounds):
+        for _ in range(3):  # warm-ups
             for store, client, case in zip(stores, clients, cases, strict=True):
                 await read_round(store, client, case)
-            if n == 2:  # the first three were warm-ups
-                for case in cases:
-                    case.reads.clear()
-        progress("claiming")
+        for case in cases:
+            case.reads.clear()
         deadline = time.perf_counter() + args.timeout
-        while cases[0].rows < args.rows and time.perf_counter() < deadline:
-            block = min(BLOCK, args.rows - cases[0].rows)
-            for store, case in zip(stores, cases, strict=True):
-                await claim_block(store, case, block)
+        for n in range(1, args.passes + 1):
+            progress(f"pass {n}: the reads behind /queue/status and /metrics, then claims")
+            for _ in range(args.rounds):
+                for store, client, case in zip(stores, clients, cases, strict=True):
+                    await read_round(store, client, case)
+            target = cases[0].rows + args.rows
+            while cases[0].rows < target and time.perf_counter() < deadline:
+                block = min(BLOCK, target - cases[0].rows)
+                for store, case in zip(stores, cases, strict=True):
+                    await claim_block(store, case, block)
+            for case in cases:
+                case.passes.append((case.rows, case.seconds))
     return timed_start
 
 
@@ -354,9 +365,10 @@ async def main(args: argparse.Namespace) -> None:
         {
             "history (sent rows, + 1 event each)": f"{args.history:,}",
             "due rows (pending)": f"{args.due:,}",
-            "claimed + recorded per case": f"{args.rows:,} ({CLAIM} per claim_due), "
+            "passes (reads, then claims)": args.passes,
+            "claimed + recorded per case and pass": f"{args.rows:,} ({CLAIM} per claim_due), "
             f"alternating every {BLOCK:,}",
-            "timed reads per case": f"{args.rounds} rounds after 3 warm-ups, alternating",
+            "timed reads per case and pass": f"{args.rounds} rounds (3 warm-ups), alternating",
         },
     )
     empty = Case("empty (due rows only)", 0, args.due)
@@ -389,7 +401,12 @@ def report_cases(report: Report, *, empty: Case, full: Case) -> None:
         ],
     )  # fmt: skip
     slowdown = 100 * (1 - full.rows_per_second / empty.rows_per_second)
-    report.line(f"Slowdown with history: {slowdown:.1f} % (negative = faster).")
+    each = [100 * (1 - f / e) for e, f in zip(empty.pass_rates(), full.pass_rates(), strict=True)]
+    report.line(
+        f"Slowdown with history: {slowdown:.1f} % over all (negative = faster); per pass: "
+        + ", ".join(f"{x:.1f} %" for x in each)
+        + f" (median {statistics.median(each):.1f} %)."
+    )
     report.line()
     report.table(
         ["read (median / slowest)", *(c.name for c in cases)],
@@ -409,9 +426,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--history", type=int, default=1_000_000, help="sent rows (1000000)")
     parser.add_argument("--due", type=int, default=100_000, help="due rows (100000)")
-    parser.add_argument("--rows", type=int, default=20_000, help="rows to claim per case")
+    parser.add_argument("--rows", type=int, default=20_000, help="rows to claim per case and pass")
+    parser.add_argument("--passes", type=int, default=1, help="passes of reads + claims (1)")
     parser.add_argument("--rounds", type=int, default=30, help="timed rounds of reads per case")
     parser.add_argument("--timeout", type=float, default=300, help="max seconds of claiming")
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0,
+        help="max seconds to wait for idle CPUs after the fill",
+    )
     parser.add_argument(
         "--fill-nice", type=int, default=10, help="niceness of the server process filling (10)"
     )

@@ -11,18 +11,22 @@ import asyncio
 import hashlib
 import secrets
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from odiseo.domain.events import EventType
+from odiseo.domain.limits import RateLimit
 from odiseo.domain.models import Status
 from odiseo.domain.operations import (
     ActivityCount,
+    LimitUse,
     UiSession,
     WorkerSeen,
     failure_reason,
     recipient_domain,
 )
+from odiseo.domain.throttle import Scope, Throttle
 from odiseo.domain.webhooks import Endpoint
 from odiseo.storage.contract import Store
 
@@ -55,14 +59,14 @@ class Overview:
     workers: list[WorkerSeen]
     endpoints: list[Endpoint]
     webhook_oldest_pending_seconds: float
-    # Relay and per-domain sending limits (issue 15) are shown here once they exist:
-    # (name, used, limit) per limit.
-    rate_limits: list[tuple[str, int, int]] = field(default_factory=list)
+    limits: list[LimitUse]  # SMTP_MAX_PER_* and DOMAIN_LIMITS, in their current windows
+    throttles: list[Throttle]  # the scopes a throttle reply slowed: paused or recovering
 
 
 class OperationsService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, limits: Sequence[RateLimit] = ()) -> None:
         self.store = store
+        self.limits = tuple(limits)  # the sending limits configured, shown on the overview
 
     # -- sign-ins --------------------------------------------------------------------
 
@@ -97,13 +101,13 @@ class OperationsService:
     ) -> Overview:
         """The overview at `now`; webhook endpoints come from the webhook service."""
         ops = self.store.operations
-        counts, oldest, hour, day, failures, workers = await asyncio.gather(  # one page view
-            self.store.counts(),
+        counts, oldest, (hour, day), failures, workers, (limits, throttles) = await asyncio.gather(
+            self.store.counts(),  # one page view, its queries at once
             self.store.oldest_due_seconds(now=now),
-            self._series(now=now, spans=60, span_seconds=60),
-            self._series(now=now, spans=24, span_seconds=3600),
+            self._activity(now=now),
             ops.failures(since=now - timedelta(days=1), limit=FAILURES_READ),
             ops.workers(),
+            self._sending(now=now),
         )
         reasons = Counter(failure_reason(f.smtp_code, f.response) for f in failures)
         domains = Counter(recipient_domain(a) for f in failures for a in dict.fromkeys(f.to))
@@ -119,6 +123,32 @@ class OperationsService:
             workers=workers,
             endpoints=endpoints,
             webhook_oldest_pending_seconds=webhook_wait,
+            limits=limits,
+            throttles=throttles,
+        )
+
+    async def _sending(self, *, now: datetime) -> tuple[list[LimitUse], list[Throttle]]:
+        """The sending limits' use in their current windows, and the throttled scopes
+        (the relay first, then domains by name)."""
+        used, throttles = await asyncio.gather(
+            self.store.limits.usage(self.limits, now=now), self.store.limits.throttles(now=now)
+        )
+        limits = [
+            LimitUse(
+                label=limit.label,
+                used=used[limit.name],
+                count=limit.count,
+                resets_at=limit.next_window(now),
+            )
+            for limit in self.limits
+        ]
+        return limits, sorted(throttles, key=lambda t: (t.scope is not Scope.RELAY, t.domain))
+
+    async def _activity(self, *, now: datetime) -> tuple[Series, Series]:
+        """Per minute over the last hour, per hour over the last day."""
+        return await asyncio.gather(
+            self._series(now=now, spans=60, span_seconds=60),
+            self._series(now=now, spans=24, span_seconds=3600),
         )
 
     async def _series(self, *, now: datetime, spans: int, span_seconds: int) -> Series:

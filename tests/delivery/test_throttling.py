@@ -4,6 +4,7 @@ MAIL slows the whole relay; each onset publishes one event; the scope recovers g
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from odiseo.domain.models import EventFilter, PublishedEvent, Status
 from odiseo.domain.throttle import Policy
 from odiseo.metrics import Metrics
 from odiseo.storage.contract import Store
+from odiseo.worker import utcnow
 from tests.delivery.test_worker_delivery import T0, Clock, make_worker, stored
 from tests.support.factories import new_email
 from tests.support.smtp_harness import SmtpHarness
@@ -103,6 +105,10 @@ class RunningClock(Clock):
     def __call__(self) -> datetime:
         return self.now + timedelta(seconds=time.monotonic() - self.started)
 
+    def at(self, moment: datetime) -> None:
+        """Jump so that it is `moment` now (and time runs on from there)."""
+        self.now, self.started = moment, time.monotonic()
+
 
 async def test_a_throttle_at_mail_pauses_the_relay_then_it_recovers(
     smtp: SmtpHarness, store: Store
@@ -128,14 +134,15 @@ async def test_a_throttle_at_mail_pauses_the_relay_then_it_recovers(
     assert len(server.handler.refused) == 1 and server.received == []
 
     server.handler.mail_reply = None
-    clock.advance(20)  # the pause is over: the relay recovers from 1 message a second
+    clock.at(datetime.fromisoformat(event.event.data["until"]))  # the pause is just over
     started = time.monotonic()
     await worker.run_until_idle()
     arrivals = [r.at for r in server.wait_for(5)]
     assert all(s.status is Status.SENT for s in [await stored(store, i.email.message_id)
                                                    for i in items])  # fmt: skip
-    # 1 a second at first: the second message waited for the next second's token.
-    assert arrivals[1] - arrivals[0] >= 0.3
+    # 1 a second for the first 3 s, then 2: five messages span at least four one-second
+    # windows (two of them may be a moment apart, across a window's edge).
+    assert arrivals[-1] - arrivals[0] >= 2.0
     assert time.monotonic() - started < 30
     assert len(await events(store, EventType.RELAY_THROTTLED)) == 1
 
@@ -187,3 +194,34 @@ async def test_another_worker_honours_the_pause_and_a_partial_refusal_throttles_
     assert [r.recipients for r in server.received][1:] == [["d@example.org"]]
     waiting = await stored(store, later[0].email.message_id)
     assert (waiting.status, waiting.attempts) == (Status.PENDING, 0)
+
+
+async def test_a_running_worker_waits_out_a_relay_pause_from_data(
+    smtp: SmtpHarness, store: Store
+) -> None:
+    server = smtp.server()
+    server.handler.data_reply = (
+        "451 4.7.500 Server busy. Please try again later from [203.0.113.5]."
+    )
+    worker = make_worker(store, smtp.provider(server.port), Clock(T0))
+    worker.clock = utcnow
+    worker.options = dataclasses.replace(
+        worker.options, throttle=Policy(pause_seconds=1, max_pause_seconds=900)
+    )
+    items = [new_email(to=(f"user@d{i}.example",)) for i in range(3)]
+    await store.enqueue(items, now=utcnow())
+    running = asyncio.create_task(worker.run())
+    try:
+        deadline = time.monotonic() + 15
+        while not server.handler.refused and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # the server's thread appends: no event to await
+        refused_at = time.monotonic()
+        server.handler.data_reply = None
+        arrivals = [r.at for r in await asyncio.to_thread(server.wait_for, 3)]
+    finally:
+        worker.stop()
+        await running
+    assert len(server.handler.refused) == 1  # one try, then the whole relay paused
+    assert min(arrivals) - refused_at >= 0.8  # the 1 s pause, whichever message went first
+    (event,) = await events(store, EventType.RELAY_THROTTLED)
+    assert event.event.data["reply"].startswith("451 4.7.500 Server busy")

@@ -129,6 +129,8 @@ def dashboard(
         WEBHOOK_ALLOW_PRIVATE="true",
         WEBHOOK_POLL_INTERVAL="0.2",
         EMAIL_WORKER_LEASE_SECONDS="6",
+        SMTP_MAX_PER_DAY="100000",  # shown on the overview, never reached here
+        DOMAIN_LIMITS="example.com=10000/h",
     )
     process = launcher.start(["run"], env)
     process.wait_ready()
@@ -174,6 +176,7 @@ def test_sign_in_send_and_watch_the_message_go_out(dashboard: Dashboard) -> None
     ui.shoot("message")
     ui.open("/ui/")
     ui.wait_text("alive")  # the worker inside `odiseo run` reported itself
+    assert "relay per day" in ui.text() and "example.com per hour" in ui.text()
     ui.shoot("overview")
 
 

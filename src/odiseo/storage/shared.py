@@ -63,20 +63,28 @@ class SharedVerbs:
             await tx.scalar(select(emails.c.id).limit(1))
 
     async def publish_enqueue_settings(self, settings: EnqueueSettings, *, now: datetime) -> None:
-        """Replace the one row of rules the SQL function enqueue() reads."""
+        """Replace the one row of rules the SQL function enqueue() reads.
+
+        One upsert: processes started together (compose's API and worker) each publish
+        at start, and DELETE then INSERT in two transactions made both insert id 1."""
+        row = {
+            "id": 1,
+            "from_email": settings.from_email,
+            "from_name": settings.from_name,
+            "allowed_senders": list(settings.allowed_senders),
+            "message_id_domain": settings.message_id_domain,
+            "max_message_bytes": settings.max_message_bytes,
+            "max_retries": settings.max_retries,
+            "updated_at": now,
+        }
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        statement = insert(enqueue_settings).values(**row)
+        statement = statement.on_conflict_do_update(
+            index_elements=["id"],
+            set_={name: statement.excluded[name] for name in row if name != "id"},
+        )
         async with self.db.write() as tx:
-            await tx.run(delete(enqueue_settings))
-            row = {
-                "id": 1,
-                "from_email": settings.from_email,
-                "from_name": settings.from_name,
-                "allowed_senders": list(settings.allowed_senders),
-                "message_id_domain": settings.message_id_domain,
-                "max_message_bytes": settings.max_message_bytes,
-                "max_retries": settings.max_retries,
-                "updated_at": now,
-            }
-            await tx.run(enqueue_settings.insert().values(**row))
+            await tx.run(statement)
 
     # -- questions -------------------------------------------------------------------
 
