@@ -225,3 +225,19 @@ async def test_a_running_worker_waits_out_a_relay_pause_from_data(
     assert min(arrivals) - refused_at >= 0.8  # the 1 s pause, whichever message went first
     (event,) = await events(store, EventType.RELAY_THROTTLED)
     assert event.event.data["reply"].startswith("451 4.7.500 Server busy")
+
+
+async def test_a_throttle_reply_never_fails_a_message_with_its_retries_spent(
+    smtp: SmtpHarness, store: Store
+) -> None:
+    server = smtp.server()
+    server.handler.rcpt_domain_replies = {"gmail.com": f"450 {GMAIL}"}
+    clock = Clock(T0)
+    worker = make_worker(store, smtp.provider(server.port), clock)
+    item = new_email(to=("a@gmail.com",), max_retries=0)  # a plain 4xx would fail it
+    await store.enqueue([item], now=T0)
+    await worker.run_until_idle()
+    message = await stored(store, item.email.message_id)
+    assert (message.status, message.attempts) == (Status.SCHEDULED, 1)
+    assert message.next_attempt_at == T0 + timedelta(seconds=30)
+    assert (message.last_error or "").startswith("throttled: ")
