@@ -19,6 +19,12 @@ Six kinds of task run while `Worker.run()` does, each owning its own state:
   are those inside an SMTP transaction and those replied but not yet recorded: at
   most 2 x SMTP_POOL_SIZE, typically no more than SMTP_POOL_SIZE.
 
+Adaptive throttling (`throttling.py`, the rule in `domain/throttle.py`): a reply that asks
+to slow down pauses the relay (the claimer claims nothing) or a domain (claims skip it,
+as for a used-up DOMAIN_LIMITS window); a sender hands back, untried, a claimed message
+whose relay or domain is paused; a recovering scope takes per-second tokens like
+SMTP_MAX_PER_SECOND.
+
 A message stays `processing`, leased to this worker, from its claim until its result
 is recorded (or it is released); the heartbeat keeps those leases alive, so a slow
 but healthy worker is never overtaken, and a dead one's messages are claimed again

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from odiseo.api.wiring import build_worker
+from odiseo.config import Settings
 from odiseo.domain.events import EventType
 from odiseo.domain.models import EventFilter, PublishedEvent, Status
 from odiseo.domain.throttle import Policy
@@ -225,3 +227,66 @@ async def test_a_running_worker_waits_out_a_relay_pause_from_data(
     assert min(arrivals) - refused_at >= 0.8  # the 1 s pause, whichever message went first
     (event,) = await events(store, EventType.RELAY_THROTTLED)
     assert event.event.data["reply"].startswith("451 4.7.500 Server busy")
+
+
+async def test_a_throttle_reply_never_fails_a_message_with_its_retries_spent(
+    smtp: SmtpHarness, store: Store
+) -> None:
+    server = smtp.server()
+    server.handler.rcpt_domain_replies = {"gmail.com": f"450 {GMAIL}"}
+    clock = Clock(T0)
+    worker = make_worker(store, smtp.provider(server.port), clock)
+    item = new_email(to=("a@gmail.com",), max_retries=0)  # a plain 4xx would fail it
+    await store.enqueue([item], now=T0)
+    await worker.run_until_idle()
+    message = await stored(store, item.email.message_id)
+    assert (message.status, message.attempts) == (Status.SCHEDULED, 1)
+    assert message.next_attempt_at == T0 + timedelta(seconds=30)
+    assert (message.last_error or "").startswith("throttled: ")
+
+
+async def test_the_settings_reach_the_worker(smtp: SmtpHarness, store: Store) -> None:
+    server = smtp.server()
+    server.handler.mail_reply = "454 Throttling failure: Maximum sending rate exceeded."
+    common = {
+        "email_provider": "smtp",
+        "smtp_host": "127.0.0.1",
+        "smtp_port": server.port,
+        "smtp_use_tls": False,
+        "smtp_pool_size": 1,  # one at a time: with more, both may already be on their way
+        "log_to_file": False,
+    }
+    off = build_worker(Settings(**common, throttle_pause_seconds=0), store)
+    assert off.options.throttle is None
+    await off.provider.close()
+    settings = Settings(**common, throttle_pause_seconds=5, throttle_max_pause_seconds=60)
+    worker = build_worker(settings, store)
+    assert worker.options.throttle == Policy(pause_seconds=5, max_pause_seconds=60)
+    await store.enqueue([new_email(), new_email()], now=utcnow())
+    await worker.run_until_idle()
+    await worker.provider.close()
+    (event,) = await events(store, EventType.RELAY_THROTTLED)
+    assert event.event.data["reply"] == "454 Throttling failure: Maximum sending rate exceeded."
+    assert len(server.handler.refused) == 1  # SES's throttle: the second message waits
+
+
+async def test_replies_to_messages_already_on_their_way_make_one_event(
+    smtp: SmtpHarness, store: Store
+) -> None:
+    server = smtp.server()
+    server.handler.mail_reply = "421 4.7.0 Try again later, closing connection."
+    clock = Clock(T0)
+    worker = make_worker(store, smtp.provider(server.port, pool_size=4), clock)
+    worker.options = dataclasses.replace(worker.options, concurrency=4)
+    items = [new_email(to=(f"user@d{i}.example",)) for i in range(12)]
+    await store.enqueue(items, now=T0)
+    await worker.run_until_idle()
+    # Up to one message per connection was on its way when the first reply came.
+    assert 1 <= len(server.handler.refused) <= 4
+    assert len(await events(store, EventType.RELAY_THROTTLED)) == 1
+    states = [await stored(store, item.email.message_id) for item in items]
+    assert {s.status for s in states} <= {Status.SCHEDULED, Status.PENDING}
+    tried = [s for s in states if s.attempts]
+    assert len(tried) == len(server.handler.refused)
+    assert {s.next_attempt_at for s in tried} == {T0 + timedelta(seconds=30)}
+    assert sample(worker.metrics, "odiseo_throttle_signals_total", scope="relay") == len(tried)
