@@ -301,6 +301,15 @@ async def test_a_421_before_the_server_hangs_up_is_not_lost(fake: Any) -> None:
         await client.send(MESSAGE, sender="a@odiseo.test", recipients=["b@x.test"])
     assert (at_data.value.code, at_data.value.command) == (421, "DATA")
 
+    # Without PIPELINING too, a 421 at RCPT is not lost to the next command.
+    _server, client = await fake(
+        extensions=(), replies={"RCPT": ["250 ok", gmail]}, hang_up_after_421=True
+    )
+    await client.connect()
+    with pytest.raises(RecipientsRefused) as stepwise:
+        await client.send(MESSAGE, sender="a@odiseo.test", recipients=["b@x.test", "c@gmail.com"])
+    assert [(r.recipient, r.code) for r in stepwise.value.refusals] == [("c@gmail.com", 421)]
+
     # A hang-up with no 421 before it stays a disconnection.
     _server, client = await fake(replies={"RCPT": [None]})
     await client.connect()

@@ -260,6 +260,9 @@ class SmtpClient:
         refused = []
         for address in recipients:
             reply = await self._command(f"RCPT TO:<{address}>")
+            if reply.code == 421:  # the server is closing: nothing more can be said
+                self.close()
+                raise RecipientsRefused([Refusal(address, *reply)])
             if not 200 <= reply.code < 300:
                 refused.append(Refusal(address, *reply))
         if len(refused) == len(recipients):
