@@ -201,7 +201,14 @@ async def ready(
     if migrate:
         from odiseo.api.wiring import migrate as migrate_and_publish
 
-        return await migrate_and_publish(settings, store, contract=contract)
+        pending = await migrate_and_publish(settings, store, contract=contract)
+        if pending:
+            logging.getLogger("odiseo").warning(
+                "contract step pending (%s): once no process of the previous release uses "
+                "this database, run `odiseo migrate --contract`",
+                ", ".join(pending),
+            )
+        return pending
     try:
         await store.ping()
     except StoreRefused as exc:

@@ -33,11 +33,9 @@ class Throttling:
         limits: Limits,
         *,
         metrics: Metrics,
-        clock: Callable[[], datetime],
     ) -> None:
         self.limits = limits
         self.metrics = metrics
-        self.clock = clock
         self._known: dict[tuple[Scope, str], Throttle] = {}
         self._read_at: datetime | None = None
 
@@ -49,6 +47,7 @@ class Throttling:
         self._read_at = now
         current = await self.limits.throttles(now=now)
         self._known = {(t.scope, t.domain): t for t in current}
+        self.metrics.observe_throttles([(t.scope.value, t.domain) for t in current])
 
     def relay(self, now: datetime) -> Throttle | None:
         """The relay's throttle, while it is paused or recovering."""
@@ -86,6 +85,7 @@ class Throttling:
         refused: Sequence[tuple[str, int, str]] = (),
         *,
         policy: Policy,
+        clock: Callable[[], datetime],
     ) -> datetime | None:
         """Apply the throttle signals of a delivery's replies; the end of the longest pause
         they concern (when the message may go again), or None if none signals."""
@@ -101,7 +101,7 @@ class Throttling:
         until = None
         for signal in found:
             self.metrics.throttle_signals.labels(scope=signal.scope.value).inc()
-            now = self.clock()
+            now = clock()
             try:
                 throttle, onset = await self.limits.throttled(signal, now=now, policy=policy)
             except StoreUnavailable as exc:

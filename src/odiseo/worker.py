@@ -19,6 +19,12 @@ Six kinds of task run while `Worker.run()` does, each owning its own state:
   are those inside an SMTP transaction and those replied but not yet recorded: at
   most 2 x SMTP_POOL_SIZE, typically no more than SMTP_POOL_SIZE.
 
+Adaptive throttling (`throttling.py`, the rule in `domain/throttle.py`): a reply that asks
+to slow down pauses the relay (the claimer claims nothing) or a domain (claims skip it,
+as for a used-up DOMAIN_LIMITS window); a sender hands back, untried, a claimed message
+whose relay or domain is paused; a recovering scope takes per-second tokens like
+SMTP_MAX_PER_SECOND.
+
 A message stays `processing`, leased to this worker, from its claim until its result
 is recorded (or it is released); the heartbeat keeps those leases alive, so a slow
 but healthy worker is never overtaken, and a dead one's messages are claimed again
@@ -108,7 +114,7 @@ class Worker:
         self.return_paths = return_paths  # BOUNCE_DOMAIN: each message's VERP sender
         self.delivered = 0
         self._stop = asyncio.Event()
-        self.throttling = Throttling(store.limits, metrics=self.metrics, clock=clock)
+        self.throttling = Throttling(store.limits, metrics=self.metrics)
 
     def stop(self) -> None:
         """Finish the messages in hand, hand back the rest, record everything, return."""
@@ -240,7 +246,9 @@ class Worker:
         policy = self.options.throttle
         if policy is None or (failure is None and not refused):
             return None
-        return await self.throttling.report(failure, refusals_of(refused), policy=policy)
+        return await self.throttling.report(
+            failure, refusals_of(refused), policy=policy, clock=self.clock
+        )
 
     def _throttled(
         self, message: QueuedEmail, failure: DeliveryFailure, *, started: datetime, until: datetime
@@ -413,12 +421,8 @@ class _Run:
         """Up to `limit` due messages, within the sending limits; None if the database
         is away. Waits (or returns [] to a stop) while a limit's window is used up."""
         try:
-            now = self.worker.clock()
-            if self.options.throttle is not None:
-                await self.worker.throttling.refresh(now)
-                relay = self.worker.throttling.relay(now)
-                if relay is not None and relay.paused(now):
-                    return []  # the relay asked for a pause: nothing is claimed until it ends
+            if not await self._relay_unpaused():
+                return []
             grant = await self._tokens(limit)
             if grant is None:
                 return []
@@ -439,6 +443,22 @@ class _Run:
         except StoreUnavailable as exc:
             log.warning("cannot claim: %s; retrying", exc)
             return None
+
+    async def _relay_unpaused(self) -> bool:
+        """Wait while the relay is paused by a throttle reply (nothing is claimed until the
+        pause ends); False to a stop, or at once when running until idle."""
+        if self.options.throttle is None:
+            return True
+        while not self.worker.stopping:
+            now = self.worker.clock()
+            await self.worker.throttling.refresh(now)
+            relay = self.worker.throttling.relay(now)
+            if relay is None or not relay.paused(now):
+                return True
+            if self.until_idle:
+                return False
+            await self._pause((relay.until - now).total_seconds())
+        return False
 
     def _relay_limits(self) -> tuple[RateLimit, ...]:
         """SMTP_MAX_PER_*, and the relay's recovery rate after a throttle reply."""

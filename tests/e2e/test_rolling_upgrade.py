@@ -74,6 +74,7 @@ def test_rolling_upgrade_from_1_0_delivers_every_message_once(
     # The upgrade, while 1.0.0 runs: migrate, then a current worker and API beside it.
     migrate = launcher.run(["migrate"], env, timeout=120)
     assert migrate.popen.returncode == 0, migrate.output()
+    assert "contract step pending (c001)" in migrate.stderr, migrate.output()
     new_env = {**env, "API_PORT": base_env()["API_PORT"]}
     worker = launcher.start(["worker", "--no-migrate"], new_env, name="new-worker")
     api = launcher.start(["api", "--no-migrate"], new_env, name="new-api")
@@ -136,3 +137,7 @@ def test_rolling_upgrade_from_1_0_delivers_every_message_once(
     assert str(worker.popen.pid) in workers, (workers, worker.output())
     for process in (worker, api):
         assert process.popen.poll() is None, process.output()
+    # No 1.0.0 process is left: the contract step.
+    contract = launcher.run(["migrate", "--contract"], env, timeout=120)
+    assert contract.popen.returncode == 0, contract.output()
+    assert "contract step pending" not in contract.stderr, contract.output()

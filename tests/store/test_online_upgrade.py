@@ -10,13 +10,15 @@ on would first delete every event and attachment of the rebuilt table's rows (th
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from alembic import command
-from alembic.script import ScriptDirectory
+from alembic.script import Script, ScriptDirectory
 from sqlalchemy import exc, text
 
 from odiseo.domain.models import NewEmail, Status
@@ -54,8 +56,8 @@ _EMAIL_1_0 = (
 
 
 async def _database_of_1_0(database_url: tuple[str, str]) -> None:
-    """Revision 0005 with what 1.0 stored: a keyed pending message with an attachment and
-    an event, and a sent one."""
+    """Revision 0005 with what 1.0.0 stored: a keyed pending message and a sent one, each
+    with an attachment, the sent one's outcome logged twice (a retried write)."""
     engine = sqlalchemy_engine(*database_url)
     try:
         async with engine.begin() as conn:
@@ -83,11 +85,12 @@ async def _database_of_1_0(database_url: tuple[str, str]) -> None:
                 ),
                 {"data": b"hello"},
             )
-            await conn.execute(
-                text("INSERT INTO email_events (email_id, at, kind) SELECT id, :at, 'sent' "
-                     "FROM emails WHERE status = 'sent'"),
-                {"at": T0},
-            )  # fmt: skip
+            for _ in range(2):  # the same outcome twice: 0008 keeps the first
+                await conn.execute(
+                    text("INSERT INTO email_events (email_id, at, kind, attempt) "
+                         "SELECT id, :at, 'sent', 1 FROM emails WHERE status = 'sent'"),
+                    {"at": T0},
+                )  # fmt: skip
     finally:
         await engine.dispose()
 
@@ -215,3 +218,60 @@ async def test_a_database_the_earlier_0007_contracted_goes_back_to_1_0_usable(
         assert [e.created for e in await store.enqueue(keys, now=T0)] == [True, True]
     finally:
         await store.close()
+
+
+# What a main-line revision may not do to what 1.0.0 uses: such a change belongs on the
+# contract branch. 0009 drops an index only to make it again with a wider predicate.
+_CONTRACTING = {"drop_column", "drop_table", "drop_constraint", "rename_table", "drop_index"}
+_ALLOWED = {("0009", "drop_index")}
+_CONTRACTING_SQL = re.compile(r"\b(DROP|RENAME)\b|SET NOT NULL", re.IGNORECASE)
+
+
+def _literal(node: ast.expr | None) -> str | None:
+    """A string argument's text (an f-string's literal parts)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(_literal(v) or "{}" for v in node.values)
+    return None
+
+
+def _contracting_steps(revision: Script, allowed: set[tuple[str, str]] = _ALLOWED) -> list[str]:
+    """The calls of a revision's upgrade() that remove or narrow something."""
+    tree = ast.parse(Path(revision.path).read_text())
+    (upgrade,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "upgrade"]
+    found = []
+    for node in ast.walk(upgrade):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        name = node.func.attr
+        literal = _literal(node.args[0] if node.args else None)
+        narrowing = any(
+            k.arg == "nullable" and isinstance(k.value, ast.Constant) and k.value.value is False
+            for k in node.keywords
+        )
+        if (
+            (name in _CONTRACTING and (revision.revision, name) not in allowed)
+            or (name == "alter_column" and narrowing)
+            or (name == "batch_alter_table" and literal == "emails")  # SQLite rebuilds it
+            or (name == "execute" and literal is not None and _CONTRACTING_SQL.search(literal))
+        ):
+            found.append(f"{name}({literal!r})")
+    return found
+
+
+def test_main_line_revisions_since_1_0_only_expand() -> None:
+    """1.0.0 was revision 0005. Every later revision of the main line runs under 1.0.0
+    processes (`odiseo migrate` without --contract), so it only adds."""
+    script = ScriptDirectory.from_config(alembic_config())
+    main_line = script.iterate_revisions(MAIN_HEAD, "0005")
+    offending = {
+        r.revision: steps
+        for r in main_line
+        if r.revision != "0005" and (steps := _contracting_steps(r))
+    }
+    assert offending == {}, "put these on the contract branch (see README, Upgrading)"
+    # The check sees a drop where there is one.
+    assert _contracting_steps(script.get_revision("0009"), allowed=set())
+    (contract,) = [h for h in script.get_heads() if h != MAIN_HEAD]
+    assert _contracting_steps(script.get_revision(contract))

@@ -65,11 +65,10 @@ async def test_a_worker_whose_clock_steps_back_still_reads_the_shared_pauses(
     # clock steps back (NTP corrects it by an hour), "a second since the last read" was
     # never true again until the clock caught up: for that hour the worker did not see
     # the pauses other workers recorded, and sent into them.
-    clock = [T0 + timedelta(hours=1)]
-    throttling = Throttling(store.limits, metrics=Metrics(), clock=lambda: clock[0])
-    await throttling.refresh(clock[0])
-    assert throttling.relay(clock[0]) is None
-    clock[0] = T0  # stepped back an hour
+    throttling = Throttling(store.limits, metrics=Metrics())
+    await throttling.refresh(T0 + timedelta(hours=1))
+    assert throttling.relay(T0 + timedelta(hours=1)) is None
+    # The clock steps back an hour; meanwhile another worker meets a throttle.
     await more_stores().limits.throttled(RELAY, now=T0, policy=POLICY)  # another worker
     await throttling.refresh(T0 + timedelta(seconds=2))
     relay = throttling.relay(T0 + timedelta(seconds=2))
