@@ -183,6 +183,15 @@ async def test_messages_are_searched_and_paged(client: httpx.AsyncClient) -> Non
     assert ids[1] in tagged.text and ids[2] not in tagged.text
     recipient = await client.get("/ui/messages?recipient=nobody@example.com")
     assert "No messages match." in recipient.text
+    later = await send(client, send_at="2031-01-01T00:00:00Z", subject="later one")
+    scheduled = await client.get("/ui/messages?status=scheduled")
+    assert scheduled.text.count('href="/ui/messages/') == 1 and later in scheduled.text
+    future = datetime.now(UTC) + timedelta(hours=1)
+    stamp = future.strftime("%Y-%m-%dT%H:%M")
+    after = await client.get(f"/ui/messages?after={stamp}")  # created after: none yet
+    assert "No messages match." in after.text
+    before = await client.get(f"/ui/messages?before={stamp}&status=pending&tag=t0")
+    assert ids[0] in before.text and ids[1] not in before.text and later not in before.text
     wrong = await client.get("/ui/messages?status=lost&after=yesterday")
     assert wrong.status_code == 422 and "status:" in wrong.text and "after:" in wrong.text
 

@@ -179,7 +179,12 @@ class Operations(Protocol):
     async def workers(self) -> list[WorkerSeen]: ...
 
     async def activity(
-        self, types: Sequence[EventType], *, since: datetime, span_seconds: int
+        self,
+        types: Sequence[EventType],
+        *,
+        since: datetime,
+        until: datetime | None = None,
+        span_seconds: int,
     ) -> list[ActivityCount]: ...
 
     async def failures(self, *, since: datetime, limit: int) -> list[RecentFailure]: ...
