@@ -46,8 +46,14 @@ class Throttling:
             return
         self._read_at = now
         current = await self.limits.throttles(now=now)
-        self._known = {(t.scope, t.domain): t for t in current}
-        self.metrics.observe_throttles([(t.scope.value, t.domain) for t in current])
+        read = {(t.scope, t.domain): t for t in current}
+        # A sender may have recorded a newer onset while this read was on its way: the
+        # read's snapshot does not undo it.
+        for key, known in self._known.items():
+            if known.active(now) and (key not in read or known.until > read[key].until):
+                read[key] = known
+        self._known = read
+        self.metrics.observe_throttles([(t.scope.value, t.domain) for t in read.values()])
 
     def relay(self, now: datetime) -> Throttle | None:
         """The relay's throttle, while it is paused or recovering."""
