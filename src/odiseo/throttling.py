@@ -40,8 +40,9 @@ class Throttling:
         self._read_at: datetime | None = None
 
     async def refresh(self, now: datetime) -> None:
-        """Read the shared throttles if the last read is a second old (or never was)."""
-        if self._read_at is not None and now - self._read_at < REFRESH:
+        """Read the shared throttles if the last read is a second old (or never was, or
+        the clock has stepped back since: else no read until it caught up again)."""
+        if self._read_at is not None and timedelta(0) <= now - self._read_at < REFRESH:
             return
         self._read_at = now
         current = await self.limits.throttles(now=now)

@@ -15,9 +15,11 @@ import dataclasses
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from alembic import command
 from alembic.script import Script, ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import exc, text
 
 from odiseo.domain.models import NewEmail, Status
 from odiseo.storage.migrate import alembic_config
@@ -25,6 +27,7 @@ from odiseo.storage.tables import emails
 from tests.conftest import open_test_store, sqlalchemy_engine
 from tests.store.test_migration_data import migrate, rows
 from tests.support.factories import new_email
+from tests.support.release import extract
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -152,6 +155,69 @@ async def test_a_new_database_gets_every_revision(database_url: tuple[str, str])
 def test_the_declared_schema_has_no_unique_key_across_scopes() -> None:
     unique = [c.name for c in emails.columns if c.unique]
     assert unique == ["message_id"], unique
+
+
+# The last session's main (before 0007 became expand-only): its 0007 dropped 1.0's
+# unique client_message_id itself.
+EARLIER_0007 = "78c6fc0a6ca5fa5b9d5cd8811cd2cebdc89f6aee"
+_INSERT_1_0 = _EMAIL_1_0 + " ON CONFLICT (client_message_id) DO NOTHING"
+
+
+async def _migrated_by(commit: str, database_url: tuple[str, str], into: Path) -> None:
+    """The schema the migrations of `commit` make (their head), run as they were."""
+    scripts = extract(commit, "src/odiseo/storage/migrations", into)
+    engine = sqlalchemy_engine(*database_url)
+    try:
+        async with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{database_url[1]}"')
+
+            def upgrade(sync: Any) -> None:
+                config = alembic_config(sync)
+                config.set_main_option("script_location", str(scripts))
+                command.upgrade(config, "head")
+
+            await conn.run_sync(upgrade)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_database_the_earlier_0007_contracted_goes_back_to_1_0_usable(
+    database_url: tuple[str, str], tmp_path: Path
+) -> None:
+    # Downgraded to 0006 (1.0's schema), the database must hold 1.0's unique
+    # client_message_id again, or every keyed POST of a 1.0 put back fails. c001's
+    # downgrade restores it; but where the earlier 0007 dropped it, no c001 is recorded
+    # (odiseo migrate still names it pending), and 0007's downgrade left none.
+    await _migrated_by(EARLIER_0007, database_url, tmp_path)
+    store = open_test_store(*database_url)
+    try:
+        assert await store.migrate() == ["c001"]
+        assert await heads(database_url) == {MAIN_HEAD}
+    finally:
+        await store.close()
+    await migrate(database_url, "downgrade", "0006")
+    engine = sqlalchemy_engine(*database_url)
+    try:
+        async with engine.begin() as conn:
+            values = {"id": "00000000-0000-4000-8000-000000000001", "rfc": "<1@odiseo.io>",
+                      "key": "order-1", "status": "pending", "at": T0}  # fmt: skip
+            await conn.execute(text(_INSERT_1_0), values)
+            again = {**values, "id": "00000000-0000-4000-8000-000000000002", "rfc": "<2@o.io>"}
+            await conn.execute(text(_INSERT_1_0), again)  # 1.0's resend: skipped, no error
+    except exc.DBAPIError as error:
+        raise AssertionError(f"1.0's keyed insert fails at 0006: {error}") from None
+    finally:
+        await engine.dispose()
+    assert await rows(database_url, "SELECT count(*) FROM emails") == [(1,)]
+    store = open_test_store(*database_url)
+    try:  # and up again, contract included
+        assert await store.migrate(contract=True) == []
+        assert await heads(database_url) == {MAIN_HEAD, "c001"}
+        keys = [scoped("order-1", s) for s in ("a", "b")]
+        assert [e.created for e in await store.enqueue(keys, now=T0)] == [True, True]
+    finally:
+        await store.close()
 
 
 # What a main-line revision may not do to what 1.0.0 uses: such a change belongs on the

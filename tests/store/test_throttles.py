@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 from odiseo.domain.models import EventFilter
 from odiseo.domain.throttle import Policy, Scope, Signal
+from odiseo.metrics import Metrics
 from odiseo.storage.contract import Store
+from odiseo.throttling import Throttling
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 POLICY = Policy(pause_seconds=30, max_pause_seconds=900)
@@ -54,3 +56,20 @@ async def test_a_repeat_while_recovering_doubles_the_pause_in_the_store(store: S
         EventFilter(type="relay.throttled"), limit=10, before=None
     )
     assert [e.event.data["onsets"] for e in found] == [2, 1]
+
+
+async def test_a_worker_whose_clock_steps_back_still_reads_the_shared_pauses(
+    store: Store, more_stores: Callable[[], Store]
+) -> None:
+    # A worker reads the shared throttles at most once a second of its clock. When that
+    # clock steps back (NTP corrects it by an hour), "a second since the last read" was
+    # never true again until the clock caught up: for that hour the worker did not see
+    # the pauses other workers recorded, and sent into them.
+    throttling = Throttling(store.limits, metrics=Metrics())
+    await throttling.refresh(T0 + timedelta(hours=1))
+    assert throttling.relay(T0 + timedelta(hours=1)) is None
+    # The clock steps back an hour; meanwhile another worker meets a throttle.
+    await more_stores().limits.throttled(RELAY, now=T0, policy=POLICY)  # another worker
+    await throttling.refresh(T0 + timedelta(seconds=2))
+    relay = throttling.relay(T0 + timedelta(seconds=2))
+    assert relay is not None and relay.paused(T0 + timedelta(seconds=2))
