@@ -188,3 +188,19 @@ def test_a_4_7_1_that_says_rate_is_throttling() -> None:
     assert is_throttle(451, "4.7.1 Ratelimit exceeded")  # rspamd's ratelimit module
     assert is_throttle(450, "4.7.1 <a@example.com>: Recipient address rejected: Rate limit "
                        "exceeded, too many messages")  # fmt: skip
+
+
+def test_each_domain_takes_the_wait_its_own_reply_names() -> None:
+    # Every recipient refused at RCPT: the message's retry_after is the longest wait
+    # any reply named, here a greylisting domain's 15 minutes. It was the wait of every
+    # throttled domain too, so gmail.com, whose reply named none, paused 15 minutes, not
+    # 30 s. And a throttle on a partly refused message had its stated wait ignored.
+    refusals = [
+        ("a@gmail.com", 450, "4.7.28 unusual rate of unsolicited mail - gsmtp"),
+        ("b@grey.example", 451, "4.7.1 Greylisted, please try again in 15 minutes"),
+        ("c@outlook.com", 451, "4.7.500 Server busy. Please try again in 5 minutes"),
+    ]
+    found = signals(stage="RCPT", code=450, text="", refusals=refusals, wait=900)
+    assert {s.domain: s.wait for s in found} == {"gmail.com": None, "outlook.com": 300}
+    partial = signals(stage=None, code=None, text="", refusals=refusals[2:])
+    assert [s.wait for s in partial] == [300]

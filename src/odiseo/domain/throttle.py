@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from odiseo.domain.limits import RateLimit
+from odiseo.domain.retry import stated_wait
 
 RELAY_STAGES = frozenset({"connect", "HELO", "EHLO", "MAIL", "DATA"})
 THROTTLE_CODES = frozenset({421, 450, 451, 452, 454})
@@ -86,7 +87,8 @@ def signals(
     wait: float | None = None,
 ) -> list[Signal]:
     """The throttle signals in one delivery's replies: the failure's own reply (at
-    `stage`), and each recipient refused at RCPT, as (recipient, code, text)."""
+    `stage`, `wait` the wait it names), and each recipient refused at RCPT, as
+    (recipient, code, text), each with the wait its own reply names."""
     found = []
     if stage in RELAY_STAGES and code is not None and is_throttle(code, text):
         found.append(Signal(scope=Scope.RELAY, reply=f"{code} {text}", wait=wait))
@@ -94,8 +96,9 @@ def signals(
         if is_throttle(refused_code, refused_text):
             domain = recipient.rpartition("@")[2].lower()
             reply = f"{refused_code} {refused_text}"
-            if all(s.domain != domain for s in found):
-                found.append(Signal(scope=Scope.DOMAIN, domain=domain, reply=reply, wait=wait))
+            if all(s.domain != domain for s in found):  # the wait its own reply names
+                own = stated_wait(refused_text)
+                found.append(Signal(scope=Scope.DOMAIN, domain=domain, reply=reply, wait=own))
     return found
 
 
