@@ -375,13 +375,15 @@ class Settings(BaseSettings):
         section="Delivery / SMTP",
         commands=WORKER,
         ge=0,
+        le=86400,
     )
     throttle_max_pause_seconds: float = setting(
         900.0,
-        help="adaptive throttling: the longest pause",
+        help="adaptive throttling: the longest pause (at most a day)",
         section="Delivery / SMTP",
         commands=WORKER,
         gt=0,
+        le=86400,
     )
     smtp_timeout_seconds: float = setting(
         30.0,

@@ -340,8 +340,9 @@ class _Run:
         self.open = 0  # messages taken by a sender whose result is not yet committed
         # SMTP_MAX_PER_*: until when each claimed message's token is good (the end of the
         # window it was taken in); a message not begun by then takes a fresh one.
-        self.token_until: dict[int, datetime] = {}
+        self.tokens: dict[int, tuple[datetime, Grant]] = {}  # and the grant it came from
         self._now = worker.clock()  # when the last tokens were asked for
+        self.owed: list[tuple[Grant, int]] = []  # tokens taken but unused, to give back
         self.room = asyncio.Event()  # the inbox is half empty (or a stop came)
         self.recorded = asyncio.Event()  # results were committed (or a stop came)
         self.unbegun: list[QueuedEmail] = []  # claimed, never attempted: handed back
@@ -421,28 +422,43 @@ class _Run:
         """Up to `limit` due messages, within the sending limits; None if the database
         is away. Waits (or returns [] to a stop) while a limit's window is used up."""
         try:
+            await self._give_back_owed()
             if not await self._relay_unpaused():
                 return []
             grant = await self._tokens(limit)
             if grant is None:
                 return []
-            held = await self._held_domains()
-            claimed = await self.worker.store.claim_due(
-                limit=grant.count if self._relay_limits() else limit,
-                worker=self.worker.name,
-                lease_seconds=self.options.lease_seconds,
-                now=self.worker.clock(),
-                skip_domains=held,
-            )
-            claimed = await self._within_domain_limits(claimed)
+            try:
+                held = await self._held_domains()
+                claimed = await self.worker.store.claim_due(
+                    limit=grant.count if self._relay_limits() else limit,
+                    worker=self.worker.name,
+                    lease_seconds=self.options.lease_seconds,
+                    now=self.worker.clock(),
+                    skip_domains=held,
+                )
+                claimed = await self._within_domain_limits(claimed)
+            except Exception:
+                self.owed.append((grant, grant.count))  # nothing of the batch will be sent
+                raise
             if limits := self._relay_limits():
-                await self.worker.store.limits.give_back(grant, grant.count - len(claimed))
+                self.owed.append((grant, grant.count - len(claimed)))
+                await self._give_back_owed()
                 good_until = min(limit.next_window(self._now) for limit in limits)
-                self.token_until.update((m.id, good_until) for m in claimed)
+                self.tokens.update((m.id, (good_until, grant)) for m in claimed)
             return claimed
         except StoreUnavailable as exc:
             log.warning("cannot claim: %s; retrying", exc)
             return None
+
+    async def _give_back_owed(self) -> None:
+        """Return the tokens batches took but did not use; while the database is away
+        they stay owed, so an outage never eats into a window (a day's quota above all)."""
+        while self.owed:
+            grant, count = self.owed[0]
+            if grant.windows and count > 0:
+                await self.worker.store.limits.give_back(grant, count)
+            self.owed.pop(0)
 
     async def _relay_unpaused(self) -> bool:
         """Wait while the relay is paused by a throttle reply (nothing is claimed until the
@@ -590,7 +606,8 @@ class _Run:
         fresh token before it is begun, so no window starts more than its count."""
         if not self._relay_limits():
             return True
-        until = self.token_until.pop(message.id, None)
+        held = self.tokens.pop(message.id, None)
+        until = None if held is None else held[0]
         while until is None or self.worker.clock() >= until:
             try:
                 grant = await self._tokens(1)
@@ -716,7 +733,8 @@ class _Run:
             log.exception("reporting this worker alive failed")
 
     async def release(self, messages: list[QueuedEmail]) -> None:
-        """Hand back messages claimed but never begun."""
+        """Hand back messages claimed but never begun, and the sending tokens they took
+        (their next claim takes tokens again)."""
         if not messages:
             return
         ids = [m.id for m in messages]
@@ -727,6 +745,13 @@ class _Run:
             log.info("released %d unsent message(s)", released)
         except StoreUnavailable as exc:
             log.warning("cannot release %d message(s), their lease will expire: %s", len(ids), exc)
+        now = self.worker.clock()
+        unused = filter(None, (self.tokens.pop(i, None) for i in ids))
+        self.owed += [(grant, 1) for until, grant in unused if now < until]
+        try:
+            await self._give_back_owed()
+        except StoreUnavailable as exc:  # the next claim tries again
+            log.warning("cannot give back sending tokens: %s", exc)
 
 
 _TRIES_ONCE_STOPPING = 3
