@@ -339,7 +339,7 @@ class Settings(BaseSettings):
         help="at most this many messages handed to the relay per second, by all workers "
         "together (off)",
         section="Delivery / SMTP",
-        commands=WORKER,
+        commands=SERVING,  # the api's dashboard shows them
         example="14",
         ge=1,
     )
@@ -347,7 +347,7 @@ class Settings(BaseSettings):
         None,
         help="at most this many per minute, by all workers together (off)",
         section="Delivery / SMTP",
-        commands=WORKER,
+        commands=SERVING,  # the api's dashboard shows them
         example="600",
         ge=1,
     )
@@ -355,7 +355,7 @@ class Settings(BaseSettings):
         None,
         help="at most this many per day (UTC), by all workers together (off)",
         section="Delivery / SMTP",
-        commands=WORKER,
+        commands=SERVING,  # the api's dashboard shows them
         example="2000",
         ge=1,
     )
@@ -364,7 +364,7 @@ class Settings(BaseSettings):
         help="per recipient domain limits, e.g. gmail.com=600/min,outlook.com=300/min "
         "(also /s, /h, /day); all workers together (none)",
         section="Delivery / SMTP",
-        commands=WORKER,
+        commands=SERVING,  # the api's dashboard shows them
         example="gmail.com=600/min,outlook.com=300/min",
     )
     throttle_pause_seconds: float = setting(
@@ -375,13 +375,15 @@ class Settings(BaseSettings):
         section="Delivery / SMTP",
         commands=WORKER,
         ge=0,
+        le=86400,
     )
     throttle_max_pause_seconds: float = setting(
         900.0,
-        help="adaptive throttling: the longest pause",
+        help="adaptive throttling: the longest pause (at most a day)",
         section="Delivery / SMTP",
         commands=WORKER,
         gt=0,
+        le=86400,
     )
     smtp_timeout_seconds: float = setting(
         30.0,

@@ -33,21 +33,27 @@ class Throttling:
         limits: Limits,
         *,
         metrics: Metrics,
-        clock: Callable[[], datetime],
     ) -> None:
         self.limits = limits
         self.metrics = metrics
-        self.clock = clock
         self._known: dict[tuple[Scope, str], Throttle] = {}
         self._read_at: datetime | None = None
 
     async def refresh(self, now: datetime) -> None:
-        """Read the shared throttles if the last read is a second old (or never was)."""
-        if self._read_at is not None and now - self._read_at < REFRESH:
+        """Read the shared throttles if the last read is a second old (or never was, or
+        the clock has stepped back since: else no read until it caught up again)."""
+        if self._read_at is not None and timedelta(0) <= now - self._read_at < REFRESH:
             return
         self._read_at = now
         current = await self.limits.throttles(now=now)
-        self._known = {(t.scope, t.domain): t for t in current}
+        read = {(t.scope, t.domain): t for t in current}
+        # A sender may have recorded a newer onset while this read was on its way: the
+        # read's snapshot does not undo it.
+        for key, known in self._known.items():
+            if known.active(now) and (key not in read or known.until > read[key].until):
+                read[key] = known
+        self._known = read
+        self.metrics.observe_throttles([(t.scope.value, t.domain) for t in read.values()])
 
     def relay(self, now: datetime) -> Throttle | None:
         """The relay's throttle, while it is paused or recovering."""
@@ -85,6 +91,7 @@ class Throttling:
         refused: Sequence[tuple[str, int, str]] = (),
         *,
         policy: Policy,
+        clock: Callable[[], datetime],
     ) -> datetime | None:
         """Apply the throttle signals of a delivery's replies; the end of the longest pause
         they concern (when the message may go again), or None if none signals."""
@@ -100,7 +107,7 @@ class Throttling:
         until = None
         for signal in found:
             self.metrics.throttle_signals.labels(scope=signal.scope.value).inc()
-            now = self.clock()
+            now = clock()
             try:
                 throttle, onset = await self.limits.throttled(signal, now=now, policy=policy)
             except StoreUnavailable as exc:

@@ -19,6 +19,12 @@ Six kinds of task run while `Worker.run()` does, each owning its own state:
   are those inside an SMTP transaction and those replied but not yet recorded: at
   most 2 x SMTP_POOL_SIZE, typically no more than SMTP_POOL_SIZE.
 
+Adaptive throttling (`throttling.py`, the rule in `domain/throttle.py`): a reply that asks
+to slow down pauses the relay (the claimer claims nothing) or a domain (claims skip it,
+as for a used-up DOMAIN_LIMITS window); a sender hands back, untried, a claimed message
+whose relay or domain is paused; a recovering scope takes per-second tokens like
+SMTP_MAX_PER_SECOND.
+
 A message stays `processing`, leased to this worker, from its claim until its result
 is recorded (or it is released); the heartbeat keeps those leases alive, so a slow
 but healthy worker is never overtaken, and a dead one's messages are claimed again
@@ -108,7 +114,7 @@ class Worker:
         self.return_paths = return_paths  # BOUNCE_DOMAIN: each message's VERP sender
         self.delivered = 0
         self._stop = asyncio.Event()
-        self.throttling = Throttling(store.limits, metrics=self.metrics, clock=clock)
+        self.throttling = Throttling(store.limits, metrics=self.metrics)
 
     def stop(self) -> None:
         """Finish the messages in hand, hand back the rest, record everything, return."""
@@ -240,7 +246,9 @@ class Worker:
         policy = self.options.throttle
         if policy is None or (failure is None and not refused):
             return None
-        return await self.throttling.report(failure, refusals_of(refused), policy=policy)
+        return await self.throttling.report(
+            failure, refusals_of(refused), policy=policy, clock=self.clock
+        )
 
     def _throttled(
         self, message: QueuedEmail, failure: DeliveryFailure, *, started: datetime, until: datetime
@@ -332,8 +340,9 @@ class _Run:
         self.open = 0  # messages taken by a sender whose result is not yet committed
         # SMTP_MAX_PER_*: until when each claimed message's token is good (the end of the
         # window it was taken in); a message not begun by then takes a fresh one.
-        self.token_until: dict[int, datetime] = {}
+        self.tokens: dict[int, tuple[datetime, Grant]] = {}  # and the grant it came from
         self._now = worker.clock()  # when the last tokens were asked for
+        self.owed: list[tuple[Grant, int]] = []  # tokens taken but unused, to give back
         self.room = asyncio.Event()  # the inbox is half empty (or a stop came)
         self.recorded = asyncio.Event()  # results were committed (or a stop came)
         self.unbegun: list[QueuedEmail] = []  # claimed, never attempted: handed back
@@ -413,32 +422,59 @@ class _Run:
         """Up to `limit` due messages, within the sending limits; None if the database
         is away. Waits (or returns [] to a stop) while a limit's window is used up."""
         try:
-            now = self.worker.clock()
-            if self.options.throttle is not None:
-                await self.worker.throttling.refresh(now)
-                relay = self.worker.throttling.relay(now)
-                if relay is not None and relay.paused(now):
-                    return []  # the relay asked for a pause: nothing is claimed until it ends
+            await self._give_back_owed()
+            if not await self._relay_unpaused():
+                return []
             grant = await self._tokens(limit)
             if grant is None:
                 return []
-            held = await self._held_domains()
-            claimed = await self.worker.store.claim_due(
-                limit=grant.count if self._relay_limits() else limit,
-                worker=self.worker.name,
-                lease_seconds=self.options.lease_seconds,
-                now=self.worker.clock(),
-                skip_domains=held,
-            )
-            claimed = await self._within_domain_limits(claimed)
+            try:
+                held = await self._held_domains()
+                claimed = await self.worker.store.claim_due(
+                    limit=grant.count if self._relay_limits() else limit,
+                    worker=self.worker.name,
+                    lease_seconds=self.options.lease_seconds,
+                    now=self.worker.clock(),
+                    skip_domains=held,
+                )
+                claimed = await self._within_domain_limits(claimed)
+            except Exception:
+                self.owed.append((grant, grant.count))  # nothing of the batch will be sent
+                raise
             if limits := self._relay_limits():
-                await self.worker.store.limits.give_back(grant, grant.count - len(claimed))
+                self.owed.append((grant, grant.count - len(claimed)))
+                await self._give_back_owed()
                 good_until = min(limit.next_window(self._now) for limit in limits)
-                self.token_until.update((m.id, good_until) for m in claimed)
+                self.tokens.update((m.id, (good_until, grant)) for m in claimed)
             return claimed
         except StoreUnavailable as exc:
             log.warning("cannot claim: %s; retrying", exc)
             return None
+
+    async def _give_back_owed(self) -> None:
+        """Return the tokens batches took but did not use; while the database is away
+        they stay owed, so an outage never eats into a window (a day's quota above all)."""
+        while self.owed:
+            grant, count = self.owed[0]
+            if grant.windows and count > 0:
+                await self.worker.store.limits.give_back(grant, count)
+            self.owed.pop(0)
+
+    async def _relay_unpaused(self) -> bool:
+        """Wait while the relay is paused by a throttle reply (nothing is claimed until the
+        pause ends); False to a stop, or at once when running until idle."""
+        if self.options.throttle is None:
+            return True
+        while not self.worker.stopping:
+            now = self.worker.clock()
+            await self.worker.throttling.refresh(now)
+            relay = self.worker.throttling.relay(now)
+            if relay is None or not relay.paused(now):
+                return True
+            if self.until_idle:
+                return False
+            await self._pause((relay.until - now).total_seconds())
+        return False
 
     def _relay_limits(self) -> tuple[RateLimit, ...]:
         """SMTP_MAX_PER_*, and the relay's recovery rate after a throttle reply."""
@@ -570,7 +606,8 @@ class _Run:
         fresh token before it is begun, so no window starts more than its count."""
         if not self._relay_limits():
             return True
-        until = self.token_until.pop(message.id, None)
+        held = self.tokens.pop(message.id, None)
+        until = None if held is None else held[0]
         while until is None or self.worker.clock() >= until:
             try:
                 grant = await self._tokens(1)
@@ -696,7 +733,8 @@ class _Run:
             log.exception("reporting this worker alive failed")
 
     async def release(self, messages: list[QueuedEmail]) -> None:
-        """Hand back messages claimed but never begun."""
+        """Hand back messages claimed but never begun, and the sending tokens they took
+        (their next claim takes tokens again)."""
         if not messages:
             return
         ids = [m.id for m in messages]
@@ -707,6 +745,13 @@ class _Run:
             log.info("released %d unsent message(s)", released)
         except StoreUnavailable as exc:
             log.warning("cannot release %d message(s), their lease will expire: %s", len(ids), exc)
+        now = self.worker.clock()
+        unused = filter(None, (self.tokens.pop(i, None) for i in ids))
+        self.owed += [(grant, 1) for until, grant in unused if now < until]
+        try:
+            await self._give_back_owed()
+        except StoreUnavailable as exc:  # the next claim tries again
+            log.warning("cannot give back sending tokens: %s", exc)
 
 
 _TRIES_ONCE_STOPPING = 3

@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.processes import Launcher, Process, base_env, poll, smtp_env
 from tests.support.release import RELEASE_1_0_0, Release, install_release
-from tests.support.smtp import SmtpServer
+from tests.support.smtp import SmtpServer, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -26,6 +26,7 @@ pytestmark = pytest.mark.e2e
 WAVE = 15
 LATER = 5
 LATER_SECONDS = 15
+SUBMIT_KEY = "upgrade-test-key-0123456789:send"
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +75,13 @@ def test_rolling_upgrade_from_1_0_delivers_every_message_once(
     # The upgrade, while 1.0.0 runs: migrate, then a current worker and API beside it.
     migrate = launcher.run(["migrate"], env, timeout=120)
     assert migrate.popen.returncode == 0, migrate.output()
+    assert "contract step pending (c001)" in migrate.stderr, migrate.output()
+    # SMTP submission waits for the contract step: a 1.0.0 worker would send its
+    # messages (kept as bytes 1.0.0 does not read) with an empty body.
+    smtp_env_ = {**env, "SMTP_SUBMISSION_PORT": str(free_port()), "API_KEYS": SUBMIT_KEY}
+    refused = launcher.run(["smtp"], smtp_env_, timeout=60)
+    assert refused.popen.returncode != 0, refused.output()
+    assert "SMTP submission waits for it" in refused.stderr, refused.output()
     new_env = {**env, "API_PORT": base_env()["API_PORT"]}
     worker = launcher.start(["worker", "--no-migrate"], new_env, name="new-worker")
     api = launcher.start(["api", "--no-migrate"], new_env, name="new-api")
@@ -136,3 +144,7 @@ def test_rolling_upgrade_from_1_0_delivers_every_message_once(
     assert str(worker.popen.pid) in workers, (workers, worker.output())
     for process in (worker, api):
         assert process.popen.poll() is None, process.output()
+    # No 1.0.0 process is left: the contract step.
+    contract = launcher.run(["migrate", "--contract"], env, timeout=120)
+    assert contract.popen.returncode == 0, contract.output()
+    assert "contract step pending" not in contract.stderr, contract.output()

@@ -72,3 +72,13 @@ def install_release(commit: str, into: Path) -> Release:
         what=f"installing odiseo at {commit[:7]}",
     )
     return Release(commit, environment / "bin" / "odiseo")
+
+
+def extract(commit: str, path: str, into: Path) -> Path:
+    """The files under `path` as they were at `commit` (for a test that runs an earlier
+    version of them, such as its migrations), under `into`; returns `into / path`."""
+    _git("cat-file", "-e", f"{commit}^{{commit}}")
+    archive = _git("archive", "--format=tar", commit, path)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as files:
+        files.extractall(into, filter="data")
+    return into / path

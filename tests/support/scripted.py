@@ -57,12 +57,14 @@ class FakeProvider:
 
 
 class StoreWrapper:
-    """Delegates to a real store; `record_hook` / `heartbeat_hook` run before the real verb."""
+    """Delegates to a real store; `record_hook` / `heartbeat_hook` / `claim_hook` run
+    before the real verb."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
         self.record_hook: Callable[[Sequence[Any]], Any] | None = None
         self.heartbeat_hook: Callable[[], Any] | None = None
+        self.claim_hook: Callable[[], Any] | None = None
         self.records_in_flight = 0
         self.max_records_in_flight = 0
 
@@ -78,6 +80,11 @@ class StoreWrapper:
             return int(await self._inner.record_results(results, **kwargs))
         finally:
             self.records_in_flight -= 1
+
+    async def claim_due(self, **kwargs: Any) -> list[Any]:
+        if self.claim_hook is not None:
+            await self.claim_hook()
+        return list(await self._inner.claim_due(**kwargs))
 
     async def heartbeat(self, **kwargs: Any) -> int:
         if self.heartbeat_hook is not None:

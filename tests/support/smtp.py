@@ -80,6 +80,7 @@ class Recorder:
         if self.data_delay:
             await asyncio.sleep(self.data_delay)
         if self.data_reply is not None:
+            self.refused.append(("DATA", str(envelope.mail_from)))
             return self.data_reply
         content = envelope.original_content or envelope.content
         assert isinstance(content, bytes)

@@ -75,6 +75,8 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ("EMAIL_PROVIDER", "carrier-pigeon"),
         ("DATABASE_URL", "mysql://x"),
         ("LOG_TO_FILE", "perhaps"),
+        ("THROTTLE_PAUSE_SECONDS", "inf"),  # the doubling overflowed at run time
+        ("THROTTLE_MAX_PAUSE_SECONDS", "1e400"),
     ],
 )
 def test_invalid_value_is_one_line_naming_the_variable(

@@ -3,6 +3,7 @@ big receivers and relays), what scope they concern, and the back-off rule."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -148,3 +149,58 @@ def test_a_long_domain_gets_a_usage_key_that_fits() -> None:
     )
     limit = recovery_limit(throttle, now=throttle.until)
     assert limit is not None and len(limit.name) <= 64 and limit.domain == domain
+
+
+def test_a_scope_throttled_for_days_keeps_the_longest_pause() -> None:
+    # A relay that throttles for days adds an onset each recovery: the doubling stops at
+    # the most (2 ** n grew past what a float holds, and the worker's reply handling
+    # raised OverflowError at the 1,025th onset in a row).
+    # The settings give floats (THROTTLE_PAUSE_SECONDS=30 is 30.0).
+    policy = Policy(pause_seconds=30.0, max_pause_seconds=900.0)
+    throttle, _ = after_signal(None, RELAY, now=T0, policy=policy)
+    throttle = dataclasses.replace(throttle, onsets=5000)
+    now = throttle.until + timedelta(seconds=1)
+    repeat, onset = after_signal(throttle, RELAY, now=now, policy=policy)
+    assert onset and repeat.onsets == 5001
+    assert repeat.until == now + timedelta(seconds=900)
+
+
+GREYLISTING_AND_POLICY = [
+    (451, "4.7.1 Try again later"),  # rspamd's greylisting, its default text
+    (450, "4.7.1 <a@example.com>: Recipient address rejected: Policy Rejection- Please try "
+     "later."),
+    (450, "4.7.1 Client host rejected: cannot find your reverse hostname, [203.0.113.5]"),
+    (451, "4.7.1 Service unavailable; Client host [203.0.113.5] blocked using "
+     "b.barracudacentral.org"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("code", "text"), GREYLISTING_AND_POLICY)
+def test_a_bare_4_7_1_is_greylisting_or_policy_not_rate(code: int, text: str) -> None:
+    # 4.7.1 is "delivery not authorized": greylisting (rspamd says only "Try again
+    # later"), reverse-DNS and blocklist deferrals. Taken as throttling, it paused the
+    # whole recipient domain, longer at each new greylisted recipient, up to 15 minutes.
+    assert not is_throttle(code, text)
+    assert signals(stage="RCPT", code=None, text="", refusals=[("a@example.com", code, text)]) == []
+
+
+def test_a_4_7_1_that_says_rate_is_throttling() -> None:
+    assert is_throttle(451, "4.7.1 Ratelimit exceeded")  # rspamd's ratelimit module
+    assert is_throttle(450, "4.7.1 <a@example.com>: Recipient address rejected: Rate limit "
+                       "exceeded, too many messages")  # fmt: skip
+
+
+def test_each_domain_takes_the_wait_its_own_reply_names() -> None:
+    # Every recipient refused at RCPT: the message's retry_after is the longest wait
+    # any reply named, here a greylisting domain's 15 minutes. It was the wait of every
+    # throttled domain too, so gmail.com, whose reply named none, paused 15 minutes, not
+    # 30 s. And a throttle on a partly refused message had its stated wait ignored.
+    refusals = [
+        ("a@gmail.com", 450, "4.7.28 unusual rate of unsolicited mail - gsmtp"),
+        ("b@grey.example", 451, "4.7.1 Greylisted, please try again in 15 minutes"),
+        ("c@outlook.com", 451, "4.7.500 Server busy. Please try again in 5 minutes"),
+    ]
+    found = signals(stage="RCPT", code=450, text="", refusals=refusals, wait=900)
+    assert {s.domain: s.wait for s in found} == {"gmail.com": None, "outlook.com": 300}
+    partial = signals(stage=None, code=None, text="", refusals=refusals[2:])
+    assert [s.wait for s in partial] == [300]

@@ -14,7 +14,7 @@ from odiseo.bounce_service import BounceService, RelayChecks
 from odiseo.config import Settings
 from odiseo.dkim_signing import DkimSigner
 from odiseo.domain.bounces import Notice, NoticeKind, Returned
-from odiseo.domain.limits import domain_limits, relay_limits
+from odiseo.domain.limits import RateLimit, domain_limits, relay_limits
 from odiseo.domain.throttle import Policy
 from odiseo.domain.verp import ReturnPaths
 from odiseo.errors import ConfigError, InvalidEmail, ReportRefused
@@ -22,6 +22,7 @@ from odiseo.housekeeping import Housekeeper
 from odiseo.inbound.relays import sendgrid, ses
 from odiseo.metrics import Metrics
 from odiseo.mime import ascii_address, check_address, check_value, is_special_use
+from odiseo.operations import OperationsService
 from odiseo.providers.base import Provider
 from odiseo.providers.outbox import OutboxProvider
 from odiseo.providers.simulator import Complain, Routed, SimulatorProvider
@@ -196,13 +197,23 @@ def build_worker(settings: Settings, store: Store, metrics: Metrics | None = Non
             )
             if settings.throttle_pause_seconds > 0
             else None,
-            limits=relay_limits(
-                per_second=settings.smtp_max_per_second,
-                per_minute=settings.smtp_max_per_minute,
-                per_day=settings.smtp_max_per_day,
-            ),
+            limits=_relay_limits(settings),
         ),
         return_paths=build_return_paths(settings),
+    )
+
+
+def build_operations(settings: Settings, store: Store) -> OperationsService:
+    """The dashboard's operations, told the sending limits its overview shows."""
+    limits = (*_relay_limits(settings), *domain_limits(settings.domain_limits))
+    return OperationsService(store, limits=limits)
+
+
+def _relay_limits(settings: Settings) -> tuple[RateLimit, ...]:
+    return relay_limits(
+        per_second=settings.smtp_max_per_second,
+        per_minute=settings.smtp_max_per_minute,
+        per_day=settings.smtp_max_per_day,
     )
 
 

@@ -29,6 +29,15 @@ class RateLimit:
     def next_window(self, now: datetime) -> datetime:
         return datetime.fromtimestamp(self.window(now) + self.seconds, UTC)
 
+    @property
+    def label(self) -> str:
+        """What an operator calls it: "relay per minute", "gmail.com per second"."""
+        per = _WINDOWS.get(self.seconds, f"{self.seconds} seconds")
+        return f"{self.domain or 'relay'} per {per}"
+
+
+_WINDOWS = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}
+
 
 def relay_limits(
     *, per_second: int | None, per_minute: int | None, per_day: int | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 from odiseo.domain.models import FailureKind
@@ -28,3 +29,21 @@ def next_attempt_at(
     if retry_after is not None:
         delay = max(delay, retry_after)
     return now + timedelta(seconds=delay)
+
+
+# "try again in 120 seconds", "retry after 5 minutes", "try later (10 min)"…
+_STATED_WAIT = re.compile(
+    r"(?:try|retry)[^0-9]{0,24}?(\d{1,6})\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?)\b",
+    re.IGNORECASE,
+)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+MAX_STATED_WAIT_SECONDS = 6 * 3600
+
+
+def stated_wait(reply: str) -> float | None:
+    """The wait an SMTP reply asks for, in seconds, if it names one (capped at 6 h)."""
+    match = _STATED_WAIT.search(reply)
+    if match is None:
+        return None
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)[0].lower()]
+    return float(min(seconds, MAX_STATED_WAIT_SECONDS))

@@ -4,7 +4,10 @@ A reply signals rate limiting when its code is 421, 450, 451, 452 or 454 and eit
 its enhanced status is 4.7.x (Gmail's 4.7.28, Outlook's 4.7.500, Yahoo's 4.7.0
 [TSS04]…) or its text says so ("Throttling", "rate limit", "too many connections",
 "server busy", "sending rate", "unexpected volume"…); greylisting ("greylisted",
-"graylisted") is not throttling, whatever its code. Such a reply at connection,
+"graylisted") is not throttling, whatever its code. 4.7.1 alone is not either: it is
+"delivery not authorized", the code of greylisting that does not name itself, of
+reverse-DNS and of blocklist deferrals; such a reply is an ordinary retry of its message,
+and never pauses a whole domain. Such a reply at connection,
 HELO/EHLO, MAIL or DATA concerns the relay as a whole; at RCPT it concerns the
 recipient's domain. STARTTLS and AUTH replies never count (454 4.7.0 there means
 TLS or login trouble, not rate).
@@ -25,17 +28,23 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from odiseo.domain.limits import RateLimit
+from odiseo.domain.retry import stated_wait
 
 RELAY_STAGES = frozenset({"connect", "HELO", "EHLO", "MAIL", "DATA"})
 THROTTLE_CODES = frozenset({421, 450, 451, 452, 454})
 RAMP_STEPS = 10  # the recovering rate rises from 1 to this many a second
-_ENHANCED_47 = re.compile(r"\s*(?:\d{3}[ -])?\s*4\.7\.\d{1,3}(?!\d)")
+_ENHANCED_47 = re.compile(r"\s*(?:\d{3}[ -])?\s*4\.7\.(\d{1,3})(?!\d)")
+# 4.7.1 is "delivery not authorized": greylisting that does not say so (rspamd's "451
+# 4.7.1 Try again later"), reverse-DNS and blocklist deferrals. It counts only with a
+# text that says rate.
+_NOT_RATE_ALONE = "1"
 _TEXTS = re.compile(
     r"throttl|rate[ -]?limit|too many (?:connections|concurrent|sessions|messages|mails)"
     r"|server (?:is )?busy|sending rate|unexpected volume|\bTSS0\d\b"
@@ -54,7 +63,8 @@ def is_throttle(code: int, text: str) -> bool:
     """Whether an SMTP reply (its code, and its text after the code) asks us to slow down."""
     if code not in THROTTLE_CODES or _GREYLISTING.search(text):
         return False
-    enhanced = code != 452 and _ENHANCED_47.match(text) is not None
+    found = _ENHANCED_47.match(text) if code != 452 else None
+    enhanced = found is not None and found.group(1) != _NOT_RATE_ALONE
     return enhanced or _TEXTS.search(text) is not None
 
 
@@ -77,7 +87,8 @@ def signals(
     wait: float | None = None,
 ) -> list[Signal]:
     """The throttle signals in one delivery's replies: the failure's own reply (at
-    `stage`), and each recipient refused at RCPT, as (recipient, code, text)."""
+    `stage`, `wait` the wait it names), and each recipient refused at RCPT, as
+    (recipient, code, text), each with the wait its own reply names."""
     found = []
     if stage in RELAY_STAGES and code is not None and is_throttle(code, text):
         found.append(Signal(scope=Scope.RELAY, reply=f"{code} {text}", wait=wait))
@@ -85,8 +96,9 @@ def signals(
         if is_throttle(refused_code, refused_text):
             domain = recipient.rpartition("@")[2].lower()
             reply = f"{refused_code} {refused_text}"
-            if all(s.domain != domain for s in found):
-                found.append(Signal(scope=Scope.DOMAIN, domain=domain, reply=reply, wait=wait))
+            if all(s.domain != domain for s in found):  # the wait its own reply names
+                own = stated_wait(refused_text)
+                found.append(Signal(scope=Scope.DOMAIN, domain=domain, reply=reply, wait=own))
     return found
 
 
@@ -132,7 +144,7 @@ def after_signal(
     if current is not None and current.paused(now):
         return current, False
     onsets = current.onsets + 1 if current is not None and current.active(now) else 1
-    pause = min(policy.pause_seconds * 2 ** (onsets - 1), policy.max_pause_seconds)
+    pause = _pause(policy, onsets)
     if signal.wait is not None:
         pause = max(pause, min(signal.wait, policy.max_pause_seconds))
     until = now + timedelta(seconds=pause)
@@ -145,6 +157,17 @@ def after_signal(
         reply=signal.reply,
     )
     return throttle, True
+
+
+def _pause(policy: Policy, onsets: int) -> float:
+    """pause * 2**(onsets-1), at most max_pause: the doubling stops there (a scope
+    throttled for days counts thousands of onsets, and 2**n outgrows a float)."""
+    first, most = policy.pause_seconds, policy.max_pause_seconds
+    if first <= 0 or most <= 0:
+        return max(0.0, min(first, most))
+    if onsets - 1 >= math.log2(most / first):
+        return most
+    return float(first * 2 ** (onsets - 1))
 
 
 def recovery_limit(throttle: Throttle, *, now: datetime) -> RateLimit | None:

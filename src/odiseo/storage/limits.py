@@ -70,18 +70,25 @@ class LimitStore:
 
     async def exhausted(self, limits: Sequence[RateLimit], *, now: datetime) -> list[str]:
         """The names of the limits whose current window is used up."""
+        used = await self.usage(limits, now=now)
+        return [limit.name for limit in limits if used[limit.name] >= limit.count]
+
+    async def usage(self, limits: Sequence[RateLimit], *, now: datetime) -> dict[str, int]:
+        """The tokens taken so far from the current window of each limit, by name."""
+        if not limits:
+            return {}
         async with self.db.read() as tx:
             rows = await tx.rows(
                 select(send_usage).where(send_usage.c.name.in_([limit.name for limit in limits]))
             )
-        usage = {r["name"]: r for r in rows}
-        return [
-            limit.name
-            for limit in limits
-            if (row := usage.get(limit.name)) is not None
+        found = {r["name"]: r for r in rows}
+        return {
+            limit.name: row["used"]
+            if (row := found.get(limit.name)) is not None
             and row["window_start"] == limit.window(now)
-            and row["used"] >= limit.count
-        ]
+            else 0
+            for limit in limits
+        }
 
     async def give_back(self, grant: Grant, count: int) -> None:
         """Return `count` unused tokens of `grant` to the windows they came from (if those

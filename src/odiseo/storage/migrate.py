@@ -44,6 +44,20 @@ def upgrade(connection: Connection, *, contract: bool = False) -> None:
             command.upgrade(config, head)
 
 
+def up_to_date(connection: Connection, *, contract: bool = False) -> bool:
+    """Whether upgrade() would apply nothing (every head it goes to is applied)."""
+    script = ScriptDirectory.from_config(alembic_config(connection))
+    current = set(MigrationContext.configure(connection).get_current_heads())
+    if not current:
+        return False
+    wanted = [
+        head
+        for head in script.get_heads()
+        if contract or not _is_contract(script.get_revision(head))
+    ]
+    return set(wanted) <= current
+
+
 def pending_contract(connection: Connection) -> list[str]:
     """The contract revisions this database lacks (for `odiseo migrate` to name)."""
     script = ScriptDirectory.from_config(alembic_config(connection))

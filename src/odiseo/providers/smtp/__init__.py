@@ -8,6 +8,7 @@ reply or an error means for the message.
 
 from __future__ import annotations
 
-from odiseo.providers.smtp.smtp import SmtpProvider, classify, client_tls_context, stated_wait
+from odiseo.domain.retry import stated_wait
+from odiseo.providers.smtp.smtp import SmtpProvider, classify, client_tls_context
 
 __all__ = ["SmtpProvider", "classify", "client_tls_context", "stated_wait"]

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import ssl
 from collections.abc import Sequence
 from pathlib import Path
 
 from odiseo.domain.models import Refusal
+from odiseo.domain.retry import stated_wait
 from odiseo.errors import DeliveryFailure, PermanentFailure, TransientFailure
 from odiseo.providers.base import Receipt
 from odiseo.providers.smtp._client import (
@@ -35,22 +35,6 @@ log = logging.getLogger(__name__)
 
 IMPLICIT_TLS_PORT = 465
 AUTH_REQUIRED = 530  # "must issue STARTTLS first" / "authentication required": our setup
-# "try again in 120 seconds", "retry after 5 minutes", "try later (10 min)"…
-_STATED_WAIT = re.compile(
-    r"(?:try|retry)[^0-9]{0,24}?(\d{1,6})\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?)\b",
-    re.IGNORECASE,
-)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
-MAX_STATED_WAIT_SECONDS = 6 * 3600
-
-
-def stated_wait(reply: str) -> float | None:
-    """The wait an SMTP reply asks for, in seconds, if it names one (capped at 6 h)."""
-    match = _STATED_WAIT.search(reply)
-    if match is None:
-        return None
-    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)[0].lower()]
-    return float(min(seconds, MAX_STATED_WAIT_SECONDS))
 
 
 def client_tls_context(*, ca_file: Path | None, verify: bool) -> ssl.SSLContext:
