@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run install install-test lock env-example system-deps lint test bench clean
+.PHONY: run install install-test lock env-example system-deps lint test container-smoke bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ system-deps:
 ## test: install, lint, then the whole suite on SQLite and PostgreSQL (TEST_DATABASE_URL)
 test: system-deps lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## container-smoke: build the Dockerfile with podman from a local Debian base, run it and the compose services (root)
+container-smoke: system-deps
+	$(PYTHON) scripts/container-smoke
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

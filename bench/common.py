@@ -31,7 +31,11 @@ from typing import Any
 
 import asyncpg
 import httpx
+from fastapi import FastAPI
+from pydantic import SecretStr
 
+from odiseo.api.app import create_app
+from odiseo.config import Settings
 from odiseo.domain.models import NewEmail, OutgoingEmail
 from odiseo.mime import build_message
 from odiseo.storage.postgres import PostgresStore
@@ -281,6 +285,31 @@ async def migrated_store(schema: str, *, pool_size: int = 10) -> AsyncIterator[P
         yield store
     finally:
         await store.close()
+
+
+@contextlib.asynccontextmanager
+async def in_process_app(
+    schema: str, key: str, *, bearer: bool = False
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The real application on `schema` with one API key (its lifespan run), and a client
+    calling it in-process over httpx's ASGI transport (no network); `bearer` sends the key."""
+    settings = Settings(
+        _env_file=None,
+        database_url=DATABASE_URL,
+        schema_name=schema,
+        api_keys=SecretStr(key),
+        log_to_file=False,
+        log_level="WARNING",
+        email_provider="outbox",
+    )
+    app = create_app(settings)
+    headers = {"Authorization": f"Bearer {key}"} if bearer else {}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://127.0.0.1", headers=headers
+        ) as client:
+            yield app, client
 
 
 async def status_counts(conn: asyncpg.Connection, schema: str) -> dict[str, int]:

@@ -1,14 +1,17 @@
 """How fast the dashboard's pages answer on a table of a million messages.
 
-    .venv/bin/python bench/dashboard.py [--messages 1000000] [--runs 15]
+    .venv/bin/python bench/dashboard.py [--messages 1000000] [--day-events 1000000] [--runs 15]
 
 A fresh schema (`odiseo migrate`'s tables) is filled with MESSAGES messages spread
 over the last 30 days, about one every 2.6 s: 94 % sent, 3 % failed, 1 % cancelled,
 1 % scheduled, 1 % pending, each with the typed event of its outcome (and one
 `email.deferred` before 5 % of them), recipients at 200 domains, a tag on every
 message and a rare one on 1 in 100,000. Bodies are short (about 300 bytes): the
-pages read no body but the one message's they show. Then VACUUM ANALYZE, as
-autovacuum would have done on a table that grew over time.
+pages read no body but the one message's they show. On top, DAY_EVENTS charted
+events (94 % email.sent, 5 % email.deferred, 1 % email.failed) spread evenly over
+the last 24 hours, as a service sending that many a day writes them: what the
+overview's charts count. Then VACUUM ANALYZE, as autovacuum would have done on a
+table that grew over time.
 
 Each page is fetched through the real application (create_app, its lifespan, the
 session cookie of a signed-in admin key) over httpx's ASGI transport, so the time
@@ -28,12 +31,17 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 import httpx
-from common import DATABASE_URL, Report, bench_schema, exit_cleanly_on_sigterm, migrated_store, ms
-from pydantic import SecretStr
+from common import (
+    DATABASE_URL,
+    Report,
+    bench_schema,
+    exit_cleanly_on_sigterm,
+    in_process_app,
+    migrated_store,
+    ms,
+)
 
-from odiseo.api.app import create_app
-from odiseo.config import Settings
-from odiseo.operations import CHARTED
+from odiseo.operations import CHARTED, Activity
 from odiseo.storage.contract import Store
 
 KEY = "bench-dashboard-key-0123456789"
@@ -86,7 +94,19 @@ FROM emails WHERE id % 20 = 3 AND id BETWEEN $1 AND $2
 """
 
 
-async def fill(schema: str, messages: int, now: dt.datetime) -> str:
+INSERT_DAY_EVENTS = """
+INSERT INTO email_events (email_id, at, kind, type, attempt, smtp_code, response, duration_ms,
+                          worker)
+SELECT 1 + n % $5, $3::timestamptz - (n * 86400.0 / $4) * interval '1 second',
+       CASE WHEN n % 100 < 94 THEN 'sent' WHEN n % 100 < 99 THEN 'retry' ELSE 'failed' END,
+       CASE WHEN n % 100 < 94 THEN 'email.sent' WHEN n % 100 < 99 THEN 'email.deferred'
+            ELSE 'email.failed' END,
+       2, 250, '250 2.0.0 Ok: queued as 4XyZ1', 12, 'mail-1:4242:a1b2c3'
+FROM generate_series($1::bigint, $2::bigint) AS n
+"""
+
+
+async def fill(schema: str, *, messages: int, day_events: int, now: dt.datetime) -> str:
     conn = await asyncpg.connect(DATABASE_URL, server_settings={"search_path": schema})
     try:
         for first in range(1, messages + 1, CHUNK):
@@ -95,6 +115,9 @@ async def fill(schema: str, messages: int, now: dt.datetime) -> str:
         top = await conn.fetchval("SELECT max(id) FROM emails")
         for first in range(1, top + 1, CHUNK):
             await conn.execute(INSERT_EVENTS, first, first + CHUNK - 1)
+        for first in range(1, day_events + 1, CHUNK):
+            last = min(day_events, first + CHUNK - 1)
+            await conn.execute(INSERT_DAY_EVENTS, first, last, now, day_events, top)
         for table in ("emails", "email_events", "status_counts"):
             await conn.execute(f"VACUUM ANALYZE {table}")
         size: str = await conn.fetchval(
@@ -164,6 +187,7 @@ async def overview_parts(store: Store, runs: int) -> list[list[str]]:
     """Each store call behind the overview, timed alone (median and slowest)."""
     now = dt.datetime.now(dt.UTC)
     ops = store.operations
+    kept = Activity(store)
     calls: dict[str, Callable[[], Awaitable[object]]] = {
         "counts() (status_counts)": store.counts,
         "oldest_due_seconds()": lambda: store.oldest_due_seconds(now=now),
@@ -173,6 +197,10 @@ async def overview_parts(store: Store, runs: int) -> list[list[str]]:
         "activity, last day per hour": lambda: ops.activity(
             CHARTED, since=now - dt.timedelta(days=1), span_seconds=3600
         ),
+        "charts, a process's first view (Activity: reads the day)": lambda: Activity(store).charts(
+            now=now
+        ),
+        "charts, the views after it (Activity: settled spans kept)": lambda: kept.charts(now=now),
         "failures, last day (newest 1,000)": lambda: ops.failures(
             since=now - dt.timedelta(days=1), limit=1000
         ),
@@ -197,35 +225,23 @@ async def main(args: argparse.Namespace) -> None:
         {
             "messages": f"{args.messages:,} over 30 days (94 % sent, 3 % failed, 3 % other)",
             "events": "one per finished message, + email.deferred on 5 %",
+            "charted events in the last 24 hours": f"{args.day_events:,} more",
             "timed fetches per page": f"{args.runs} after 3 warm-ups, in-process (ASGI)",
         },
     )
     async with bench_schema() as schema, migrated_store(schema):
         began = time.perf_counter()
-        size = await fill(schema, args.messages, dt.datetime.now(dt.UTC))
+        now = dt.datetime.now(dt.UTC)
+        size = await fill(schema, messages=args.messages, day_events=args.day_events, now=now)
         report.line(f"Filled in {time.perf_counter() - began:.0f} s: {size}.")
         report.line()
-        settings = Settings(
-            _env_file=None,
-            database_url=DATABASE_URL,
-            schema_name=schema,
-            api_keys=SecretStr(KEY),
-            log_to_file=False,
-            log_level="WARNING",
-            email_provider="outbox",
-        )
-        app = create_app(settings)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://127.0.0.1"
-            ) as client:
-                await sign_in(client)
-                rows = []
-                for name, path in (await pages(client, schema)).items():
-                    times = await measure(client, path, args.runs)
-                    rows.append([name, ms(statistics.median(times)), ms(max(times))])
-                parts = await overview_parts(app.state.service.store, args.runs)
+        async with in_process_app(schema, KEY) as (app, client):
+            await sign_in(client)
+            rows = []
+            for name, path in (await pages(client, schema)).items():
+                times = await measure(client, path, args.runs)
+                rows.append([name, ms(statistics.median(times)), ms(max(times))])
+            parts = await overview_parts(app.state.service.store, args.runs)
     report.table(["page", "median", "slowest"], rows)
     report.line("The overview's queries, each on its own:")
     report.line()
@@ -237,5 +253,6 @@ if __name__ == "__main__":
     exit_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--day-events", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=15)
     asyncio.run(main(parser.parse_args()))

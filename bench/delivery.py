@@ -1,7 +1,7 @@
 """Delivery throughput: `odiseo worker` processes draining a queue into Postfix's smtp-sink.
 
     .venv/bin/python bench/delivery.py [--count 20000] [--workers 1,2] [--dkim-workers 1]
-                                       [--profile 10]
+                                       [--pool-size N] [--profile 10]
 
 For each worker count: a fresh schema, COUNT messages stored straight through
 PostgresStore.enqueue (500 per transaction), then the workers are started and
@@ -142,6 +142,8 @@ def worker_env(
     extra = {"EMAIL_WORKER_POLL_INTERVAL": str(args.poll_interval)}
     if args.batch_size:
         extra["EMAIL_WORKER_BATCH_SIZE"] = str(args.batch_size)
+    if args.pool_size:
+        extra["SMTP_POOL_SIZE"] = str(args.pool_size)
     if dkim_key is not None:
         extra.update(
             DKIM_DOMAIN=DKIM_DOMAIN, DKIM_SELECTOR=DKIM_SELECTOR, DKIM_PRIVATE_KEY=str(dkim_key)
@@ -336,6 +338,7 @@ async def main(args: argparse.Namespace) -> None:
             "workers": args.workers,
             "EMAIL_WORKER_POLL_INTERVAL": args.poll_interval,
             "EMAIL_WORKER_BATCH_SIZE": args.batch_size or "default (50)",
+            "SMTP_POOL_SIZE": args.pool_size or "default",
             "DKIM-on runs (RSA-2048) for workers": args.dkim_workers or "none",
             "profile": f"py-spy {args.profile} s on the 1-worker run" if py_spy else "off",
         },
@@ -459,6 +462,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--poll-interval", type=float, default=0.2)
     parser.add_argument("--batch-size", type=int, default=None, help="EMAIL_WORKER_BATCH_SIZE")
+    parser.add_argument("--pool-size", type=int, default=None, help="SMTP_POOL_SIZE")
     parser.add_argument("--timeout", type=float, default=600, help="give up on a run after (s)")
     parser.add_argument(
         "--profile", type=int, default=0, help="py-spy record the first run for this many s"

@@ -12,11 +12,11 @@
   processes), `receiver` (an HTTP receiver of webhook deliveries).
 
 The folders, by component: unit/ (pure functions), store/ (the store contract on both
-engines), api/ (what applications and MTAs talk to, in-process: the HTTP routes, the
-dashboard in api/ui/, the SMTP listeners in api/smtp/), delivery/ (the worker, the
-providers, webhook delivery in delivery/webhooks/), e2e/ (`odiseo` processes as users run
-them; the Python client and Django backend in e2e/client/), faults/ (crashes and outages),
-security/. Shared helpers live in support/.
+engines), api/ (what applications and MTAs talk to, in-process: the HTTP routes, and
+the SMTP listeners in api/smtp/), delivery/ (the worker, the providers, webhook delivery
+in delivery/webhooks/), e2e/ (`odiseo` processes as users run them; the Python client and
+Django backend in e2e/client/), faults/ (crashes and outages), security/, ui/ (the
+dashboard, in headless Chromium too). Shared helpers live in support/.
 """
 
 from __future__ import annotations

@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--no-migrate", action="store_true", help="do not create/upgrade the schema"
             )
+        if name == "migrate":
+            sub.add_argument(
+                "--contract",
+                action="store_true",
+                help="also drop what the previous release still used (once none of its "
+                "processes is left; see the README's Upgrading)",
+            )
         if name == "send":
             _send_arguments(sub)
         if name == "suppressions":
@@ -179,8 +186,8 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from odiseo import serve
 
     serve.setup_logging(settings)
-    asyncio.run(serve.prepare_store(settings, migrate=True))
-    print("schema is up to date")
+    asyncio.run(serve.prepare_store(settings, migrate=True, contract=args.contract))
+    print("schema is up to date")  # a contract step still pending is logged (serve.ready)
     return 0
 
 

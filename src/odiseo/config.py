@@ -327,7 +327,7 @@ class Settings(BaseSettings):
         commands=SERVING,
     )
     smtp_pool_size: int = setting(
-        4,
+        8,
         help="SMTP connections a worker keeps open and sends over at once",
         section="Delivery / SMTP",
         commands=SERVING,
@@ -366,6 +366,22 @@ class Settings(BaseSettings):
         section="Delivery / SMTP",
         commands=WORKER,
         example="gmail.com=600/min,outlook.com=300/min",
+    )
+    throttle_pause_seconds: float = setting(
+        30.0,
+        help="adaptive throttling: how long a reply that asks to slow down (421 4.7.x, "
+        "Throttling…) pauses the relay or the recipient's domain the first time, doubling "
+        "on repeats; 0 turns it off",
+        section="Delivery / SMTP",
+        commands=WORKER,
+        ge=0,
+    )
+    throttle_max_pause_seconds: float = setting(
+        900.0,
+        help="adaptive throttling: the longest pause",
+        section="Delivery / SMTP",
+        commands=WORKER,
+        gt=0,
     )
     smtp_timeout_seconds: float = setting(
         30.0,

@@ -108,12 +108,16 @@ class DeliveryFailure(OdiseoError):
         retry_after: float | None = None,
         reason: str = "other",
         refusals: tuple[Refusal, ...] = (),
+        stage: str | None = None,
+        reply: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.retry_after = retry_after
         self.reason = reason  # a short label for metrics: smtp_4xx, connection, timeout…
         self.refusals = refusals  # when every recipient was refused at RCPT: each refusal
+        self.stage = stage  # the SMTP step that was refused: connect, EHLO, MAIL, RCPT, DATA…
+        self.reply = reply  # the server's text after its code, as it said it
 
 
 class TransientFailure(DeliveryFailure):

@@ -7,7 +7,7 @@ EMAIL_WORKER_METRICS_PORT when set.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -67,6 +67,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.throttle_signals = Counter(
+            "odiseo_throttle_signals",
+            "SMTP replies that asked to slow down (adaptive throttling), by scope.",
+            ["scope"],
+            registry=self.registry,
+        )
+        self.throttled = Gauge(
+            "odiseo_throttled",
+            "1 while a scope is paused or recovering from a throttle reply, at scrape time.",
+            ["scope", "domain"],
+            registry=self.registry,
+        )
+
         self.webhook_deliveries = Counter(
             "odiseo_webhook_deliveries",
             "Webhook delivery attempts, by outcome: succeeded, retrying, failed (given up).",
@@ -83,6 +96,12 @@ class Metrics:
         for status, count in counts.items():
             self.queue.labels(status=status).set(count)
         self.oldest_due.set(oldest_due_seconds)
+
+    def observe_throttles(self, active: Sequence[tuple[str, str]]) -> None:
+        """The scopes (scope, domain) slowed now; the others leave the gauge."""
+        self.throttled.clear()
+        for scope, domain in active:
+            self.throttled.labels(scope=scope, domain=domain).set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -42,7 +42,8 @@ def serve_api(settings: Settings, *, with_worker: bool, migrate: bool) -> int:
     check_exposure(settings)
     if with_worker:
         check_listeners(settings)
-    run_loop(prepare_store(settings, migrate=migrate))  # a wrong DATABASE_URL stops us here
+    # A wrong DATABASE_URL stops us here.
+    run_loop(prepare_store(settings, migrate=migrate, submission=with_worker))
     app = create_app(settings, with_worker=with_worker, with_smtp=with_worker, migrate=False)
     server = uvicorn.Server(server_config(settings, app))
     # uvicorn re-raises a handled SIGTERM once it has shut down; with the default handler
@@ -160,7 +161,7 @@ async def _listen(settings: Settings, *, migrate: bool) -> None:
     keys = KeyRing.from_sources(settings.api_keys.get_secret_value(), settings.api_keys_file)
     store = build_store(settings)
     try:
-        await ready(store, settings=settings, migrate=migrate)
+        await ready(store, settings=settings, migrate=migrate, submission=True)
         service = build_service(settings, store)
         try:
             bounces = build_bounce_service(settings, store)
@@ -178,7 +179,9 @@ async def _listen(settings: Settings, *, migrate: bool) -> None:
         await store.close()
 
 
-async def prepare_store(settings: Settings, *, migrate: bool) -> None:
+async def prepare_store(
+    settings: Settings, *, migrate: bool, contract: bool = False, submission: bool = False
+) -> list[str]:
     """Before serving: migrate the schema, or (`--no-migrate`) check that it can be used.
 
     A wrong DATABASE_URL (refused, unknown host, role, password, database, privilege)
@@ -188,19 +191,47 @@ async def prepare_store(settings: Settings, *, migrate: bool) -> None:
 
     store = build_store(settings)
     try:
-        await ready(store, settings=settings, migrate=migrate)
+        return await ready(
+            store, settings=settings, migrate=migrate, contract=contract, submission=submission
+        )
     finally:
         await store.close()
 
 
-async def ready(store: Store, *, settings: Settings, migrate: bool) -> None:
+async def ready(
+    store: Store,
+    *,
+    settings: Settings,
+    migrate: bool,
+    contract: bool = False,
+    submission: bool = False,
+) -> list[str]:
     """Migrate, or (`--no-migrate`) check that the tables answer: a database that refuses
-    us stops the start, one not up yet does not (requests get 503, the worker waits)."""
+    us stops the start, one not up yet does not (requests get 503, the worker waits).
+
+    With `submission` (this process would take mail over SMTP when SMTP_SUBMISSION_PORT
+    is set), a pending contract step stops the start: workers of the previous release
+    may still run, and they would send a submitted message, whose bytes they do not
+    read, with an empty body.
+    """
     if migrate:
         from odiseo.api.wiring import migrate as migrate_and_publish
 
-        await migrate_and_publish(settings, store)
-        return
+        pending = await migrate_and_publish(settings, store, contract=contract)
+        submitting = settings.smtp_submission_port or settings.smtp_submission_tls_port
+        if pending and submission and submitting is not None:
+            raise OdiseoError(
+                f"contract step pending ({', '.join(pending)}): SMTP submission waits for it, "
+                "as a worker of the previous release would send a submitted message with "
+                "an empty body; once none is left, run `odiseo migrate --contract`"
+            )
+        if pending:
+            logging.getLogger("odiseo").warning(
+                "contract step pending (%s): once no process of the previous release uses "
+                "this database, run `odiseo migrate --contract`",
+                ", ".join(pending),
+            )
+        return pending
     try:
         await store.ping()
     except StoreRefused as exc:
@@ -213,6 +244,7 @@ async def ready(store: Store, *, settings: Settings, migrate: bool) -> None:
             "%s; starting anyway (--no-migrate), until it answers",
             database_problem(settings.database_url, exc),
         )
+    return []
 
 
 def run_worker(settings: Settings, *, migrate: bool) -> int:
@@ -273,7 +305,7 @@ def _tune_collector() -> None:
     gc.set_threshold(10_000, 20, 10)
 
 
-def run_loop(main: Coroutine[Any, Any, None]) -> None:
+def run_loop(main: Coroutine[Any, Any, object]) -> None:
     """Run `main` on uvloop when installed (as uvicorn does for the API), else asyncio's loop."""
     try:
         import uvloop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -23,6 +24,7 @@ from odiseo.domain.models import (
     QueuedEmail,
     Status,
 )
+from odiseo.domain.throttle import Throttle
 from odiseo.errors import Duplicate, InvalidEmail, NotFound, OdiseoError, SenderRefused, TooLarge
 from odiseo.mime import check_email, is_special_use
 from odiseo.mime.incoming import read_submission
@@ -419,7 +421,8 @@ class EmailService:
         for (index, _), outcome in zip(ready, stored, strict=True):
             if not outcome.created and not outcome.same_payload:
                 error = "client_message_id is already used by a different email"
-                results.append(BatchItem(index=index, message_id=outcome.message_id, error=error))
+                holder = outcome.message_id or None  # "": held in another scope (c001)
+                results.append(BatchItem(index=index, message_id=holder, error=error))
             else:
                 results.append(
                     BatchItem(
@@ -475,11 +478,16 @@ class EmailService:
         return count
 
     async def queue_depth(self, *, now: datetime) -> QueueDepth:
-        """The queue by status and the wait of its oldest due message (/queue/status, /metrics)."""
-        counts = await self.store.counts()
-        return QueueDepth(
-            counts=counts, oldest_due_seconds=await self.store.oldest_due_seconds(now=now)
+        """The queue by status and the wait of its oldest due message (/queue/status, /metrics);
+        both asked at once, on two connections."""
+        counts, oldest = await asyncio.gather(
+            self.store.counts(), self.store.oldest_due_seconds(now=now)
         )
+        return QueueDepth(counts=counts, oldest_due_seconds=oldest)
+
+    async def throttles(self, *, now: datetime) -> list[Throttle]:
+        """The scopes slowed by adaptive throttling now, paused or recovering (/metrics)."""
+        return await self.store.limits.throttles(now=now)
 
     async def count_request(self, client: str, *, window: int) -> int:
         """Count one request of `client` (an API key's label) in minute `window`, shared by

@@ -19,6 +19,12 @@ Six kinds of task run while `Worker.run()` does, each owning its own state:
   are those inside an SMTP transaction and those replied but not yet recorded: at
   most 2 x SMTP_POOL_SIZE, typically no more than SMTP_POOL_SIZE.
 
+Adaptive throttling (`throttling.py`, the rule in `domain/throttle.py`): a reply that asks
+to slow down pauses the relay (the claimer claims nothing) or a domain (claims skip it,
+as for a used-up DOMAIN_LIMITS window); a sender hands back, untried, a claimed message
+whose relay or domain is paused; a recovering scope takes per-second tokens like
+SMTP_MAX_PER_SECOND.
+
 A message stays `processing`, leased to this worker, from its claim until its result
 is recorded (or it is released); the heartbeat keeps those leases alive, so a slow
 but healthy worker is never overtaken, and a dead one's messages are claimed again
@@ -42,17 +48,21 @@ from datetime import UTC, datetime
 
 from odiseo.domain.bounces import relay_message_id
 from odiseo.domain.limits import Grant, RateLimit, domain_of
-from odiseo.domain.models import AttemptResult, FailureKind, Outcome, QueuedEmail
+from odiseo.domain.models import AttemptResult, FailureKind, Outcome, QueuedEmail, Refusal
 from odiseo.domain.operations import WorkerSeen
 from odiseo.domain.retry import next_attempt_at
+from odiseo.domain.throttle import Policy
 from odiseo.domain.verp import ReturnPaths
 from odiseo.errors import DeliveryFailure, PermanentFailure, StoreUnavailable
 from odiseo.metrics import Metrics
 from odiseo.mime import build_message
 from odiseo.providers.base import Provider, Receipt
 from odiseo.storage.contract import Store
+from odiseo.throttling import Throttling, refusals_of
 
 log = logging.getLogger(__name__)
+
+DEFAULT_THROTTLE = Policy()
 
 
 def utcnow() -> datetime:
@@ -76,6 +86,7 @@ class WorkerOptions:
     redact_after_send: bool = False  # REDACT_AFTER_SEND: drop a sent message's content
     limits: tuple[RateLimit, ...] = ()  # SMTP_MAX_PER_*: shared by every worker
     domain_limits: tuple[RateLimit, ...] = ()  # DOMAIN_LIMITS: per recipient domain
+    throttle: Policy | None = DEFAULT_THROTTLE  # THROTTLE_*: adaptive throttling (None: off)
 
 
 class Worker:
@@ -103,6 +114,7 @@ class Worker:
         self.return_paths = return_paths  # BOUNCE_DOMAIN: each message's VERP sender
         self.delivered = 0
         self._stop = asyncio.Event()
+        self.throttling = Throttling(store.limits, metrics=self.metrics)
 
     def stop(self) -> None:
         """Finish the messages in hand, hand back the rest, record everything, return."""
@@ -165,12 +177,17 @@ class Worker:
                     message_id=message.message_id,
                 )
         except DeliveryFailure as failure:
+            until = await self._throttle_signals(failure, failure.refusals)
+            if until is not None:
+                return self._throttled(message, failure, started=started, until=until)
             return self._failed(message, failure, started=started)
         except Exception as exc:  # a message we cannot even build: retrying will not help
             log.exception("cannot build message", extra=extra)
             unbuildable = PermanentFailure(f"cannot build message: {type(exc).__name__}: {exc}")
             return self._failed(message, unbuildable, started=started)
         self.delivered += 1
+        if receipt.refused:
+            await self._throttle_signals(None, receipt.refused)
         finished = self.clock()
         self.metrics.sent.inc()
         self.metrics.delivery_latency.observe((finished - message.created_at).total_seconds())
@@ -220,6 +237,45 @@ class Worker:
         if self.sign is not None:
             data = await self.sign(data)
         return data
+
+    async def _throttle_signals(
+        self, failure: DeliveryFailure | None, refused: tuple[Refusal, ...]
+    ) -> datetime | None:
+        """Report the replies that ask to slow down (adaptive throttling); the end of the
+        pause they concern, or None."""
+        policy = self.options.throttle
+        if policy is None or (failure is None and not refused):
+            return None
+        return await self.throttling.report(
+            failure, refusals_of(refused), policy=policy, clock=self.clock
+        )
+
+    def _throttled(
+        self, message: QueuedEmail, failure: DeliveryFailure, *, started: datetime, until: datetime
+    ) -> AttemptResult:
+        """A throttle reply: deferred to the end of the pause, never failed for it (its
+        attempt is logged and counted, but does not spend the last retry)."""
+        self.metrics.retried.labels(reason="throttled").inc()
+        log.warning(
+            "throttled, deferred until %s: %s",
+            until.isoformat(),
+            failure.message,
+            extra={"message_id": message.message_id, "attempt": message.attempts,
+                   "status": Outcome.RETRY.value},
+        )  # fmt: skip
+        return AttemptResult(
+            email_id=message.id,
+            message_id=message.message_id,
+            attempt=message.attempts,
+            outcome=Outcome.RETRY,
+            started_at=started,
+            finished_at=self.clock(),
+            next_attempt_at=until,
+            smtp_code=failure.code,
+            response=f"throttled: {failure.message}",
+            refused=failure.refusals,
+            suppressed=message.suppressed,
+        )
 
     def _failed(
         self, message: QueuedEmail, failure: DeliveryFailure, *, started: datetime
@@ -341,7 +397,7 @@ class _Run:
         while not self.worker.stopping:
             room = batch - self.inbox.qsize()
             # Under sending limits, no claim-ahead: tokens are taken for what is sent now.
-            limited = bool(self.options.limits) and not self.inbox.empty()
+            limited = bool(self._relay_limits()) and not self.inbox.empty()
             if limited or room < (batch + 1) // 2:  # wait for the senders
                 self.room.clear()
                 await self.room.wait()
@@ -365,45 +421,77 @@ class _Run:
         """Up to `limit` due messages, within the sending limits; None if the database
         is away. Waits (or returns [] to a stop) while a limit's window is used up."""
         try:
+            if not await self._relay_unpaused():
+                return []
             grant = await self._tokens(limit)
             if grant is None:
                 return []
             held = await self._held_domains()
             claimed = await self.worker.store.claim_due(
-                limit=grant.count if self.options.limits else limit,
+                limit=grant.count if self._relay_limits() else limit,
                 worker=self.worker.name,
                 lease_seconds=self.options.lease_seconds,
                 now=self.worker.clock(),
                 skip_domains=held,
             )
             claimed = await self._within_domain_limits(claimed)
-            if self.options.limits:
+            if limits := self._relay_limits():
                 await self.worker.store.limits.give_back(grant, grant.count - len(claimed))
-                good_until = min(limit.next_window(self._now) for limit in self.options.limits)
+                good_until = min(limit.next_window(self._now) for limit in limits)
                 self.token_until.update((m.id, good_until) for m in claimed)
             return claimed
         except StoreUnavailable as exc:
             log.warning("cannot claim: %s; retrying", exc)
             return None
 
+    async def _relay_unpaused(self) -> bool:
+        """Wait while the relay is paused by a throttle reply (nothing is claimed until the
+        pause ends); False to a stop, or at once when running until idle."""
+        if self.options.throttle is None:
+            return True
+        while not self.worker.stopping:
+            now = self.worker.clock()
+            await self.worker.throttling.refresh(now)
+            relay = self.worker.throttling.relay(now)
+            if relay is None or not relay.paused(now):
+                return True
+            if self.until_idle:
+                return False
+            await self._pause((relay.until - now).total_seconds())
+        return False
+
+    def _relay_limits(self) -> tuple[RateLimit, ...]:
+        """SMTP_MAX_PER_*, and the relay's recovery rate after a throttle reply."""
+        return self.options.limits + self.worker.throttling.relay_limits(self.worker.clock())
+
+    def _domain_limits(self) -> tuple[RateLimit, ...]:
+        """DOMAIN_LIMITS, and the recovery rate of each domain recovering from a throttle."""
+        return self.options.domain_limits + self.worker.throttling.domain_limits(
+            self.worker.clock()
+        )
+
     async def _held_domains(self) -> list[str]:
-        """The recipient domains whose DOMAIN_LIMITS window is used up: claims skip their
-        mail, so a throttled domain never holds up the others."""
-        limits = self.options.domain_limits
+        """The recipient domains paused by a throttle reply or whose DOMAIN_LIMITS window
+        is used up: claims skip their mail, so a throttled domain never holds up the
+        others."""
+        now = self.worker.clock()
+        paused = self.worker.throttling.paused_domains(now)
+        limits = self._domain_limits()
         if not limits:
-            return []
-        full = set(await self.worker.store.limits.exhausted(limits, now=self.worker.clock()))
-        return [limit.domain for limit in limits if limit.name in full and limit.domain]
+            return paused
+        full = set(await self.worker.store.limits.exhausted(limits, now=now))
+        return paused + [limit.domain for limit in limits if limit.name in full and limit.domain]
 
     async def _within_domain_limits(self, claimed: list[QueuedEmail]) -> list[QueuedEmail]:
         """Tokens from each limited domain for the claimed messages that have recipients
         there (a message counts once against each of its domains); those a domain has
         no tokens for are handed back, due, for a later window."""
-        if not self.options.domain_limits or not claimed:
+        limits = self._domain_limits()
+        if not limits or not claimed:
             return claimed
         over: set[int] = set()
         now = self.worker.clock()
-        for limit in self.options.domain_limits:
+        for limit in limits:
             mine = [
                 m for m in claimed if limit.domain in {domain_of(r) for r in m.email.recipients}
             ]
@@ -418,11 +506,14 @@ class _Run:
     async def _tokens(self, want: int) -> Grant | None:
         """Tokens for a batch of `want` from every limit (all of them when there are no
         limits); None when stopping while waiting for a window."""
-        if not self.options.limits:
+        if not self._relay_limits():
             return Grant(count=want)
         while not self.worker.stopping:
             now = self._now = self.worker.clock()
-            grant = await self.worker.store.limits.take(self.options.limits, want=want, now=now)
+            limits = self._relay_limits()
+            if not limits:
+                return Grant(count=want)
+            grant = await self.worker.store.limits.take(limits, want=want, now=now)
             if grant.count:
                 return grant
             wait = (grant.retry_at - now).total_seconds() if grant.retry_at else 1.0
@@ -475,6 +566,11 @@ class _Run:
                 return
             self.preparing.release()
             message, prepared = item
+            if self.worker.throttling.holds(message, self.worker.clock()):
+                _discard(prepared)  # its relay or a recipient's domain asked for a pause
+                await self.release([message])
+                self.unsettled.release()
+                continue
             if not await self._token_for(message):  # stopping while waiting for a window
                 _discard(prepared)
                 self.unbegun.append(message)
@@ -492,7 +588,7 @@ class _Run:
     async def _token_for(self, message: QueuedEmail) -> bool:
         """Under sending limits, a message whose window has passed since its claim takes a
         fresh token before it is begun, so no window starts more than its count."""
-        if not self.options.limits:
+        if not self._relay_limits():
             return True
         until = self.token_until.pop(message.id, None)
         while until is None or self.worker.clock() >= until:
@@ -504,7 +600,10 @@ class _Run:
                 continue
             if grant is None:
                 return False
-            until = min(limit.next_window(self._now) for limit in self.options.limits)
+            limits = self._relay_limits()
+            if not limits:
+                return True
+            until = min(limit.next_window(self._now) for limit in limits)
         return True
 
     async def _attempt(

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from odiseo.domain.models import AttemptResult, Outcome
+from odiseo.domain.throttle import Policy, Scope, Signal
 from odiseo.storage.contract import Store
 from tests.support.factories import new_email
 
@@ -52,3 +53,16 @@ async def test_oldest_due_message_age(client: httpx.AsyncClient) -> None:
                          finished_at=now, smtp_code=250, response="ok")  # fmt: skip
     await store.record_results([done], worker="w", now=now)
     assert (await client.get("/queue/status")).json()["oldest_pending_seconds"] == 0.0
+
+
+async def test_throttled_scopes_show_while_paused_or_recovering(client: httpx.AsyncClient) -> None:
+    store: Store = client._transport.app.state.service.store  # type: ignore[attr-defined]
+    now = datetime.now(UTC)
+    policy = Policy(pause_seconds=60, max_pause_seconds=900)
+    gmail = Signal(scope=Scope.DOMAIN, domain="gmail.com", reply="450 4.7.28 rate limited")
+    await store.limits.throttled(gmail, now=now, policy=policy)
+    old = Signal(scope=Scope.RELAY, reply="421 4.7.0 Try again later")
+    await store.limits.throttled(old, now=now - timedelta(seconds=121), policy=policy)  # over
+    text = (await client.get("/metrics")).text
+    lines = [line for line in text.splitlines() if line.startswith("odiseo_throttled{")]
+    assert lines == ['odiseo_throttled{domain="gmail.com",scope="domain"} 1.0']  # not the relay

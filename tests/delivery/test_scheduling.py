@@ -68,6 +68,32 @@ async def test_patch_moves_a_waiting_message(features: Harness) -> None:
     assert (await features.email(pending))["status"] == "scheduled"
 
 
+async def test_patch_moves_a_scheduled_message_again_and_a_pending_one_to_now(
+    features: Harness,
+) -> None:
+    now = datetime.now(UTC)
+    scheduled = await features.send(email(subject="twice", send_at=iso(now + timedelta(hours=1))))
+    later = now + timedelta(hours=3)
+    response = await features.client.patch(f"/emails/{scheduled}", json={"send_at": iso(later)})
+    assert response.status_code == 200, response.text  # scheduled stays scheduled, later
+    assert response.json()["status"] == "scheduled"
+    assert close(response.json()["next_attempt_at"], later)
+    pending = await features.send(email(subject="now"))
+    response = await features.client.patch(
+        f"/emails/{pending}", json={"send_at": iso(now - timedelta(minutes=1))}
+    )
+    assert response.status_code == 200, response.text  # pending stays pending, due now
+    assert response.json()["status"] == "pending"
+    expired = await features.send(email(expires_at=iso(now - timedelta(minutes=1))))
+    assert await features.deliver() == 1
+    assert (await features.email(expired))["status"] == "failed"
+    response = await features.client.patch(f"/emails/{expired}", json={"send_at": iso(now)})
+    assert response.status_code == 409, response.text  # a failed message is retried, not moved
+    assert "failed" in response.json()["detail"]
+    assert (await features.email(expired))["status"] == "failed"
+    assert [m["Subject"] for m in features.messages()] == ["now"]
+
+
 async def test_patch_on_a_sent_unknown_or_invalid_message(features: Harness) -> None:
     message_id = await features.send(email())
     assert await features.deliver() == 1

@@ -4,6 +4,7 @@ recipients name, through the worker users run, on both stores."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from odiseo.api.wiring import simulated_complaints
 from odiseo.domain.models import EventFilter, Status
@@ -92,4 +93,33 @@ async def test_only_the_simulator_domain_is_simulated(smtp: SmtpHarness, store: 
         ("email.sent", None),
         ("email.bounced", f"bounce@{SIM}"),
     ]
+    await provider.close()
+
+
+async def test_throttle_pauses_the_recipients_domain(store: Store) -> None:
+    clock = Clock(T0)
+    provider = sim(store)
+    throttled = await outcome(store, "throttle", clock, provider)
+    message = await stored(store, throttled)
+    assert message.status is Status.SCHEDULED and message.next_attempt_at == T0 + timedelta(
+        seconds=30
+    )
+    found, _ = await store.outcomes.events(
+        EventFilter(type="domain.throttled"), limit=5, before=None
+    )
+    assert [e.event.data["domain"] for e in found] == [SIM]
+    # The simulator's domain is paused: its next message waits, untried, as for a real one.
+    waiting = await outcome(store, "delivered", clock, provider)
+    assert (await stored(store, waiting)).attempts == 0
+    # After the pause the domain takes 1 a second: the throttled message goes first (it is
+    # older), meets the reply again while recovering: a repeat, paused twice as long.
+    clock.advance(30)
+    await make_worker(store, provider, clock).run_until_idle()  # type: ignore[arg-type]
+    again = await stored(store, throttled)
+    assert again.attempts == 2 and again.next_attempt_at == clock.now + timedelta(seconds=60)
+    found, _ = await store.outcomes.events(
+        EventFilter(type="domain.throttled"), limit=5, before=None
+    )
+    assert [e.event.data["onsets"] for e in found] == [2, 1]
+    assert (await stored(store, waiting)).attempts == 0
     await provider.close()

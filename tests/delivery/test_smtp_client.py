@@ -60,6 +60,7 @@ class Fake:
     lines: list[bytes] = field(default_factory=list)
     pipelined: list[bool] = field(default_factory=list)  # more was buffered when a line was read
     bodies: list[bytes] = field(default_factory=list)
+    hang_up_after_421: bool = False  # as real servers do: say 421, then close
     connections: int = 0
     port: int = 0
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -95,6 +96,8 @@ class Fake:
         defaults = {"EHLO": ehlo, "QUIT": "221 bye", "DATA": "354 go on", "STARTTLS": "454 no"}
         reply = self.answer(verb, defaults.get(verb, "250 2.0.0 ok"))
         if not await self.say(writer, reply):
+            return False
+        if self.hang_up_after_421 and isinstance(reply, str) and reply.startswith("421"):
             return False
         if verb == "DATA" and isinstance(reply, str) and reply.startswith("354"):
             body = b""
@@ -273,6 +276,45 @@ async def test_a_421_marks_the_connection_unusable(fake: Any) -> None:
 
     assert raised.value.code == 421
     assert not client.is_usable
+
+
+async def test_a_421_before_the_server_hangs_up_is_not_lost(fake: Any) -> None:
+    """Gmail and Postfix say 421 and close at once: with the envelope pipelined, the
+    client meets the end of the connection while it waits for the other replies."""
+    gmail = "421 4.7.28 [203.0.113.5] unusual rate of unsolicited mail - gsmtp"
+    _server, client = await fake(replies={"MAIL": [gmail]}, hang_up_after_421=True)
+    await client.connect()
+    with pytest.raises(ReplyError) as at_mail:
+        await client.send(MESSAGE, sender="a@odiseo.test", recipients=["b@x.test"])
+    assert (at_mail.value.code, at_mail.value.command) == (421, "MAIL")
+    assert at_mail.value.message == gmail[4:] and not client.is_usable
+
+    _server, client = await fake(replies={"RCPT": ["250 ok", gmail]}, hang_up_after_421=True)
+    await client.connect()
+    with pytest.raises(RecipientsRefused) as at_rcpt:
+        await client.send(MESSAGE, sender="a@odiseo.test", recipients=["b@x.test", "c@gmail.com"])
+    assert [(r.recipient, r.code) for r in at_rcpt.value.refusals] == [("c@gmail.com", 421)]
+
+    _server, client = await fake(replies={"DATA": [gmail]}, hang_up_after_421=True)
+    await client.connect()
+    with pytest.raises(ReplyError) as at_data:
+        await client.send(MESSAGE, sender="a@odiseo.test", recipients=["b@x.test"])
+    assert (at_data.value.code, at_data.value.command) == (421, "DATA")
+
+    # Without PIPELINING too, a 421 at RCPT is not lost to the next command.
+    _server, client = await fake(
+        extensions=(), replies={"RCPT": ["250 ok", gmail]}, hang_up_after_421=True
+    )
+    await client.connect()
+    with pytest.raises(RecipientsRefused) as stepwise:
+        await client.send(MESSAGE, sender="a@odiseo.test", recipients=["b@x.test", "c@gmail.com"])
+    assert [(r.recipient, r.code) for r in stepwise.value.refusals] == [("c@gmail.com", 421)]
+
+    # A hang-up with no 421 before it stays a disconnection.
+    _server, client = await fake(replies={"RCPT": [None]})
+    await client.connect()
+    with pytest.raises(Disconnected):
+        await client.send(MESSAGE, sender="a@odiseo.test", recipients=["b@x.test"])
 
 
 async def test_an_unasked_reply_while_idle_marks_the_connection_unusable(fake: Any) -> None:

@@ -174,8 +174,10 @@ async def test_a_failed_lease_extension_does_not_end_the_heartbeat(store: Store)
 
     wrapped.heartbeat_hook = fail_once
     await enqueue(store, ["slow@x.test"])
-    provider = FakeProvider(delays={"slow@x.test": 3.0})
-    worker = make_worker(wrapped, provider, lease=1.0)  # heartbeat every 0.5 s
+    # Heartbeat every 1 s: the first renewal fails, the second (at 2 s) must come, a
+    # second before the lease would end; the send outlasts the lease.
+    provider = FakeProvider(delays={"slow@x.test": 5.0})
+    worker = make_worker(wrapped, provider, lease=3.0)
     running = asyncio.ensure_future(worker.run())
     stolen: list[Any] = []
     try:

@@ -72,7 +72,7 @@ def operations(app: FastAPI) -> list[Operation]:
     found = []
     for context in contexts:
         if str(context.path).startswith("/ui/"):  # the dashboard: a session, not a key
-            continue  # (tests/api/ui/test_sessions.py: the session before the body there)
+            continue  # (tests/ui/test_sessions.py: the session before the body there)
         for method in sorted((context.methods or set()) - {"HEAD"}):
             path = str(context.path)
             operation = document["paths"].get(path, {}).get(method.lower())

@@ -17,7 +17,7 @@ from sqlalchemy import insert
 
 from odiseo.storage.migrate import alembic_config
 from odiseo.storage.tables import emails
-from tests.conftest import sqlalchemy_engine
+from tests.conftest import open_test_store, sqlalchemy_engine
 from tests.security.conftest import EMAIL, queue_counts
 from tests.support.app import ALL_KEY, SEND_KEY, ClientFactory, SettingsFactory, auth
 
@@ -72,7 +72,8 @@ async def test_rows_stored_before_scopes_stay_in_the_keyless_namespace(
     database_url: tuple[str, str], make_settings: SettingsFactory, start_client: ClientFactory
 ) -> None:
     """A database at revision 0006 with a keyed row: after the upgrade, a keyless resend
-    finds it, and a key's send of the same id is a new message."""
+    finds it; a key's send of the same id is refused without naming the message while
+    1.0's constraint stays (before the contract step, c001), and is a new message after."""
     engine = sqlalchemy_engine(*database_url)
     row = {
         "message_id": "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0",
@@ -108,5 +109,14 @@ async def test_rows_stored_before_scopes_stay_in_the_keyless_namespace(
     assert again.status_code in (200, 409), again.text
     assert again.json()["message_id"] == row["message_id"]
     keyed = await start_client(make_settings())
+    held = await _send(keyed, ALL_KEY, KEYED)
+    assert held.status_code == 409, held.text
+    assert "message_id" not in held.json() and row["message_id"] not in held.text
+    store = open_test_store(*database_url)
+    try:
+        assert await store.migrate() == ["c001"]
+        assert await store.migrate(contract=True) == []
+    finally:
+        await store.close()
     fresh = await _send(keyed, ALL_KEY, KEYED)
     assert fresh.status_code == 202 and fresh.json()["message_id"] != row["message_id"]

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from odiseo.domain.limits import relay_limits
+from odiseo.domain.limits import domain_limits, relay_limits
 from odiseo.storage.contract import Store
 
 T0 = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -49,3 +49,22 @@ async def test_concurrent_workers_never_take_more_than_the_limit(
         *(s.limits.take(LIMITS, want=4, now=T0) for s in stores for _ in range(3))
     )
     assert sum(g.count for g in grants) == 10
+
+
+async def test_usage_is_what_the_current_window_has_taken(store: Store) -> None:
+    gmail = domain_limits("gmail.com=5/min")
+    assert await store.limits.usage((*LIMITS, *gmail), now=T0) == {
+        "relay:1": 0,
+        "relay:60": 0,
+        "domain:gmail.com:60": 0,
+    }
+    await store.limits.take(LIMITS, want=4, now=T0)
+    await store.limits.take(gmail, want=5, now=T0)
+    later = T0 + timedelta(seconds=1)
+    assert await store.limits.usage((*LIMITS, *gmail), now=later) == {
+        "relay:1": 0,  # a new second
+        "relay:60": 4,
+        "domain:gmail.com:60": 5,
+    }
+    assert await store.limits.exhausted((*LIMITS, *gmail), now=later) == ["domain:gmail.com:60"]
+    assert await store.limits.usage((), now=T0) == {}

@@ -86,7 +86,7 @@ async def test_down_to_0008_and_up_again_keeps_what_each_version_can_read(
     assert statuses <= STATUSES_0008
     assert await rows(database_url, "SELECT id FROM email_events WHERE email_id IS NULL") == []
 
-    await migrate(database_url, "upgrade", "head")
+    await migrate(database_url, "upgrade", "heads")
     again = open_test_store(*database_url)
     try:
         counts = await again.counts()

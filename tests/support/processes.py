@@ -130,14 +130,22 @@ class Launcher:
         self.tmp_path = tmp_path
         self.processes: list[Process] = []
 
-    def start(self, args: list[str], env: dict[str, str], *, name: str | None = None) -> Process:
+    def start(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        *,
+        name: str | None = None,
+        program: Path = ODISEO,
+    ) -> Process:
+        """Start `program` (this checkout's `odiseo` unless told: an older release's)."""
         name = name or f"{len(self.processes)}-{args[0]}"
         stdout_path = self.tmp_path / f"{name}.stdout"
         stderr_path = self.tmp_path / f"{name}.stderr"
         out = stdout_path.open("wb")
         err = stderr_path.open("wb")
         popen = subprocess.Popen(
-            [str(ODISEO), *args],
+            [str(program), *args],
             cwd=self.tmp_path,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -148,9 +156,11 @@ class Launcher:
         self.processes.append(process)
         return process
 
-    def run(self, args: list[str], env: dict[str, str], *, timeout: float = 30.0) -> Process:
+    def run(
+        self, args: list[str], env: dict[str, str], *, timeout: float = 30.0, program: Path = ODISEO
+    ) -> Process:
         """Run a command to completion (killed after `timeout`)."""
-        process = self.start(args, env)
+        process = self.start(args, env, program=program)
         try:
             process.popen.wait(timeout)
         except subprocess.TimeoutExpired:

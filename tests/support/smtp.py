@@ -43,6 +43,9 @@ class Recorder:
     received: list[Received] = field(default_factory=list)
     data_reply: str | None = None  # e.g. "451 4.3.0 try later": refuse at DATA
     rcpt_replies: dict[str, str] = field(default_factory=dict)  # address -> reply
+    mail_reply: str | None = None  # e.g. "421 4.7.0 Try again later": refuse at MAIL
+    rcpt_domain_replies: dict[str, str] = field(default_factory=dict)  # domain -> reply
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (command, argument)
     data_delay: float = 0.0
     accepted_reply: str = "250 2.0.0 Message accepted"  # the reply to a message it keeps
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -51,11 +54,24 @@ class Recorder:
     def __post_init__(self) -> None:
         self.seen = threading.Condition(self.lock)
 
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        if self.mail_reply is not None:
+            self.refused.append(("MAIL", address))
+            return self.mail_reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
         reply = self.rcpt_replies.get(address)
+        if reply is None:
+            reply = self.rcpt_domain_replies.get(address.rpartition("@")[2].lower())
         if reply is not None:
+            self.refused.append(("RCPT", address))
             return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -64,6 +80,7 @@ class Recorder:
         if self.data_delay:
             await asyncio.sleep(self.data_delay)
         if self.data_reply is not None:
+            self.refused.append(("DATA", str(envelope.mail_from)))
             return self.data_reply
         content = envelope.original_content or envelope.content
         assert isinstance(content, bytes)

@@ -61,9 +61,10 @@ def test_the_lock_holds_hashes() -> None:
 
 
 def test_the_dockerfile_installs_the_lock_and_nothing_else() -> None:
-    """Issue 17 point 10: the image could not be built here (no base image can be pulled),
-    so its install steps are held to the lock: the runtime lock with hashes, then odiseo
-    alone with --no-deps, and no other pip install or resolver run."""
+    """Issue 17 point 10: the install steps are held to the lock: the runtime lock with
+    hashes, then odiseo alone with --no-deps, and no other pip install or resolver run.
+    (tests/e2e/test_container_image.py builds the image and compares its venv with the
+    lock too; this check needs no root, podman or network.)"""
     dockerfile = (ROOT / "Dockerfile").read_text()
     steps = [
         " ".join(line.split())
@@ -85,3 +86,18 @@ def test_the_client_distribution_needs_httpx_only_and_it_is_locked() -> None:
     client = tomllib.loads((ROOT / "clients/python/pyproject.toml").read_text())["project"]
     assert [Requirement(r).name for r in client["dependencies"]] == ["httpx"]
     assert uncovered(client["dependencies"], pins("requirements.lock")) == []
+
+
+def test_every_stage_of_the_dockerfile_starts_from_the_one_pinned_base() -> None:
+    """Both stages come FROM the PYTHON_IMAGE argument, whose default is an exact
+    python:3.11.N-slim-bookworm: the venv copied from the builder finds its interpreter,
+    and scripts/container-smoke, which only swaps that argument for a local Debian
+    bookworm base (no registry can be reached there), builds this very file."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    default = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.MULTILINE)
+    assert len(default) == 1 and re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", default[0])
+    stages = re.findall(r"^FROM (\S+) AS (\w+)$", dockerfile, re.MULTILINE)
+    assert stages == [("${PYTHON_IMAGE}", "builder"), ("${PYTHON_IMAGE}", "runtime")]
+    assert len(re.findall(r"^FROM ", dockerfile, re.MULTILINE)) == 2
+    smoke = (ROOT / "scripts" / "container-smoke").read_text()
+    assert "--build-arg=PYTHON_IMAGE={BASE}" in smoke and '"bookworm"' in smoke

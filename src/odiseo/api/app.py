@@ -38,6 +38,7 @@ from odiseo.api.webhook_schemas import ReplayIn, WebhookIn, WebhookPatch
 from odiseo.api.wiring import (
     build_bounce_service,
     build_housekeeper,
+    build_operations,
     build_provider,
     build_service,
     build_store,
@@ -64,7 +65,6 @@ from odiseo.errors import (
 )
 from odiseo.keys import KeyRing
 from odiseo.metrics import Metrics
-from odiseo.operations import OperationsService
 from odiseo.outcomes import OutcomeService
 from odiseo.privacy import PrivacyService
 from odiseo.requests import EmailIn, RescheduleIn, TemplateIn, describe_errors, error_list
@@ -112,7 +112,7 @@ def create_app(
         )
         app.state.health = HealthCheck(service=app.state.service, provider=build_provider(settings))
         app.state.webhooks = build_webhook_service(settings, store)
-        app.state.operations = OperationsService(store)
+        app.state.operations = build_operations(settings, store)
         worker = build_worker(settings, store, app.state.metrics) if with_worker else None
         task = asyncio.create_task(worker.run(), name="worker") if worker else None
         hooks = build_webhook_worker(settings, store, worker) if worker else None
@@ -257,11 +257,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Duplicate)
     async def duplicate(_: Request, exc: Duplicate) -> JSONResponse:
-        return _problem(
-            status.HTTP_409_CONFLICT,
-            "client_message_id is already used by a different email",
-            message_id=exc.message_id,
-        )
+        detail = "client_message_id is already used by a different email"
+        if not exc.message_id:  # held in another scope, before c001 (contract): not said
+            return _problem(status.HTTP_409_CONFLICT, detail)
+        return _problem(status.HTTP_409_CONFLICT, detail, message_id=exc.message_id)
 
     @app.exception_handler(InvalidTransition)
     async def conflict(_: Request, exc: InvalidTransition) -> JSONResponse:

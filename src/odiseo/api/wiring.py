@@ -14,13 +14,15 @@ from odiseo.bounce_service import BounceService, RelayChecks
 from odiseo.config import Settings
 from odiseo.dkim_signing import DkimSigner
 from odiseo.domain.bounces import Notice, NoticeKind, Returned
-from odiseo.domain.limits import domain_limits, relay_limits
+from odiseo.domain.limits import RateLimit, domain_limits, relay_limits
+from odiseo.domain.throttle import Policy
 from odiseo.domain.verp import ReturnPaths
 from odiseo.errors import ConfigError, InvalidEmail, ReportRefused
 from odiseo.housekeeping import Housekeeper
 from odiseo.inbound.relays import sendgrid, ses
 from odiseo.metrics import Metrics
 from odiseo.mime import ascii_address, check_address, check_value, is_special_use
+from odiseo.operations import OperationsService
 from odiseo.providers.base import Provider
 from odiseo.providers.outbox import OutboxProvider
 from odiseo.providers.simulator import Complain, Routed, SimulatorProvider
@@ -41,15 +43,17 @@ def build_store(settings: Settings) -> Store:
     return open_store(settings.database_url, schema=settings.schema_name)
 
 
-async def migrate(settings: Settings, store: Store) -> None:
+async def migrate(settings: Settings, store: Store, *, contract: bool = False) -> list[str]:
     """Create or upgrade the schema, then publish the rules the SQL function enqueue()
-    applies (senders, sizes, retries), so the database and this service agree."""
-    await store.migrate()
+    applies (senders, sizes, retries), so the database and this service agree; returns
+    the contract revisions still pending (storage/migrate.py)."""
+    pending = await store.migrate(contract=contract)
     service = build_service(settings, store)
     try:
         await service.publish_settings(now=utcnow())
     finally:
         await service.renderer.close()
+    return pending
 
 
 def build_provider(settings: Settings, *, complain: Complain | None = None) -> Provider:
@@ -187,13 +191,29 @@ def build_worker(settings: Settings, store: Store, metrics: Metrics | None = Non
             concurrency=settings.smtp_pool_size,
             redact_after_send=settings.redact_after_send,
             domain_limits=domain_limits(settings.domain_limits),
-            limits=relay_limits(
-                per_second=settings.smtp_max_per_second,
-                per_minute=settings.smtp_max_per_minute,
-                per_day=settings.smtp_max_per_day,
-            ),
+            throttle=Policy(
+                pause_seconds=settings.throttle_pause_seconds,
+                max_pause_seconds=settings.throttle_max_pause_seconds,
+            )
+            if settings.throttle_pause_seconds > 0
+            else None,
+            limits=_relay_limits(settings),
         ),
         return_paths=build_return_paths(settings),
+    )
+
+
+def build_operations(settings: Settings, store: Store) -> OperationsService:
+    """The dashboard's operations, told the sending limits its overview shows."""
+    limits = (*_relay_limits(settings), *domain_limits(settings.domain_limits))
+    return OperationsService(store, limits=limits)
+
+
+def _relay_limits(settings: Settings) -> tuple[RateLimit, ...]:
+    return relay_limits(
+        per_second=settings.smtp_max_per_second,
+        per_minute=settings.smtp_max_per_minute,
+        per_day=settings.smtp_max_per_day,
     )
 
 

@@ -44,8 +44,8 @@ DESCRIPTIONS: dict[EventType, str] = {
     "or match to a message: kept (size-capped) in `data.raw`",
     EventType.WEBHOOK_TEST: "sent on request to check a webhook endpoint",
     EventType.WEBHOOK_DISABLED: "a webhook endpoint was disabled after failing (or 410 Gone)",
-    EventType.RELAY_THROTTLED: "the relay's sending limit held mail back",
-    EventType.DOMAIN_THROTTLED: "a recipient domain's limit held mail back",
+    EventType.RELAY_THROTTLED: "the relay asked to slow down",
+    EventType.DOMAIN_THROTTLED: "a recipient domain asked to slow down",
 }
 
 # Events about one recipient carry it (`data.recipient`); the others name the message's.

@@ -33,6 +33,9 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 CLAIMABLE = (Status.PENDING, Status.SCHEDULED, Status.PROCESSING)
 # Waiting for their time: due now (pending) or later (scheduled).
 WAITING = (Status.PENDING, Status.SCHEDULED)
+# What an operator's reschedule moves to a new time (pending if due, scheduled if
+# later), whichever of the two it is in now; a failed message is retried instead.
+MOVABLE = WAITING
 # Where an attempt leaves a message.
 AFTER_ATTEMPT = {
     Outcome.SENT: Status.SENT,

@@ -5,7 +5,7 @@ count; workers take tokens from the current window of every limit at once, per
 claimed batch, through the store, so the limits hold across processes and machines.
 Fixed windows allow a burst at a boundary: the end of one window and the start of
 the next can each use the full count, so any sliding window of the same length sees
-at most twice the count (README, "Rate limits").
+at most twice the count (README, "Rate limits and throttling").
 """
 
 from __future__ import annotations
@@ -28,6 +28,15 @@ class RateLimit:
 
     def next_window(self, now: datetime) -> datetime:
         return datetime.fromtimestamp(self.window(now) + self.seconds, UTC)
+
+    @property
+    def label(self) -> str:
+        """What an operator calls it: "relay per minute", "gmail.com per second"."""
+        per = _WINDOWS.get(self.seconds, f"{self.seconds} seconds")
+        return f"{self.domain or 'relay'} per {per}"
+
+
+_WINDOWS = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}
 
 
 def relay_limits(

@@ -39,6 +39,20 @@ class ActivityCount:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LimitUse:
+    """A sending limit and what its current window has taken so far."""
+
+    label: str
+    used: int
+    count: int
+    resets_at: datetime  # the start of the next window
+
+    @property
+    def exhausted(self) -> bool:
+        return self.used >= self.count
+
+
+@dataclass(frozen=True, kw_only=True)
 class RecentFailure:
     """One message given up on, with its reply and its To recipients."""
 

@@ -10,6 +10,7 @@ A recipient's local part (before any `+tag`) names what happens to it:
 | `slow`              | sent after SIMULATOR_SLOW_SECONDS                              |
 | `complaint`         | sent, then an email.complained event a moment later            |
 | `reject`            | the whole message refused after DATA, `554 5.7.1`: failed      |
+| `throttle`          | refused at RCPT, `451 4.7.28` rate limited: its domain throttled |
 | anything else       | sent                                                           |
 
 With EMAIL_PROVIDER=simulator it takes every message; with SIMULATOR_DOMAIN it takes
@@ -33,6 +34,25 @@ COMPLAINT_DELAY_SECONDS = 1.0
 def outcome_of(address: str) -> str:
     """What the simulator does for `address`: its local part without a +tag."""
     return address.rpartition("@")[0].split("+", 1)[0].lower()
+
+
+def _refusal(code: int, response: str) -> Callable[[str], Refusal]:
+    def refuse(recipient: str) -> Refusal:
+        return Refusal(
+            recipient=recipient,
+            code=code,
+            response=response,
+            permanent=code >= 500,
+            suppress=False,
+        )
+
+    return refuse
+
+
+_REFUSALS = {
+    "bounce": _refusal(550, "550 5.1.1 simulated: no such mailbox"),
+    "throttle": _refusal(451, "451 4.7.28 simulated: rate limited, slow down"),
+}
 
 
 class SimulatorProvider:
@@ -59,22 +79,16 @@ class SimulatorProvider:
                 "451 4.3.0 simulated: try again later", code=451, reason="smtp_4xx"
             )
         refused = tuple(
-            Refusal(
-                recipient=r,
-                code=550,
-                response="550 5.1.1 simulated: no such mailbox",
-                permanent=True,
-                suppress=False,
-            )
-            for r, outcome in outcomes.items()
-            if outcome == "bounce"
+            _REFUSALS[outcome](r) for r, outcome in outcomes.items() if outcome in _REFUSALS
         )
         if len(refused) == len(recipients):
-            raise PermanentFailure(
-                "all recipients refused: 550 5.1.1 simulated: no such mailbox",
-                code=550,
-                reason="recipients_refused",
-                refusals=refused,
+            text = "all recipients refused: " + "; ".join(r.response for r in refused)
+            if all(r.permanent for r in refused):
+                raise PermanentFailure(
+                    text, code=550, reason="recipients_refused", refusals=refused
+                )
+            raise TransientFailure(
+                text, code=451, reason="recipients_deferred", refusals=refused, stage="RCPT"
             )
         if "slow" in outcomes.values():
             await asyncio.sleep(self.slow_seconds)

@@ -31,6 +31,7 @@ from odiseo.domain.models import (
     SuppressionReason,
 )
 from odiseo.domain.operations import ActivityCount, RecentFailure, UiSession, WorkerSeen
+from odiseo.domain.throttle import Policy, Signal, Throttle
 from odiseo.domain.webhooks import Attempt, Claimed, Delivery, Endpoint, Verdict
 
 
@@ -178,7 +179,12 @@ class Operations(Protocol):
     async def workers(self) -> list[WorkerSeen]: ...
 
     async def activity(
-        self, types: Sequence[EventType], *, since: datetime, span_seconds: int
+        self,
+        types: Sequence[EventType],
+        *,
+        since: datetime,
+        until: datetime | None = None,
+        span_seconds: int,
     ) -> list[ActivityCount]: ...
 
     async def failures(self, *, since: datetime, limit: int) -> list[RecentFailure]: ...
@@ -211,6 +217,14 @@ class Limits(Protocol):
 
     async def exhausted(self, limits: Sequence[RateLimit], *, now: datetime) -> list[str]: ...
 
+    async def usage(self, limits: Sequence[RateLimit], *, now: datetime) -> dict[str, int]: ...
+
+    async def throttles(self, *, now: datetime) -> list[Throttle]: ...
+
+    async def throttled(
+        self, signal: Signal, *, now: datetime, policy: Policy
+    ) -> tuple[Throttle, bool]: ...
+
 
 class Store(Protocol):
     """The durable queue."""
@@ -234,8 +248,12 @@ class Store(Protocol):
     def operations(self) -> Operations: ...
 
     # -- life ------------------------------------------------------------------------
-    async def migrate(self) -> None:
-        """Create or upgrade the schema; safe to call from several processes at once."""
+    async def migrate(self, *, contract: bool = False) -> list[str]:
+        """Create or upgrade the schema; safe to call from several processes at once.
+
+        An existing database stops before its first contract revision unless `contract`
+        (storage/migrate.py); returns the contract revisions still pending.
+        """
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""

@@ -108,13 +108,22 @@ class OperationsStore:
     # -- activity --------------------------------------------------------------------
 
     async def activity(
-        self, types: Sequence[EventType], *, since: datetime, span_seconds: int
+        self,
+        types: Sequence[EventType],
+        *,
+        since: datetime,
+        until: datetime | None = None,
+        span_seconds: int,
     ) -> list[ActivityCount]:
-        """Events of `types` since `since`, counted per span of `span_seconds`."""
+        """Events of `types` from `since` (to before `until`), counted per span of
+        `span_seconds`."""
         bucket = self._span_number(email_events.c.at, span_seconds)
+        conditions = [email_events.c.type.in_([t.value for t in types]), email_events.c.at >= since]
+        if until is not None:
+            conditions.append(email_events.c.at < until)
         statement = (
             select(email_events.c.type, bucket.label("bucket"), func.count().label("n"))
-            .where(email_events.c.type.in_([t.value for t in types]), email_events.c.at >= since)
+            .where(*conditions)
             .group_by(email_events.c.type, bucket)
         )
         async with self.db.read() as tx:
@@ -132,7 +141,7 @@ class OperationsStore:
         """Which span of `span_seconds` since 1970 a UTC time column falls in."""
         if self.dialect == "postgresql":
             return func.floor(func.extract("epoch", column) / span_seconds)
-        return cast(func.strftime("%s", column), Integer) / span_seconds
+        return cast(func.strftime("%s", column), Integer) // span_seconds  # integer division
 
     async def failures(self, *, since: datetime, limit: int) -> list[RecentFailure]:
         """The newest messages given up on since `since` (at most `limit`), with why."""

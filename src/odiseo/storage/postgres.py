@@ -34,7 +34,7 @@ from odiseo.storage import enqueue_function, sql
 from odiseo.storage.contract import Enqueued
 from odiseo.storage.database import PostgresDatabase, Tx, command_count
 from odiseo.storage.failures import is_unavailable, store_error, translate_errors
-from odiseo.storage.migrate import upgrade
+from odiseo.storage.migrate import pending_contract, upgrade
 from odiseo.storage.rows import (
     attachments_by_email,
     claimed_messages,
@@ -165,7 +165,7 @@ class PostgresStore(SharedVerbs):
                 )
             return self._pool
 
-    async def migrate(self) -> None:
+    async def migrate(self, *, contract: bool = False) -> list[str]:
         # Alembic needs SQLAlchemy: one connection, for as long as the migration runs.
         engine = create_async_engine(
             self.dsn.replace("postgresql://", "postgresql+asyncpg://", 1),
@@ -184,12 +184,13 @@ class PostgresStore(SharedVerbs):
                         text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key}
                     )
                     await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
-                    await conn.run_sync(upgrade)
+                    await conn.run_sync(upgrade, contract=contract)
                     # Every run, after the revisions: the function writes the row this
                     # code's store writes (storage/enqueue_function.py).
                     await conn.run_sync(
                         enqueue_function.install, schema=self.schema, channel=self.channel
                     )
+                    return await conn.run_sync(pending_contract)
         finally:
             await engine.dispose()
 

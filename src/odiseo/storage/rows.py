@@ -178,8 +178,12 @@ def enqueued(
         if row["message_id"] in inserted:
             skipped = _barred(row, barred) if barred else ()
             results.append(Enqueued(message_id=row["message_id"], created=True, suppressed=skipped))
+        elif (found := existing.get(client_key(row))) is None:
+            # Skipped, yet not in its scope: before c001 (contract), 1.0's index keeps a
+            # key unique across scopes. Taken, and which message holds it is not said.
+            results.append(Enqueued(message_id="", created=False, same_payload=False))
         else:
-            message_id, payload_hash = existing[client_key(row)]
+            message_id, payload_hash = found
             same = payload_hash == row["payload_hash"]
             results.append(Enqueued(message_id=message_id, created=False, same_payload=same))
     return results

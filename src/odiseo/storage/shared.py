@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Executable, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from odiseo.domain.events import EventType
-from odiseo.domain.lifecycle import WAITING, sources
+from odiseo.domain.lifecycle import MOVABLE, WAITING, sources, sql_in
 from odiseo.domain.models import Attachment, EmailFilter, EnqueueSettings, QueuedEmail, Status
 from odiseo.errors import InvalidTransition, NotFound
 from odiseo.storage.database import Database, Tx
@@ -28,6 +28,8 @@ from odiseo.storage.retention import RetentionStore
 from odiseo.storage.rows import attachments_by_email, event_of, from_row
 from odiseo.storage.search import json_element, json_text
 from odiseo.storage.tables import (
+    CLAIMABLE_SQL,
+    UTCDateTime,
     email_attachments,
     email_events,
     emails,
@@ -61,20 +63,28 @@ class SharedVerbs:
             await tx.scalar(select(emails.c.id).limit(1))
 
     async def publish_enqueue_settings(self, settings: EnqueueSettings, *, now: datetime) -> None:
-        """Replace the one row of rules the SQL function enqueue() reads."""
+        """Replace the one row of rules the SQL function enqueue() reads.
+
+        One upsert: processes started together (compose's API and worker) each publish
+        at start, and DELETE then INSERT in two transactions made both insert id 1."""
+        row = {
+            "id": 1,
+            "from_email": settings.from_email,
+            "from_name": settings.from_name,
+            "allowed_senders": list(settings.allowed_senders),
+            "message_id_domain": settings.message_id_domain,
+            "max_message_bytes": settings.max_message_bytes,
+            "max_retries": settings.max_retries,
+            "updated_at": now,
+        }
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        statement = insert(enqueue_settings).values(**row)
+        statement = statement.on_conflict_do_update(
+            index_elements=["id"],
+            set_={name: statement.excluded[name] for name in row if name != "id"},
+        )
         async with self.db.write() as tx:
-            await tx.run(delete(enqueue_settings))
-            row = {
-                "id": 1,
-                "from_email": settings.from_email,
-                "from_name": settings.from_name,
-                "allowed_senders": list(settings.allowed_senders),
-                "message_id_domain": settings.message_id_domain,
-                "max_message_bytes": settings.max_message_bytes,
-                "max_retries": settings.max_retries,
-                "updated_at": now,
-            }
-            await tx.run(enqueue_settings.insert().values(**row))
+            await tx.run(statement)
 
     # -- questions -------------------------------------------------------------------
 
@@ -108,12 +118,7 @@ class SharedVerbs:
     async def oldest_due_seconds(self, *, now: datetime) -> float:
         """How long the longest-waiting due message has been due (0 when none is)."""
         async with self.db.read() as tx:
-            earliest: datetime | None = await tx.scalar(
-                select(func.min(emails.c.next_attempt_at)).where(
-                    emails.c.status.in_(WAITING),
-                    emails.c.next_attempt_at <= now,
-                )
-            )
+            earliest: datetime | None = await tx.scalar(oldest_due_query(now))
         return 0.0 if earliest is None else max(0.0, (now - earliest).total_seconds())
 
     async def search(
@@ -165,7 +170,9 @@ class SharedVerbs:
             "status": Status.SCHEDULED if later else Status.PENDING,
             "next_attempt_at": send_at if later else now,
         }
-        await self._operate(message_id, values=values, event="rescheduled", now=now)
+        await self._operate(
+            message_id, values=values, event="rescheduled", now=now, allowed=MOVABLE
+        )
 
     async def requeue(self, message_id: str, *, now: datetime) -> None:
         """Send a failed message again with a fresh retry budget; its history is kept.
@@ -192,10 +199,17 @@ class SharedVerbs:
         return len(changed)
 
     async def _operate(
-        self, message_id: str, *, values: dict[str, Any], event: str, now: datetime
+        self,
+        message_id: str,
+        *,
+        values: dict[str, Any],
+        event: str,
+        now: datetime,
+        allowed: tuple[Status, ...] | None = None,
     ) -> None:
-        """An operator's status change, only from the statuses lifecycle allows, logged."""
-        allowed = sources(values["status"])
+        """An operator's status change, only from the statuses lifecycle allows (`allowed`,
+        or those that may move to the new status), logged."""
+        allowed = allowed or sources(values["status"])
         async with self.db.write() as tx:
             changed = await tx.scalar(
                 update(emails)
@@ -252,6 +266,37 @@ async def attachments(tx: Tx, email_ids: Sequence[int]) -> dict[int, tuple[Attac
         .order_by(email_attachments.c.email_id, email_attachments.c.position)
     )
     return attachments_by_email(rows)
+
+
+# The claim index (ix_emails_due) holds the claimable rows by (priority, due time), so a
+# plain min() of the due time reads every entry of a long backlog. This walks the
+# priorities present instead, one index probe each (the next priority above the last),
+# and takes the earliest due time within each: a few entries, however long the backlog.
+# Written as text, once: compiling the same CTE from Core on every call costs more than
+# running it.
+_OLDEST_DUE = (
+    text(
+        f"""
+WITH RECURSIVE levels (priority) AS (
+    SELECT min(priority) FROM emails WHERE {CLAIMABLE_SQL}
+    UNION ALL
+    SELECT (SELECT min(priority) FROM emails
+            WHERE {CLAIMABLE_SQL} AND priority > levels.priority)
+    FROM levels WHERE levels.priority IS NOT NULL
+)
+SELECT min((SELECT min(next_attempt_at) FROM emails
+            WHERE {sql_in(WAITING)} AND priority = levels.priority
+              AND next_attempt_at <= :now)) AS earliest
+FROM levels"""
+    )
+    .bindparams(bindparam("now", type_=UTCDateTime))
+    .columns(earliest=UTCDateTime)
+)
+
+
+def oldest_due_query(now: datetime) -> Executable:
+    """The earliest due time of a message waiting at `now` (None when none is)."""
+    return _OLDEST_DUE.params(now=now)
 
 
 SKEW_IDS = 10_000  # how far from its time order a concurrent writer's id may land

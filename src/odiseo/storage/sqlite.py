@@ -32,7 +32,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from odiseo.domain.events import EventType
 from odiseo.domain.lifecycle import AFTER_ATTEMPT, lease_lost, released
@@ -40,7 +41,7 @@ from odiseo.domain.models import AttemptResult, NewEmail, Outcome, QueuedEmail, 
 from odiseo.storage.contract import Enqueued
 from odiseo.storage.database import SqliteDatabase, Tx
 from odiseo.storage.failures import translate_errors
-from odiseo.storage.migrate import upgrade
+from odiseo.storage.migrate import pending_contract, up_to_date, upgrade
 from odiseo.storage.rows import (
     attachment_rows,
     claimed_messages,
@@ -56,7 +57,6 @@ from odiseo.storage.search import domain_pattern
 from odiseo.storage.shared import SharedVerbs, attachments
 from odiseo.storage.tables import (
     CLAIMABLE_SQL,
-    CLIENT_KEY,
     OUTCOME_KINDS_SQL,
     email_attachments,
     email_events,
@@ -66,7 +66,8 @@ from odiseo.storage.tables import (
 
 BUSY_TIMEOUT_MS = 30_000
 WATCH_SECONDS = 0.25  # how often a waiting worker looks for commits of other processes
-_KEYED = sqlite_insert(emails).on_conflict_do_nothing(index_elements=CLIENT_KEY)
+# Any unique index: before c001 (contract), 1.0's on client_message_id alone as well.
+_KEYED = sqlite_insert(emails).on_conflict_do_nothing()
 _SUPPRESS = sqlite_insert(suppressions).on_conflict_do_nothing()
 
 
@@ -93,10 +94,31 @@ class SqliteStore(SharedVerbs):
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
 
-    async def migrate(self) -> None:
-        with translate_errors():
-            async with self._writer.begin() as conn:  # IMMEDIATE: one process migrates
-                await conn.run_sync(upgrade)
+    async def migrate(self, *, contract: bool = False) -> list[str]:
+        # A connection of its own with foreign keys off (they cannot change inside a
+        # transaction): a revision that rebuilds a table drops the old one, and with them
+        # on, that drop would first delete every row referring to it (events, files).
+        engine = create_async_engine(
+            f"sqlite+aiosqlite:///{self.path}",
+            poolclass=NullPool,
+            connect_args={"timeout": BUSY_TIMEOUT_MS / 1000},
+        )
+        event.listen(engine.sync_engine, "connect", _configure_migration)
+        event.listen(engine.sync_engine, "begin", _begin)
+        try:
+            with translate_errors():  # IMMEDIATE: one process migrates
+                async with engine.execution_options(odiseo_write=True).begin() as conn:
+                    if not await conn.run_sync(up_to_date, contract=contract):
+                        # Only what the revisions left: rows an operator's shell left
+                        # dangling before are not theirs (and a current schema is not
+                        # scanned at every start).
+                        before = set(await _dangling(conn))
+                        await conn.run_sync(upgrade, contract=contract)
+                        if left := [row for row in await _dangling(conn) if row not in before]:
+                            raise RuntimeError(f"migration left dangling references: {left}")
+                    return await conn.run_sync(pending_contract)
+        finally:
+            await engine.dispose()
 
     async def close(self) -> None:
         if self._watch is not None:
@@ -430,6 +452,18 @@ def _configure_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+async def _dangling(conn: AsyncConnection) -> list[tuple[Any, ...]]:
+    """PRAGMA foreign_key_check: (table, rowid, parent, key) of each dangling reference."""
+    return [tuple(row) for row in await conn.exec_driver_sql("PRAGMA foreign_key_check")]
+
+
+def _configure_migration(dbapi_connection: Any, record: Any) -> None:
+    _configure_connection(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=OFF")
     cursor.close()
 
 

@@ -265,6 +265,19 @@ send_usage = Table(
     Column("used", Integer, nullable=False),
 )
 
+# Adaptive throttling (domain/throttle.py): one row per scope that a reply asked to slow
+# down, the relay's with domain "", shared by every worker like send_usage.
+throttles = Table(
+    "throttles",
+    metadata,
+    Column("scope", String(16), primary_key=True),
+    Column("domain", String(255), primary_key=True),
+    Column("until", UTCDateTime, nullable=False),
+    Column("recovered_at", UTCDateTime, nullable=False),
+    Column("onsets", Integer, nullable=False),
+    Column("reply", Text, nullable=False),
+)
+
 # Requests per API key per minute, shared by every API process (RATE_LIMIT_PER_MINUTE).
 rate_limits = Table(
     "rate_limits",

@@ -120,9 +120,11 @@ def test_each_error_class(client: Odiseo, service: Process) -> None:
 def test_reschedule_cancel_and_retry(client: Odiseo, tmp_path: Path) -> None:
     later = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
     scheduled = client.send("later@example.com", "later", text="x", send_at=later)
-    with pytest.raises(Conflict):  # only a pending message moves
-        client.reschedule(scheduled.message_id, later + timedelta(hours=1))
+    moved = client.reschedule(scheduled.message_id, later + timedelta(hours=1))
+    assert moved.status == "scheduled" and moved.next_attempt_at == later + timedelta(hours=1)
     cancelled = client.cancel(scheduled.message_id)
+    with pytest.raises(Conflict):  # only a waiting message moves
+        client.reschedule(scheduled.message_id, later)
     assert cancelled.status == "cancelled"
     with pytest.raises(Conflict):
         client.cancel(scheduled.message_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
@@ -49,17 +50,20 @@ async def metrics(
     request: Request, service: ServiceDep, webhooks: WebhooksDep, registry: MetricsDep
 ) -> Response:
     """Prometheus metrics: delivery counters and latencies, queue depth by status, webhook
-    deliveries by outcome and the age of the oldest pending one.
+    deliveries by outcome and the age of the oldest pending one, the scopes throttled.
 
     Open, unless METRICS_REQUIRE_KEY asks for a key with the read scope.
     """
     if request.app.state.settings.metrics_require_key:
         await requires(Scope.READ)(request)
-    depth = await service.queue_depth(now=datetime.now(UTC))
-    registry.observe_queue({s.value: n for s, n in depth.counts.items()}, depth.oldest_due_seconds)
-    registry.webhook_oldest_pending.set(
-        await webhooks.oldest_pending_seconds(now=datetime.now(UTC))
+    now = datetime.now(UTC)
+    depth, webhook_wait = await asyncio.gather(  # at once, on separate connections
+        service.queue_depth(now=now), webhooks.oldest_pending_seconds(now=now)
     )
+    registry.observe_queue({s.value: n for s, n in depth.counts.items()}, depth.oldest_due_seconds)
+    registry.webhook_oldest_pending.set(webhook_wait)
+    throttles = await service.throttles(now=datetime.now(UTC))
+    registry.observe_throttles([(t.scope.value, t.domain) for t in throttles])
     return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -230,7 +230,14 @@ class SmtpClient:
         count = len(recipients)
         rcpts = "".join(f"RCPT TO:<{r}>\r\n" for r in recipients)
         wire.write(f"{mail}\r\n{rcpts}DATA\r\n".encode("ascii"), replies=count + 2)
-        replies = await wire.read(count + 2)
+        try:
+            replies = await wire.read(count + 2)
+        except Disconnected:
+            closing = _closing_reply(list(wire.replies), recipients)
+            if closing is None:
+                raise
+            self.close()
+            raise closing from None
         refused = [
             Refusal(address, *reply)
             for address, reply in zip(recipients, replies[1:-1], strict=True)
@@ -253,6 +260,9 @@ class SmtpClient:
         refused = []
         for address in recipients:
             reply = await self._command(f"RCPT TO:<{address}>")
+            if reply.code == 421:  # the server is closing: nothing more can be said
+                self.close()
+                raise RecipientsRefused([Refusal(address, *reply)])
             if not 200 <= reply.code < 300:
                 refused.append(Refusal(address, *reply))
         if len(refused) == len(recipients):
@@ -327,6 +337,21 @@ class SmtpClient:
         except BaseException:
             self.close()  # disconnected, garbled or cancelled: the session state is unknown
             raise
+
+
+def _closing_reply(replies: list[Reply], recipients: Sequence[str]) -> SmtpError | None:
+    """The 421 a server said before it hung up mid-envelope (Gmail's 421 4.7.28, a
+    Postfix 421 4.7.0 "too many connections"), as a refusal of the command it answered,
+    so that what it said is not lost to the disconnection."""
+    for index, reply in enumerate(replies):
+        if reply.code != 421:
+            continue
+        if index == 0:
+            return ReplyError(*reply, command="MAIL")
+        if index <= len(recipients):
+            return RecipientsRefused([Refusal(recipients[index - 1], *reply)])
+        return ReplyError(*reply, command="DATA")
+    return None
 
 
 def _envelope_error(

@@ -250,17 +250,25 @@ def classify(exc: BaseException) -> DeliveryFailure:
             reason="recipients_deferred",
             retry_after=max(waits, default=None),
             refusals=refusals,
+            stage="RCPT",
         )
     if isinstance(exc, AuthError) or (isinstance(exc, ReplyError) and exc.code == AUTH_REQUIRED):
         # Our credentials, not the message: keep it for when the operator fixes them.
         said = exc.message if exc.code is None else f"{exc.code} {exc.message}"
-        return TransientFailure(f"SMTP login refused: {said}", code=exc.code, reason="auth")
+        return TransientFailure(
+            f"SMTP login refused: {said}", code=exc.code, reason="auth", stage="AUTH"
+        )
     if isinstance(exc, ReplyError):
         text = f"{exc.code} {exc.message}"
         if 500 <= exc.code < 600:
             return PermanentFailure(text, code=exc.code, reason="smtp_5xx")
         return TransientFailure(
-            text, code=exc.code, reason="smtp_4xx", retry_after=stated_wait(exc.message)
+            text,
+            code=exc.code,
+            reason="smtp_4xx",
+            retry_after=stated_wait(exc.message),
+            stage=exc.command,
+            reply=exc.message,
         )
     for kinds, label, reason in _TRANSIENT_ERRORS:
         if isinstance(exc, kinds):

@@ -401,12 +401,16 @@ BEGIN
     later := send_at_ IS NOT NULL AND send_at_ > now_;
     INSERT INTO emails (@@insert_columns@@)
     VALUES (@@insert_values@@)
-    ON CONFLICT (idempotency_scope, client_message_id) DO NOTHING
+    ON CONFLICT DO NOTHING
     RETURNING id INTO new_id;
 
     IF new_id IS NULL THEN
         SELECT message_id, payload_hash INTO found_id, found_hash FROM emails
         WHERE idempotency_scope = scope AND client_message_id = client_message_id_;
+        IF NOT FOUND THEN  -- before c001 (contract), a key is unique across scopes too
+            RAISE EXCEPTION USING ERRCODE = 'OD409',
+                MESSAGE = 'client_message_id: already used (by another scope)';
+        END IF;
         IF found_hash IS DISTINCT FROM hash THEN
             RAISE EXCEPTION USING ERRCODE = 'OD409', MESSAGE = 'client_message_id: already '
                 || 'used by a different email (message ' || found_id || ')';

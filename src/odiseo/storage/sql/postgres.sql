@@ -7,10 +7,11 @@
 -- release), so two of them never deadlock.
 
 -- name: insert_one
--- One message; a client_message_id already stored in its scope is skipped. The last
+-- One message; a client_message_id already stored in its scope is skipped (any unique
+-- index, not only the scope's: before c001, 1.0.0's index on the id alone). The last
 -- parameter is its recipients, normalised: those on the suppression list come back.
 INSERT INTO emails ({insert_columns}) VALUES ({insert_values})
-ON CONFLICT (idempotency_scope, client_message_id) DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING id, message_id,
     ARRAY(SELECT address FROM suppressions WHERE address = ANY(${recipients_param}::text[]))
         AS suppressed
@@ -24,7 +25,7 @@ SELECT address FROM suppressions WHERE address = ANY($1::text[])
 -- json[] literals).
 INSERT INTO emails ({insert_columns})
 SELECT {insert_casts} FROM unnest({insert_arrays}) AS new({insert_columns})
-ON CONFLICT (idempotency_scope, client_message_id) DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING id, message_id
 
 -- name: existing

@@ -22,10 +22,14 @@ OUTCOMES = "kind IN ('sent', 'retry', 'failed')"
 
 
 def upgrade() -> None:
+    # EXISTS, not NOT IN (SELECT min(id) …): PostgreSQL runs a NOT IN whose subquery
+    # outgrows work_mem as a scan of it per row (quadratic in the events), all of it
+    # under the locks the upgrade holds while 1.0.0 waits (README, Upgrading).
     op.execute(
-        "DELETE FROM email_events WHERE " + OUTCOMES + " AND id NOT IN ("
-        "SELECT min(id) FROM email_events WHERE " + OUTCOMES + " "
-        "GROUP BY email_id, attempt, at)"
+        "DELETE FROM email_events WHERE " + OUTCOMES + " AND EXISTS ("
+        "SELECT 1 FROM email_events AS kept WHERE kept." + OUTCOMES + " "
+        "AND kept.email_id = email_events.email_id AND kept.attempt = email_events.attempt "
+        "AND kept.at = email_events.at AND kept.id < email_events.id)"
     )
     op.create_index(
         "ux_email_events_outcome",

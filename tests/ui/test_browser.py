@@ -5,7 +5,7 @@ delivering to the recording SMTP server.
 The tests sign in, send mail through the API and watch the list change, open a
 message, cancel, retry, suppress and unsuppress, replay a webhook delivery, and
 load a hostile HTML part in the preview. Each page is photographed at a laptop and
-a phone width into tests/api/ui/screenshots/ (git-ignored); a few are in docs/.
+a phone width into tests/ui/screenshots/ (git-ignored); a few are in docs/.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ SHOTS = Path(__file__).parent / "screenshots"
 LAPTOP, PHONE = (1366, 900), (390, 844)
 WAIT = 60.0  # seconds a page may take to show what it should (the machine is shared)
 REFUSED = "refused@example.com"
+THROTTLED = "slow@throttled.example"
 
 
 @dataclass
@@ -121,6 +122,7 @@ def dashboard(
     """`odiseo run` on SQLite (the pages on both stores: test_pages.py), a webhook
     receiver, and a signed-out browser."""
     smtp_server.handler.rcpt_replies[REFUSED] = "550 5.1.1 no such user"
+    smtp_server.handler.rcpt_replies[THROTTLED] = "451 4.7.0 Try again later"
     receiver = Receiver().start()
     env = base_env(
         **sqlite_database,
@@ -129,6 +131,8 @@ def dashboard(
         WEBHOOK_ALLOW_PRIVATE="true",
         WEBHOOK_POLL_INTERVAL="0.2",
         EMAIL_WORKER_LEASE_SECONDS="6",
+        SMTP_MAX_PER_DAY="100000",  # shown on the overview, never reached here
+        DOMAIN_LIMITS="example.com=10000/h",
     )
     process = launcher.start(["run"], env)
     process.wait_ready()
@@ -174,6 +178,9 @@ def test_sign_in_send_and_watch_the_message_go_out(dashboard: Dashboard) -> None
     ui.shoot("message")
     ui.open("/ui/")
     ui.wait_text("alive")  # the worker inside `odiseo run` reported itself
+    assert "relay per day" in ui.text() and "example.com per hour" in ui.text()
+    ui.send(to=[THROTTLED], subject="Slow down")  # the domain is paused, then recovers
+    ui.wait_text("throttled.example")
     ui.shoot("overview")
 
 
@@ -308,6 +315,48 @@ def test_every_control_has_a_label_and_text_is_readable(dashboard: Dashboard) ->
         assert unlabelled == [], (path, unlabelled)
         low = ui.browser.execute_script(CONTRAST)
         assert low == [], (path, low)
+
+
+def test_a_refresh_never_takes_the_keyboard_focus_away(dashboard: Dashboard) -> None:
+    """The overview and the first page of messages refresh themselves; while the focus
+    is inside one, it waits (replacing it would throw the focus back to the top), and
+    it refreshes again once the focus has left."""
+    ui = dashboard
+    ui.send(subject="Focus")
+    sign_in(ui)
+    for path, shown, region in [
+        ("/ui/", "alive", "overview"),
+        ("/ui/messages", "Focus", "message-rows"),
+    ]:
+        ui.open(path)
+        ui.wait_text(shown)
+        href = tab_into(ui, region)
+        ui.browser.execute_script(MARK, region)
+        time.sleep(8)  # more than one refresh period (5 s, 3 s)
+        still = ui.browser.switch_to.active_element
+        assert still.get_attribute("href") == href, (path, still.get_attribute("outerHTML"))
+        assert ui.browser.execute_script(MARKED, region), f"#{region} replaced while focused"
+        ui.browser.execute_script("document.activeElement.blur()")
+        WebDriverWait(ui.browser, WAIT).until(
+            lambda browser, region=region: not browser.execute_script(MARKED, region),
+            f"#{region} refreshed once the focus left",
+        )
+
+
+def tab_into(ui: Dashboard, region: str) -> str:
+    """Press Tab until the focus is on a link inside #region; that link's href."""
+    ui.browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    for _ in range(80):
+        focused = ui.browser.switch_to.active_element
+        if focused.get_attribute("href") and ui.browser.execute_script(INSIDE, region):
+            return str(focused.get_attribute("href"))
+        focused.send_keys(Keys.TAB)
+    pytest.fail(f"Tab never reached a link in #{region}")
+
+
+INSIDE = "return document.getElementById(arguments[0]).contains(document.activeElement);"
+MARK = "document.getElementById(arguments[0]).dataset.seen = '1';"
+MARKED = "const r = document.getElementById(arguments[0]); return !!(r && r.dataset.seen);"
 
 
 WIDE = """

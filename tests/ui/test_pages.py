@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from pydantic import SecretStr
 
 from odiseo.api.app import create_app
 from odiseo.dashboard.web import STATIC
-from tests.api.ui.conftest import sign_in
+from odiseo.domain.throttle import Policy, Scope, Signal
+from odiseo.storage.contract import Limits, Store
 from tests.support.app import (
     ADMIN_KEY,
     ALL_KEY,
@@ -24,6 +27,7 @@ from tests.support.app import (
     SettingsFactory,
     auth,
 )
+from tests.ui.conftest import sign_in
 
 HOSTILE_SUBJECT = '<script>alert("subject")</script>'
 HOSTILE_HTML = '<p>hi</p><script>parent.pwned=1</script><img src=x onerror="parent.pwned=2">'
@@ -127,6 +131,21 @@ async def test_actions_go_through_the_service_and_its_rules(client: httpx.AsyncC
     assert [e["kind"] for e in events] == ["rescheduled", "cancelled"]
 
 
+async def test_a_scheduled_message_can_be_rescheduled(client: httpx.AsyncClient) -> None:
+    csrf = await sign_in(client, ADMIN_KEY)
+    message_id = await send(client, send_at="2030-05-06T07:08:00+00:00")
+    detail = await client.get(f"/ui/messages/{message_id}")
+    assert f'action="/ui/messages/{message_id}/reschedule"' in detail.text
+    moved = await client.post(
+        f"/ui/messages/{message_id}/reschedule",
+        data={"csrf": csrf, "send_at": "2031-02-03T04:05"},
+    )
+    assert moved.status_code == 303, moved.text
+    state = (await client.get(f"/emails/{message_id}", headers=auth(ALL_KEY))).json()
+    assert state["status"] == "scheduled"
+    assert state["next_attempt_at"].startswith("2031-02-03T04:05")
+
+
 async def test_suppressions_are_validated_like_the_api(client: httpx.AsyncClient) -> None:
     csrf = await sign_in(client, ADMIN_KEY)
     bad = await client.post("/ui/suppressions", data={"csrf": csrf, "address": "not an address"})
@@ -164,6 +183,15 @@ async def test_messages_are_searched_and_paged(client: httpx.AsyncClient) -> Non
     assert ids[1] in tagged.text and ids[2] not in tagged.text
     recipient = await client.get("/ui/messages?recipient=nobody@example.com")
     assert "No messages match." in recipient.text
+    later = await send(client, send_at="2031-01-01T00:00:00Z", subject="later one")
+    scheduled = await client.get("/ui/messages?status=scheduled")
+    assert scheduled.text.count('href="/ui/messages/') == 1 and later in scheduled.text
+    future = datetime.now(UTC) + timedelta(hours=1)
+    stamp = future.strftime("%Y-%m-%dT%H:%M")
+    after = await client.get(f"/ui/messages?after={stamp}")  # created after: none yet
+    assert "No messages match." in after.text
+    before = await client.get(f"/ui/messages?before={stamp}&status=pending&tag=t0")
+    assert ids[0] in before.text and ids[1] not in before.text and later not in before.text
     wrong = await client.get("/ui/messages?status=lost&after=yesterday")
     assert wrong.status_code == 422 and "status:" in wrong.text and "after:" in wrong.text
 
@@ -214,6 +242,55 @@ async def test_the_overview_shows_counts_activity_failures_and_workers(features:
     assert '<span class="status status-sent">alive</span>' in page.text
     live = await client.get("/ui/overview/live")
     assert live.text.lstrip().startswith('<div id="overview" hx-get="/ui/overview/live"')
+
+
+LIMITED = {"smtp_max_per_day": 1000, "domain_limits": "example.com=2/h"}
+
+
+@pytest.mark.parametrize("settings_overrides", [LIMITED])
+async def test_the_overview_shows_the_sending_limits_and_throttles(features: Any) -> None:
+    client = features.client
+    await sign_in(client, READ_KEY)
+    empty = await client.get("/ui/")
+    assert "Nothing is throttled." in empty.text
+    started = datetime.now(UTC)
+    for _ in range(3):
+        await send(client)  # to someone@example.com: two go out, the third waits
+    assert await features.deliver() == 2
+    limits = store_limits(features)
+    policy = Policy(pause_seconds=600, max_pause_seconds=900)
+    reply = "421 4.7.0 <slow> Try again later"
+    await limits.throttled(
+        Signal(scope=Scope.DOMAIN, domain="slow.example", reply=reply), now=started, policy=policy
+    )
+    relay = Signal(scope=Scope.RELAY, reply="421 too many connections")
+    await limits.throttled(relay, now=started - timedelta(seconds=900), policy=policy)
+    page = await client.get("/ui/")
+    rows = re.findall(
+        r"<tr><td>([^<]+)</td><td class=\"num\">([\d,]+)</td><td class=\"num\">([\d,]+)</td>"
+        r"\s*<td><span class=\"status [\w-]+\">(\w+)</span>",
+        page.text,
+    )
+    if started.hour == datetime.now(UTC).hour:  # no window ended meanwhile
+        assert rows == [
+            ("relay per day", "2", "1,000", "open"),
+            ("example.com per hour", "2", "2", "exhausted"),
+        ]
+    else:
+        assert [row[0] for row in rows] == ["relay per day", "example.com per hour"]
+    throttled = page.text[page.text.index('id="throttles-h"') :]
+    relay_at = throttled.index("<td>relay</td>")
+    assert relay_at < throttled.index("<td>slow.example</td>")  # the relay first
+    assert re.search(r"recovering, \d+/s", throttled[relay_at:]) is not None
+    assert '<span class="status status-failed">paused</span>' in throttled
+    assert "&lt;slow&gt; Try again later" in throttled  # escaped
+    live = await client.get("/ui/overview/live")
+    assert "slow.example" in live.text and "example.com per hour" in live.text
+
+
+def store_limits(features: Any) -> Limits:
+    store: Store = features.app.state.service.store
+    return store.limits
 
 
 async def test_admin_actions_are_marked_for_the_audit_log(

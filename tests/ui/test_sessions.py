@@ -17,7 +17,6 @@ from fastapi.routing import iter_route_contexts
 
 from odiseo.api.app import create_app
 from odiseo.storage.tables import ui_sessions
-from tests.api.ui.conftest import csrf_of, sign_in
 from tests.support.app import (
     ADMIN_KEY,
     BASE_URL,
@@ -27,6 +26,7 @@ from tests.support.app import (
     SettingsFactory,
     auth,
 )
+from tests.ui.conftest import csrf_of, sign_in
 
 
 async def test_pages_send_a_visitor_without_a_session_to_sign_in(client: httpx.AsyncClient) -> None:
