@@ -34,6 +34,7 @@ import asyncpg
 from common import (
     BENCH_DIR,
     DATABASE_URL,
+    ODISEO,
     WRK,
     MemorySampler,
     Processes,
@@ -235,7 +236,8 @@ async def measure_odiseo(
     """`odiseo api`: the wrk peak (py-spy recording it with --profile), then the open loop."""
     odiseo = Server("odiseo api")
     port = free_port()
-    api = procs.odiseo("api", ["api"], odiseo_env(load.schema, API_PORT=str(port)))
+    env = odiseo_env(load.schema, API_PORT=str(port))
+    api = procs.start("api", [args.odiseo or str(ODISEO), "api"], env=env)
     base = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{base}/health", process=api, timeout=60)
     sampler = MemorySampler(api.pid).start()
@@ -343,11 +345,12 @@ async def main(args: argparse.Namespace) -> None:
                 await measure_api_workers(procs, load, odiseo.server, args.api_workers)
         store_runs = [
             await store_only(schema, concurrency, args.duration)
-            for concurrency in (1, 10, args.connections)
+            for concurrency in ((1, 10, args.connections) if args.store_only else ())
         ]
     report_peak(report, args, [*odiseo.server.wrk, *bare.wrk])
     report_open_loop(report, args, odiseo.target, [odiseo.server, bare])
-    report_store_only(report, args, store_runs)
+    if store_runs:
+        report_store_only(report, args, store_runs)
     report_memory_and_rows(report, odiseo, bare)
     if odiseo.spy is not None:
         odiseo.spy.report(report, "`odiseo api` during the wrk peak run")
@@ -483,6 +486,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile", type=int, default=0, help="py-spy record odiseo api for this many s"
     )
     parser.add_argument("--py-spy", default=None, help="path to py-spy (else PATH or venv)")
+    parser.add_argument(
+        "--odiseo",
+        default=None,
+        help="the odiseo executable to load (default: this venv's), e.g. another "
+        "worktree's, to compare two versions in one sitting",
+    )
+    parser.add_argument(
+        "--no-store-only",
+        dest="store_only",
+        action="store_false",
+        help="skip part 4 (the store alone, in-process)",
+    )
     return parser.parse_args(argv)
 
 

@@ -30,6 +30,7 @@ from odiseo.mime import check_email, is_special_use
 from odiseo.mime.incoming import read_submission
 from odiseo.render_process import ProcessRenderer, RenderBudget
 from odiseo.storage.contract import Store
+from odiseo.storage.grouping import GroupCommit
 from odiseo.unsubscribe import UnsubscribeLinks
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,8 @@ class EmailService:
         unsubscribe: UnsubscribeLinks | None = None,
     ) -> None:
         self.store = store
+        # Single enqueues arriving together share a transaction (storage/grouping.py).
+        self.writer = GroupCommit(store.enqueue)
         self.unsubscribe = unsubscribe
         self.renderer = renderer
         self.sender = sender
@@ -292,7 +295,7 @@ class EmailService:
             email=email, priority=DEFAULT_PRIORITY, max_retries=self.max_retries,
             idempotency_scope=scope,
         )  # fmt: skip
-        (result,) = await self.store.enqueue([item], now=now)
+        result = await self.writer.enqueue_one(item, now=now)
         log.info(
             "queued from SMTP for %d recipient(s)",
             len(email.recipients),
@@ -377,7 +380,7 @@ class EmailService:
             Duplicate: the client_message_id is taken by a different email (same_payload False).
         """
         item = await self.prepare(request, scope=scope)
-        (result,) = await self.store.enqueue([item], now=now)
+        result = await self.writer.enqueue_one(item, now=now)
         if not result.created and not result.same_payload:
             raise Duplicate(result.message_id, same_payload=False)
         if result.created:

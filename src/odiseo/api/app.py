@@ -136,6 +136,7 @@ def create_app(
             await app.state.health.close()
             await app.state.health.provider.close()
             await app.state.service.renderer.close()
+            await app.state.service.writer.close()
             await store.close()
 
     keys = KeyRing.from_sources(settings.api_keys.get_secret_value(), settings.api_keys_file)
