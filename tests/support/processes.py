@@ -17,7 +17,7 @@ import httpx
 from tests.support.smtp import SmtpServer, free_port
 
 ODISEO = Path(sys.executable).parent / "odiseo"
-READY_SECONDS = 20.0
+READY_SECONDS = 60.0  # a loaded machine can take long to start (an api child restarted once)
 STOP_SECONDS = 10.0
 
 
