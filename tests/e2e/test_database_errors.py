@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import run_apart
+from tests.support.pgcluster import ThrowawayCluster
 from tests.support.postgres import TEST_DATABASE_URL, drop_schema, require_postgres
 from tests.support.processes import ODISEO, Launcher, base_env
 from tests.support.smtp import free_port
@@ -177,6 +178,23 @@ def test_no_migrate_starts_while_the_database_is_down(
     process.wait_for_log("starting anyway (--no-migrate)")
     assert "(host 127.0.0.1, port" in process.stderr and PASSWORD not in process.stderr
     assert process.terminate() == 0, process.output()
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["api"], ["worker"]])
+def test_a_server_not_accepting_connections_yet_is_one_line(
+    command: list[str], tmp_path: Path
+) -> None:
+    """A PostgreSQL still starting up (compose starts the api beside it) answers 57P03;
+    SQLAlchemy's asyncpg dialect wraps that in an Error of its own, and the api printed a
+    traceback instead of this line, then restarted."""
+    cluster = ThrowawayCluster().init()
+    try:
+        cluster.start_as_cold_standby()
+        line = run_odiseo(command, cluster.url, tmp_path)
+    finally:
+        cluster.destroy()
+    assert line.startswith("odiseo: database unavailable: DATABASE_URL="), line
+    assert "not accepting connections" in line, line
 
 
 def test_a_bad_sqlite_path_is_one_line_too(tmp_path: Path) -> None:

@@ -62,6 +62,18 @@ class ThrowawayCluster:
         options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=on"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
 
+    def start_as_cold_standby(self) -> None:
+        """Start in standby mode with hot_standby off and no primary: the server runs but
+        answers every connection "the database system is not accepting connections"
+        (SQLSTATE 57P03, asyncpg's CannotConnectNowError), as one starting up does."""
+        signal = self.data / "standby.signal"
+        signal.write_text("")
+        if self._user is not None:
+            entry = pwd.getpwnam(self._user)
+            os.chown(signal, entry.pw_uid, entry.pw_gid)
+        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c hot_standby=off"
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 

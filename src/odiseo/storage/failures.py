@@ -26,6 +26,9 @@ _UNAVAILABLE_DRIVER_ERRORS = frozenset(
 # (role, password), 3D000 (no such database), 42501 (no privilege), 3F000 (no such
 # schema), 42P01 (no such table: a schema not migrated, or not ours to see).
 _REFUSED_STATES = ("28", "3D000", "42501", "3F000", "42P01")
+# SQLSTATEs of a server that cannot serve us now: class 08 (connection exception) and
+# 57P0x (shutting down, crashed, starting up or in recovery: "cannot connect now").
+_UNAVAILABLE_STATES = ("08", "57P")
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -36,11 +39,21 @@ def is_unavailable(exc: BaseException) -> bool:
         return True
     if isinstance(exc, InterfaceError):
         return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    state = _sqlstate(exc)
+    if state is not None and state.startswith(_UNAVAILABLE_STATES):
+        return True
+    # SQLAlchemy's asyncpg dialect wraps the driver's error in one of its own (.orig),
+    # the driver's own being that one's cause: follow .orig and explicit causes only.
+    link: BaseException | None = exc
+    for _ in range(8):  # a chain is two or three long; never follow a loop for ever
+        if link is None:
+            break
+        if type(link).__name__ in _UNAVAILABLE_DRIVER_ERRORS:
             return True
-        return type(exc.orig).__name__ in _UNAVAILABLE_DRIVER_ERRORS
-    return type(exc).__name__ in _UNAVAILABLE_DRIVER_ERRORS
+        link = getattr(link, "orig", None) or link.__cause__
+    return False
 
 
 def is_refused(exc: BaseException) -> bool:
