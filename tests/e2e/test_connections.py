@@ -196,4 +196,4 @@ def test_a_request_the_application_takes_long_to_answer_is_not_cut_off(
         wait_until_closed([client], timeout=20)
     assert client.received.count(b"HTTP/1.1 200 ") == 2, client.received
     assert client.closed_after is not None and client.closed_after > 2.5, client
-    assert b"408" not in client.received
+    assert b"HTTP/1.1 408 " not in client.received
