@@ -523,13 +523,23 @@ def _json_bytes(value: Any) -> bytes:
     return json_text(value).encode()
 
 
+_EMPTY = {b"[]": list, b"{}": dict}
+
+
+def _json_value(data: bytes) -> Any:
+    """A json column's value, as json.loads gives it; the empty list and object most
+    rows hold (cc, bcc, reply-to, headers) without parsing them."""
+    empty = _EMPTY.get(data)
+    return empty() if empty is not None else json.loads(data)
+
+
 async def _setup_connection(conn: asyncpg.Connection) -> None:
     """JSON columns in and out as Python values, like SQLAlchemy's JSON type.
 
     Binary format, which for json is its UTF-8 text: COPY accepts binary codecs only.
     """
     await conn.set_type_codec(
-        "json", encoder=_json_bytes, decoder=json.loads, schema="pg_catalog", format="binary"
+        "json", encoder=_json_bytes, decoder=_json_value, schema="pg_catalog", format="binary"
     )
 
 
