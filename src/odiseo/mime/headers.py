@@ -300,6 +300,6 @@ def check_block(block: bytes) -> int:
     """
     if not _BLOCK.fullmatch(block):
         raise InvalidEmail("message: a malformed header line was written")
-    if max(map(len, block.split(b"\r\n"))) > HARD_LINE:
+    if len(block) > HARD_LINE and max(map(len, block.split(b"\r\n"))) > HARD_LINE:
         raise InvalidEmail("message: a header line is longer than 998 octets")
     return block.count(b"\r\n") - block.count(b"\r\n ") - block.count(b"\r\n\t")
