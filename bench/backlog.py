@@ -8,6 +8,9 @@ Two fresh schemas (`odiseo migrate`'s tables via store.migrate()):
 - history: HISTORY already-sent rows (each with its typed `sent` event, as the worker
   writes it) plus the same DUE rows.
 
+Message ids are version-7 UUIDs made from each row's created_at (`--ids 7`, what
+odiseo writes since issue 15 point 6), or random version-4 ones (`--ids 4`, before).
+
 Both are filled as a bulk load would be: the secondary indexes, unique constraints
 and the events' foreign key are dropped, rows written with INSERT ... SELECT
 generate_series (the column list of src/odiseo/storage/tables.py) a million at a
@@ -79,7 +82,9 @@ WORKER = "bench-backlog:1"
 KEY = "bench-backlog-key-0123456789"
 BULK_TABLES = ("emails", "email_events")
 
-# One statement per chunk; $1 html template, $2 first n, $3 last n, $4 status, $5 "now".
+# One statement per chunk; $1 html template, $2 first n, $3 last n, $4 status, $5 "now",
+# $6 the version of the message ids: 7, time-ordered from each row's created_at by the
+# schema's own enqueue_uuid7() as odiseo writes them now, or 4, random as before.
 INSERT_ROWS = """
 INSERT INTO emails (
     message_id, rfc_message_id, client_message_id, payload_hash, status, priority, attempts,
@@ -97,10 +102,12 @@ SELECT
     NULL, 0, '["order", "confirmation"]'::json, json_build_object('order_id', 100000 + n), NULL,
     t, t, CASE WHEN $4 = 'sent' THEN t + interval '2 seconds' END
 FROM (
-    SELECT n, gen_random_uuid()::text AS u,
-           $5::timestamptz - ($3 - n) * CASE WHEN $4 = 'sent' THEN interval '2.5 seconds'
-                                              ELSE interval '30 milliseconds' END AS t
-    FROM generate_series($2::bigint, $3::bigint) AS n
+    SELECT n, t, (CASE WHEN $6 = 7 THEN enqueue_uuid7(t) ELSE gen_random_uuid() END)::text AS u
+    FROM (
+        SELECT n, $5::timestamptz - ($3 - n) * CASE WHEN $4 = 'sent' THEN interval '2.5 seconds'
+                                                     ELSE interval '30 milliseconds' END AS t
+        FROM generate_series($2::bigint, $3::bigint) AS n
+    ) AS g
 ) AS s
 """
 
@@ -202,7 +209,9 @@ async def bulk_load(conn: asyncpg.Connection) -> AsyncIterator[None]:
         await conn.execute(index["definition"])
 
 
-async def fill(conn: asyncpg.Connection, case: Case, now: dt.datetime, niceness: int) -> None:
+async def fill(
+    conn: asyncpg.Connection, case: Case, now: dt.datetime, *, niceness: int, ids: int
+) -> None:
     """HISTORY sent rows with their events, then DUE pending rows, then VACUUM ANALYZE."""
     template = html_body(0)
     await nice_backend(conn, niceness)
@@ -214,7 +223,7 @@ async def fill(conn: asyncpg.Connection, case: Case, now: dt.datetime, niceness:
         for status, total in (("sent", case.history), ("pending", case.due)):
             for first in range(1, total + 1, INSERT_CHUNK):
                 last = min(total, first + INSERT_CHUNK - 1)
-                await conn.execute(INSERT_ROWS, template, first, last, status, now)
+                await conn.execute(INSERT_ROWS, template, first, last, status, now, ids)
                 progress(f"{case.name}: {last:,} {status} rows")
         if case.history:
             top = await conn.fetchval("SELECT max(id) FROM emails")
@@ -245,13 +254,13 @@ def _plan_nodes(node: dict[str, Any]) -> list[str]:
     return [label, *(_plan_nodes(children[0]) if children else [])]
 
 
-async def prepare(store: PostgresStore, case: Case, niceness: int) -> None:
+async def prepare(store: PostgresStore, case: Case, *, niceness: int, ids: int) -> None:
     """Fill the case's schema and check that its counters agree with the table."""
     conn = await asyncpg.connect(
         DATABASE_URL, timeout=10, server_settings={"search_path": store.schema}
     )
     try:
-        await fill(conn, case, dt.datetime.now(dt.UTC), niceness)
+        await fill(conn, case, dt.datetime.now(dt.UTC), niceness=niceness, ids=ids)
         counted = await conn.fetchval("SELECT count(*) FROM emails")
     finally:
         await conn.close()
@@ -332,7 +341,7 @@ async def run_cases(cases: list[Case], args: argparse.Namespace) -> str:
         for case in cases:
             schema = await stack.enter_async_context(bench_schema())
             stores.append(await stack.enter_async_context(migrated_store(schema)))
-            await prepare(stores[-1], case, args.fill_nice)
+            await prepare(stores[-1], case, niceness=args.fill_nice, ids=args.ids)
         for store in stores:
             clients.append(await stack.enter_async_context(api_client(store.schema)))
         idle = wait_for_idle_cpus(args.wait_idle) if args.wait_idle > 0 else cpu_idle_share()
@@ -369,6 +378,7 @@ async def main(args: argparse.Namespace) -> None:
             "claimed + recorded per case and pass": f"{args.rows:,} ({CLAIM} per claim_due), "
             f"alternating every {BLOCK:,}",
             "timed reads per case and pass": f"{args.rounds} rounds (3 warm-ups), alternating",
+            "message ids": f"version {args.ids}",
         },
     )
     empty = Case("empty (due rows only)", 0, args.due)
@@ -435,6 +445,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0,
         help="max seconds to wait for idle CPUs after the fill",
+    )
+    parser.add_argument(
+        "--ids",
+        type=int,
+        choices=(7, 4),
+        default=7,
+        help="version of the filled rows' message ids: 7 (time-ordered, as odiseo writes"
+        " them) or 4 (random, as before)",
     )
     parser.add_argument(
         "--fill-nice", type=int, default=10, help="niceness of the server process filling (10)"

@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+import uuid_utils
 from sqlalchemy import JSON
 
 from odiseo import transactional
@@ -148,6 +149,30 @@ async def test_the_function_writes_the_row_the_store_writes(
     by_message = {r["message_id"]: tuple(r)[1:] for r in files}
     assert by_message[by_function] == by_message[by_store.message_id]
     assert by_message[by_function] == (0, "invoice.pdf", "application/pdf", None, b"%PDF")
+
+
+async def test_the_function_s_message_ids_are_version_7_like_the_service_s(
+    service: EmailService, schema: str, app_conn: asyncpg.Connection
+) -> None:
+    """Time-ordered like service.new_message_id's (the message_id index is written at
+    its end): the moment's milliseconds first, laid out as uuid-utils lays them out,
+    then random bits."""
+    before = datetime.now(UTC)
+    made = [uuid.UUID(await call(app_conn, schema, EMAIL)) for _ in range(3)]
+    after = datetime.now(UTC)
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in made)
+    stamps = [u.int >> 80 for u in made]
+    assert int(before.timestamp() * 1000) <= stamps[0] <= stamps[1] <= stamps[2]
+    assert stamps[2] <= int(after.timestamp() * 1000) + 1
+
+    at = datetime(2026, 12, 2, 1, 30, 15, 123456, tzinfo=UTC)
+    helper = f'SELECT "{schema}".enqueue_uuid7($1) FROM generate_series(1, 2000)'
+    ids = [str(r[0]) for r in await app_conn.fetch(helper, at)]
+    library = str(uuid_utils.uuid7(nanoseconds=int(at.timestamp() * 1000) * 1_000_000))
+    assert {i[:15] for i in ids} == {library[:15]}  # time, then the version digit
+    assert len(set(ids)) == len(ids) and {i[19] for i in ids} == set("89ab")
+    for position in (15, 20, 25, 30, 35):
+        assert len({i[position] for i in ids}) == 16
 
 
 # -- the transaction decides --------------------------------------------------------------

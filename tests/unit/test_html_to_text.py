@@ -137,3 +137,109 @@ def test_table_cells_do_not_run_together() -> None:
     html = "<table><tr><td>Total:</td><td>$10</td></tr><tr><th>A</th><th>B</th></tr></table>"
     text = html_to_text(html)
     assert "Total:$10" not in text and "AB" not in text, text
+
+
+# -- the one-pass loop html_to_text was until it became one re.sub ----------------------
+
+# A tag, a comment's start, or a declaration (<!DOCTYPE …>, <?xml …?>). Possessive
+# quantifiers that stop at the next '<': no attempt backtracks or scans past it, so the
+# search is linear in the input.
+_L_TOKEN = re.compile(r"<(?:(!--)|(/?)([A-Za-z][A-Za-z0-9-]*+)([^<>]*+)>|[!?][^<>]*+>)")
+_L_HREF = re.compile(r"""\bhref\s*=\s*["']?((?:https?://|mailto:)[^"'\s>]+)""", re.I)
+_L_HIDDEN = {  # dropped with their content, up to their end tag
+    name: re.compile(rf"</{name}\s*>", re.I) for name in ("script", "style", "head", "title")
+}
+_L_BLOCKS = frozenset(
+    {
+        "address", "article", "aside", "blockquote", "div", "dl", "dt", "dd", "fieldset",
+        "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header",
+        "hr", "main", "nav", "ol", "p", "pre", "section", "table", "tr", "ul",
+    }
+)  # fmt: skip
+_L_SPACES = re.compile(r"[ \t\r\f\v]{2,}|[\t\r\f\v]")  # single spaces stay as they are
+_L_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def loop_reference(html: str) -> str:
+    """html_to_text as it was before it became one `re.sub` (938dd15), verbatim: its
+    output, on any input, is what html_to_text must still give."""
+    out: list[str] = []
+    link: str | None = None  # the URL of the <a href> whose text is being written
+    pos = 0
+    while (token := _L_TOKEN.search(html, pos)) is not None:
+        out.append(_l_spaced(html[pos : token.start()]))
+        pos = token.end()
+        if token[1]:  # <!--
+            finish = html.find("-->", pos)
+            pos = len(html) if finish < 0 else finish + 3
+            continue
+        if token[3] is None:
+            continue  # <!DOCTYPE …>, <?xml …?>
+        tag, closing = token[3].lower(), token[2] == "/"
+        if tag in _L_HIDDEN and not closing:
+            found = _L_HIDDEN[tag].search(html, pos)
+            pos = len(html) if found is None else found.end()
+        elif tag == "a":
+            link = _l_link(token[4], closing, link, out)
+        else:
+            out.append(_l_separator(tag, closing))
+    out.append(_l_spaced(html[pos:]))
+    return _l_tidy("".join(out))
+
+
+def _l_link(tag: str, closing: bool, link: str | None, out: list[str]) -> str | None:
+    """Follow an <a> or </a>: the URL now pending, after writing the one that closes."""
+    if closing:
+        if link is not None:
+            out.append(f" ({link.removeprefix('mailto:')})")
+        return None
+    found = _L_HREF.search(tag)
+    return found[1] if found else None
+
+
+def _l_separator(tag: str, closing: bool) -> str:
+    if tag == "br":
+        return "\n"
+    if tag == "li" and not closing:
+        return "\n- "
+    if tag in ("td", "th") and closing:
+        return " "  # cells of a row stay apart
+    return "\n\n" if tag in _L_BLOCKS else ""
+
+
+def _l_spaced(text: str) -> str:
+    """Text of the source: its line breaks are spaces (the tags say where lines end)."""
+    return text.replace("\n", " ").replace("\r", " ")
+
+
+def _l_tidy(marked: str) -> str:
+    """Entities decoded, lines trimmed, runs of spaces and of blank lines cut."""
+    text = htmllib.unescape(marked) if "&" in marked else marked
+    lines = (line.strip() for line in _L_SPACES.sub(" ", text).split("\n"))
+    return _L_BLANK_LINES.sub("\n\n", "\n".join(lines)).strip() + "\n"
+
+
+_HOSTILE = st.lists(
+    st.sampled_from(
+        ["<", ">", "!", "-", "/", "?", "a", "p", "td", "TH", "li", "br", "h1", "x", " ", "  ",
+         "\n", "\r", "\t", "\f", "\xa0", "&amp;", "&#9;", "&nbsp;", "<!--", "-->", "--",
+         "script", "SCRIPT", "scripts", "style", "head", "TiTlE", "<script>", "<STYLE>",
+         "<title x>", "<head>", "</Script\n>", "</a>",
+         " href='https://x.example/z'", "<a href=mailto:q@r.example>", "<!doctype html>"]
+    ),
+    max_size=60,
+).map("".join)  # fmt: skip
+
+
+@settings(deadline=None, max_examples=2000)
+@given(st.one_of(_HOSTILE, documents()))
+def test_any_input_becomes_the_same_text_as_the_loop_gave(html: str) -> None:
+    """Well-formed or not (unclosed tags, comments, scripts, stray `<`, mixed case)."""
+    assert html_to_text(html) == loop_reference(html)
+
+
+def test_hostile_input_becomes_the_same_text_as_the_loop_gave() -> None:
+    pieces = ("<", "<!--x", "<script>x", '<a href="https://x">', "<p", "</script ", "<title>\t ")
+    for piece in pieces:
+        hostile = piece * (30_000 // len(piece))
+        assert html_to_text(hostile) == loop_reference(hostile), piece

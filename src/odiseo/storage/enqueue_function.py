@@ -103,6 +103,7 @@ HELPERS = (
     "enqueue_address(jsonb, text)",
     "enqueue_addresses(jsonb, text, int, boolean)",
     "enqueue_moment(jsonb, text)",
+    "enqueue_uuid7(timestamptz)",
 )
 SIGNATURE = "enqueue(jsonb)"
 
