@@ -227,7 +227,10 @@ class PostgresStore(SharedVerbs):
     def _wake_after_commit(self) -> None:
         """Wake the workers about rows this process has just committed.
 
-        One NOTIFY, sent WAKE_DELAY_SECONDS later in its own transaction, covers every
+        A worker in this process (`odiseo run`) is woken at once, as on SQLite: the
+        rows are committed, and waiting for our own NOTIFY to come back would only add
+        its delay and a round trip to each wake-up. For the other processes, one
+        NOTIFY, sent WAKE_DELAY_SECONDS later in its own transaction, covers every
         insert committed meanwhile (a NOTIFY inside each insert made PostgreSQL
         serialise their commits on a global lock). If this process dies before
         sending it, workers find the rows at their next poll.
@@ -238,6 +241,7 @@ class PostgresStore(SharedVerbs):
         inserts must not wait for a pooled connection meanwhile (bench/README.md,
         transactional enqueue).
         """
+        self._woken.set()
         if self._waking is None or self._waking.done():
             task = asyncio.ensure_future(self._wake_soon())
             self._waking = task
