@@ -22,7 +22,7 @@ from odiseo.domain.models import Attachment, EmailFilter, EnqueueSettings, Queue
 from odiseo.domain.webhooks import DeliveryStatus
 from odiseo.errors import InvalidTransition, NotFound
 from odiseo.storage.contract import Gauges
-from odiseo.storage.database import Database, Tx
+from odiseo.storage.database import Database, Tx, fixed
 from odiseo.storage.limits import LimitStore
 from odiseo.storage.operations import OperationsStore
 from odiseo.storage.outcomes import OutcomeStore
@@ -120,7 +120,7 @@ class SharedVerbs:
     async def oldest_due_seconds(self, *, now: datetime) -> float:
         """How long the longest-waiting due message has been due (0 when none is)."""
         async with self.db.read() as tx:
-            earliest: datetime | None = await tx.scalar(oldest_due_query(now))
+            earliest: datetime | None = await tx.scalar(_OLDEST_DUE, {"now": now})
         return _waited(earliest, now)
 
     async def gauges(self, *, now: datetime) -> Gauges:
@@ -128,7 +128,7 @@ class SharedVerbs:
         and the scopes throttled now (/metrics): one statement on one connection, so a
         scrape costs one round trip and its figures are one snapshot."""
         async with self.db.read() as tx:
-            rows = await tx.rows(gauges_query(now))
+            rows = await tx.rows(_GAUGES, {"now": now})
         counts = dict.fromkeys(Status, 0)
         moments: dict[str, datetime | None] = {}
         throttled = []
@@ -297,8 +297,8 @@ async def attachments(tx: Tx, email_ids: Sequence[int]) -> dict[int, tuple[Attac
 # plain min() of the due time reads every entry of a long backlog. This walks the
 # priorities present instead, one index probe each (the next priority above the last),
 # and takes the earliest due time within each: a few entries, however long the backlog.
-# Written as text, once: compiling the same CTE from Core on every call costs more than
-# running it.
+# Written as text and compiled once per process (`fixed`): compiling the same CTE from
+# Core on every call costs more than running it.
 _LEVELS = f"""levels (priority) AS (
     SELECT min(priority) FROM emails WHERE {CLAIMABLE_SQL}
     UNION ALL
@@ -309,7 +309,7 @@ _LEVELS = f"""levels (priority) AS (
 _EARLIEST_DUE = f"""min((SELECT min(next_attempt_at) FROM emails
             WHERE {sql_in(WAITING)} AND priority = levels.priority
               AND next_attempt_at <= :now))"""
-_OLDEST_DUE = (
+_OLDEST_DUE = fixed(
     text(f"WITH RECURSIVE {_LEVELS}\nSELECT {_EARLIEST_DUE} AS earliest\nFROM levels")
     .bindparams(bindparam("now", type_=UTCDateTime))
     .columns(earliest=UTCDateTime)
@@ -318,7 +318,7 @@ _OLDEST_DUE = (
 # /metrics' reads as rows of one shape (kind, name, domain, n, at), so that both engines
 # answer them in one statement. The webhook deliveries' status is literal, as in
 # deliveries.py, so PostgreSQL can read the pending ones from their partial index.
-_GAUGES = (
+_GAUGES = fixed(
     text(
         f"""
 WITH RECURSIVE {_LEVELS}
@@ -338,7 +338,7 @@ SELECT 'throttled', scope, domain, NULL, NULL FROM throttles WHERE recovered_at 
 
 
 def gauges_query(now: datetime) -> Executable:
-    """The rows of SharedVerbs.gauges at `now`."""
+    """The rows of SharedVerbs.gauges at `now`, as oldest_due_query."""
     return _GAUGES.params(now=now)
 
 
@@ -348,7 +348,8 @@ def _waited(since: datetime | None, now: datetime) -> float:
 
 
 def oldest_due_query(now: datetime) -> Executable:
-    """The earliest due time of a message waiting at `now` (None when none is)."""
+    """The earliest due time of a message waiting at `now` (None when none is): the
+    statement with its value, to be shown (EXPLAIN); the verb passes `now` apart."""
     return _OLDEST_DUE.params(now=now)
 
 
