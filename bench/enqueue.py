@@ -13,6 +13,12 @@
    (the pool size) and 64 concurrent callers, with the new DB connections counted.
 5. The wrk peak again on `odiseo api` with API_WORKERS=2 (--api-workers N; 1 skips it):
    several processes on one port, their CPU summed.
+
+`--servers uvicorn,granian` serves the same app (`odiseo.serve:api_process`, what each
+of API_WORKERS' processes runs) under each HTTP server in turn, in the order given, all
+before the bare baseline: granian (a Rust HTTP server, `pip install granian`; not a
+dependency of odiseo) in one worker process with uvloop, HTTP/1.1, no websockets. Every
+server's open loop runs at half the first one's wrk peak, so their p99s are at one rate.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -230,34 +237,75 @@ class OdiseoRun:
     spy: PySpy | None
 
 
+def granian_argv(port: int) -> list[str]:
+    """The odiseo app under granian, set up as `odiseo api` sets up uvicorn."""
+    return [
+        str(ODISEO.with_name("granian")),
+        "--interface", "asgi",
+        "--factory",
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--workers", "1",
+        "--loop", "uvloop",
+        "--http", "1",
+        "--no-ws",
+        "--log-level", "warning",
+        "--no-access-log",
+        "odiseo.serve:api_process",
+    ]  # fmt: skip
+
+
+def serving_pid(pid: int, *, timeout: float = 10.0) -> int:
+    """The process that runs the app: granian's only child (its worker), or `pid`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.1)
+    return pid
+
+
 async def measure_odiseo(
-    procs: Processes, load: Load, args: argparse.Namespace, *, py_spy: str | None
+    procs: Processes,
+    load: Load,
+    args: argparse.Namespace,
+    *,
+    py_spy: str | None,
+    server: str = "uvicorn",
+    target: float | None = None,
 ) -> OdiseoRun:
-    """`odiseo api`: the wrk peak (py-spy recording it with --profile), then the open loop."""
-    odiseo = Server("odiseo api")
+    """`odiseo api` (or its app under `server`): the wrk peak (py-spy recording it with
+    --profile), then the open loop at `target` req/s (default: half that peak)."""
+    odiseo = Server("odiseo api" if server == "uvicorn" else f"odiseo app under {server}")
     port = free_port()
     env = odiseo_env(load.schema, API_PORT=str(port))
-    api = procs.start("api", [args.odiseo or str(ODISEO), "api"], env=env)
+    if server == "granian":
+        api = procs.start("api-granian", granian_argv(port), env=env)
+    else:
+        api = procs.start("api", [args.odiseo or str(ODISEO), "api"], env=env)
     base = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{base}/health", process=api, timeout=60)
-    sampler = MemorySampler(api.pid).start()
+    serving = serving_pid(api.pid) if server == "granian" else api.pid
+    sampler = MemorySampler(serving).start()
     url = f"{base}/emails"
     before = await warm_up(load, url, table="emails")
     spy = None
     if py_spy:
         seconds = min(args.profile, args.duration)
         spy = PySpy(procs, py_spy, pid=api.pid, seconds=seconds, name=f"enqueue-api-{load.schema}")
-    cpu = cpu_seconds(api.pid)
+    cpu = tree_cpu_seconds(api.pid)
     peak = load.run(url)
-    peak.cpu_seconds = cpu_seconds(api.pid) - cpu
+    peak.cpu_seconds = tree_cpu_seconds(api.pid) - cpu
     if spy is not None:
         spy.finish()
-    odiseo.rows["POST /emails"] = (peak.ok, await rows_added(load, table="emails", before=before))
-    peak.endpoint = "odiseo POST /emails"
+    stored = await rows_added(load, table="emails", before=before)
+    odiseo.rows[f"odiseo POST /emails ({server})"] = (peak.ok, stored)
+    peak.endpoint = f"odiseo POST /emails ({server})"
     odiseo.wrk.append(peak)
-    target = peak.rps / 2
+    target = peak.rps / 2 if target is None else target
     steady = await half_rate(url, load.body, target, args.duration)
-    odiseo.open_loop["odiseo POST /emails"] = steady
+    odiseo.open_loop[f"odiseo POST /emails ({server})"] = steady
     odiseo.peak_kib = sampler.stop()
     api_exit = procs.stop(api)
     if peak.non_2xx or peak.socket_errors or steady["failed"]:
@@ -326,7 +374,8 @@ async def main(args: argparse.Namespace) -> None:
             "warm-up per endpoint": f"{args.warmup} s (not counted)",
             "open loop": f"{args.duration} s at half odiseo's wrk peak",
             "body": f"{len(json.dumps(email_json()))} B JSON, ~2 KB HTML",
-            "server": "1 uvicorn process each (odiseo api / bench/bare_app.py)",
+            "server": f"1 process each: odiseo's app under {', '.join(args.servers)}; "
+            "bench/bare_app.py under uvicorn",
         },
     )
     wrk_args = {"seconds": args.duration, "connections": args.connections, "threads": args.threads}
@@ -339,7 +388,15 @@ async def main(args: argparse.Namespace) -> None:
             load = Load(
                 schema=schema, body=body, body_file=str(body_file), wrk=wrk_args, warmup=args.warmup
             )
-            odiseo = await measure_odiseo(procs, load, args, py_spy=py_spy)
+            runs: list[OdiseoRun] = []
+            for server in args.servers:
+                target = runs[0].target if runs else None
+                runs.append(
+                    await measure_odiseo(
+                        procs, load, args, py_spy=py_spy, server=server, target=target
+                    )
+                )
+            odiseo = runs[0]
             bare = await measure_bare(procs, load, target=odiseo.target, duration=args.duration)
             if args.api_workers > 1:
                 await measure_api_workers(procs, load, odiseo.server, args.api_workers)
@@ -347,11 +404,11 @@ async def main(args: argparse.Namespace) -> None:
             await store_only(schema, concurrency, args.duration)
             for concurrency in ((1, 10, args.connections) if args.store_only else ())
         ]
-    report_peak(report, args, [*odiseo.server.wrk, *bare.wrk])
-    report_open_loop(report, args, odiseo.target, [odiseo.server, bare])
+    report_peak(report, args, [*(w for run in runs for w in run.server.wrk), *bare.wrk])
+    report_open_loop(report, args, odiseo.target, [*(run.server for run in runs), bare])
     if store_runs:
         report_store_only(report, args, store_runs)
-    report_memory_and_rows(report, odiseo, bare)
+    report_memory_and_rows(report, runs, bare)
     if odiseo.spy is not None:
         odiseo.spy.report(report, "`odiseo api` during the wrk peak run")
     elif args.profile:
@@ -443,13 +500,13 @@ def report_store_only(report: Report, args: argparse.Namespace, runs: list[Store
     )  # fmt: skip
 
 
-def report_memory_and_rows(report: Report, odiseo: OdiseoRun, bare: Server) -> None:
-    api = odiseo.server
+def report_memory_and_rows(report: Report, runs: list[OdiseoRun], bare: Server) -> None:
+    servers = [run.server for run in runs]
     report.line("### Memory")
     report.line()
     report.table(
         ["process", "peak RSS (VmHWM)"],
-        [[api.name, mib(api.peak_kib)], [bare.name, mib(bare.peak_kib)]],
+        [[s.name, mib(s.peak_kib)] for s in (*servers, bare)],
     )
     report.line("### Rows stored vs 2xx answers wrk counted (peak run)")
     report.line()
@@ -457,20 +514,30 @@ def report_memory_and_rows(report: Report, odiseo: OdiseoRun, bare: Server) -> N
         ["endpoint", "wrk 2xx", "rows stored", "difference"],
         [
             [name, f"{ok:,}", f"{rows:,}", f"{rows - ok:+,}"]
-            for name, (ok, rows) in (*api.rows.items(), *bare.rows.items())
+            for s in (*servers, bare)
+            for name, (ok, rows) in s.rows.items()
         ],
     )
     report.line(
         "A few more rows than 2xx are expected: requests in flight when wrk stops are "
         "committed but not counted by wrk."
     )
-    report.line(f"`odiseo api` exit code on SIGTERM: {odiseo.exit_code}")
+    for run in runs:
+        report.line(f"{run.server.name}: exit code on SIGTERM: {run.exit_code}")
     report.line()
-    if api.log_tail:
-        report.line("Some requests failed; the end of the `odiseo api` log:")
-        report.line()
-        report.line(f"```\n{api.log_tail}\n```")
-        report.line()
+    for s in servers:
+        if s.log_tail:
+            report.line(f"Some requests failed; the end of the {s.name} log:")
+            report.line()
+            report.line(f"```\n{s.log_tail}\n```")
+            report.line()
+
+
+def server_list(value: str) -> list[str]:
+    servers = value.split(",")
+    if not servers or not set(servers) <= {"uvicorn", "granian"}:
+        raise ValueError(value)
+    return servers
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -491,6 +558,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="the odiseo executable to load (default: this venv's), e.g. another "
         "worktree's, to compare two versions in one sitting",
+    )
+    parser.add_argument(
+        "--servers",
+        type=server_list,
+        default=["uvicorn"],
+        help="HTTP servers to load odiseo's app under, in this order: uvicorn (odiseo api) "
+        "and/or granian (default: uvicorn)",
     )
     parser.add_argument(
         "--no-store-only",

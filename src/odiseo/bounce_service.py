@@ -12,15 +12,16 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING, Any
 
 from odiseo.domain.verp import ReturnPaths
 from odiseo.errors import NotFound, ReportRefused
 from odiseo.inbound.read import Unreadable, read_returned
 from odiseo.inbound.relays import Item, mailgun, postmark, sendgrid, ses
 from odiseo.storage.contract import Store
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from odiseo.errors import Duplicate, InvalidEmail, NotFound, OdiseoError, Sender
 from odiseo.mime import check_email, is_special_use
 from odiseo.mime.incoming import read_submission
 from odiseo.render_process import ProcessRenderer, RenderBudget
-from odiseo.storage.contract import Store
+from odiseo.storage.contract import Gauges, Store
 from odiseo.storage.grouping import GroupCommit
 from odiseo.unsubscribe import UnsubscribeLinks
 
@@ -491,6 +491,11 @@ class EmailService:
             self.store.counts(), self.store.oldest_due_seconds(now=now)
         )
         return QueueDepth(counts=counts, oldest_due_seconds=oldest)
+
+    async def gauges(self, *, now: datetime) -> Gauges:
+        """The queue, the webhook backlog and the throttled scopes as /metrics shows them,
+        read in one statement."""
+        return await self.store.gauges(now=now)
 
     async def throttles(self, *, now: datetime) -> list[Throttle]:
         """The scopes slowed by adaptive throttling now, paused or recovering (/metrics)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -402,3 +403,51 @@ def test_send_with_template_vars_cc_and_attachment_is_delivered(
     assert attachment.get_filename() == "report.csv"
     assert attachment.get_content_type() == "text/csv"
     assert attachment.get_content().replace("\r\n", "\n") == "a,b\n1,2\n"
+
+
+# 9 --------------------------------------------------------------------------------------------
+
+# Runs `odiseo COMMAND` as the console script does, and writes the names of the modules
+# it imported, once it has stopped, to the file given first.
+_MODULES_AT_EXIT = """
+import atexit, sys
+out = sys.argv.pop(1)
+atexit.register(lambda: open(out, "w").write("\\n".join(sorted(sys.modules))))
+from odiseo.cli import main
+sys.exit(main())
+"""
+_NOT_IN = {
+    # What only some settings or another command use: the SMTP listener (aiosmtpd),
+    # DKIM and OpenSSL (no DKIM_* set), httpx (no webhook, no SNS topic), and Alembic on
+    # a database already migrated.
+    "api": {"aiosmtpd", "odiseo.smtp", "dkim", "cryptography", "httpx", "alembic"},
+    "worker": {
+        "aiosmtpd", "odiseo.smtp", "dkim", "cryptography", "httpx", "alembic",
+        # and the whole HTTP side
+        "fastapi", "starlette", "uvicorn", "odiseo.api.app", "odiseo.dashboard",
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["worker", "api"])
+def test_a_process_imports_only_what_it_uses(
+    launcher: Launcher, env: dict[str, str], command: str, tmp_path: Path
+) -> None:
+    """What a process imports stays in its memory until it exits (issue 18 point 5)."""
+    launcher.run(["migrate"], env)
+    out = tmp_path / f"{command}.modules"
+    process = launcher.start(
+        ["-c", _MODULES_AT_EXIT, str(out), command], env, program=Path(sys.executable)
+    )
+    if command == "api":
+        process.wait_ready()
+    else:
+        process.wait_for_log("started (provider smtp)")
+    assert process.terminate(timeout=10) == 0, process.output()
+    modules = set(out.read_text().split())
+    assert "odiseo.serve" in modules  # it did run the command
+    unwanted = _NOT_IN[command]
+    if not env["DATABASE_URL"].startswith("sqlite"):
+        unwanted |= {"aiosqlite", "odiseo.storage.sqlite"}
+    loaded = sorted(m for m in modules if m.split(".")[0] in unwanted or m in unwanted)
+    assert loaded == [], f"{command} imported {loaded}{process.output()}"

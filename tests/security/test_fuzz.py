@@ -96,7 +96,8 @@ FUZZ = settings(
     deadline=None,
     derandomize=True,
     database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],  # one app for all examples
+    # one app for all examples; too_slow as in the profile (tests/conftest.py)
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 EDGES = [2**31 - 1, 2**31, 2**53 + 1, 2**63 - 1, 2**63, 2**64, -(2**63) - 1, 10**30, -(10**30)]
 ANY_INTEGER = st.one_of(st.sampled_from(EDGES), st.integers())

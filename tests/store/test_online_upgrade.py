@@ -22,7 +22,7 @@ from alembic.script import Script, ScriptDirectory
 from sqlalchemy import exc, text
 
 from odiseo.domain.models import NewEmail, Status
-from odiseo.storage.migrate import alembic_config
+from odiseo.storage.migrate import alembic_config, heads_on_disk
 from odiseo.storage.tables import emails
 from tests.conftest import open_test_store, sqlalchemy_engine
 from tests.store.test_migration_data import migrate, rows
@@ -150,6 +150,14 @@ async def test_a_new_database_gets_every_revision(database_url: tuple[str, str])
         assert [e.created for e in await store.enqueue(keys, now=T0)] == [True, True]
     finally:
         await store.close()
+
+
+def test_the_heads_read_without_alembic_are_alembics() -> None:
+    """A start on a database at these heads skips Alembic: a revision they missed would
+    never be applied."""
+    script = ScriptDirectory.from_config(alembic_config())
+    assert heads_on_disk() == set(script.get_heads())
+    assert len(heads_on_disk()) == 2  # the main line and the contract branch
 
 
 def test_the_declared_schema_has_no_unique_key_across_scopes() -> None:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from odiseo import __version__, dashboard, smtp
+from odiseo import __version__, dashboard
 from odiseo.api.audit import AuditLog
 from odiseo.api.body import refuse_declared_bodies
 from odiseo.api.health import HealthCheck
@@ -70,6 +70,9 @@ from odiseo.privacy import PrivacyService
 from odiseo.requests import EmailIn, RescheduleIn, TemplateIn, describe_errors, error_list
 from odiseo.template_service import TemplateService
 
+if TYPE_CHECKING:
+    from odiseo import smtp
+
 log = logging.getLogger(__name__)
 
 
@@ -93,11 +96,14 @@ def create_app(
                 await store.migrate()
                 await app.state.service.publish_settings(now=datetime.now(UTC))
             app.state.bounces = build_bounce_service(settings, store)
-            if with_smtp and smtp.wanted(settings):
-                specs = smtp.listener_specs(
-                    settings, service=app.state.service, keys=keys, bounces=app.state.bounces
-                )
-                listeners = await smtp.start_listeners(specs)
+            if with_smtp:  # only `odiseo run` imports the SMTP listener (aiosmtpd)
+                from odiseo import smtp
+
+                if smtp.wanted(settings):
+                    specs = smtp.listener_specs(
+                        settings, service=app.state.service, keys=keys, bounces=app.state.bounces
+                    )
+                    listeners = await smtp.start_listeners(specs)
         except BaseException:
             await store.close()  # a start that fails leaves no connection behind
             raise
@@ -123,7 +129,10 @@ def create_app(
         try:
             yield
         finally:
-            await smtp.close_listeners(listeners)
+            if listeners:
+                from odiseo import smtp
+
+                await smtp.close_listeners(listeners)
             if worker is not None and task is not None:
                 worker.stop()
                 await task

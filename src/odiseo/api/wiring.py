@@ -1,18 +1,18 @@
 """Build the concrete store, provider, service and worker from the settings.
 
-With cli.py, the only place that names concrete engines.
+With cli.py, the only place that names concrete engines. What only some settings
+need (DKIM's signer and OpenSSL, httpx for SNS) is imported when they ask for it, so a
+process that does not use it does not carry it.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
-
-import httpx
+from typing import TYPE_CHECKING
 
 from odiseo.bounce_service import BounceService, RelayChecks
 from odiseo.config import Settings
-from odiseo.dkim_signing import DkimSigner
 from odiseo.domain.bounces import Notice, NoticeKind, Returned
 from odiseo.domain.limits import RateLimit, domain_limits, relay_limits
 from odiseo.domain.throttle import Policy
@@ -35,6 +35,9 @@ from odiseo.unsubscribe import UnsubscribeLinks, links_from
 from odiseo.webhooks.sender import WebhookOptions, WebhookWorker
 from odiseo.webhooks.service import WebhookService
 from odiseo.worker import Worker, WorkerOptions, utcnow
+
+if TYPE_CHECKING:
+    from odiseo.dkim_signing import DkimSigner
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +144,8 @@ def build_signer(settings: Settings) -> DkimSigner | None:
     if settings.dkim_domain is None or settings.dkim_selector is None:
         return None
     assert settings.dkim_private_key is not None
+    from odiseo.dkim_signing import DkimSigner
+
     return DkimSigner.from_settings(
         domain=settings.dkim_domain,
         selector=settings.dkim_selector,
@@ -255,6 +260,8 @@ _SNS_MAX_BYTES = 64 * 1024
 async def fetch_sns(url: str) -> bytes:
     """GET an SNS URL (already checked to be https on an SNS host): a signing certificate
     or a subscription confirmation. No redirects; ReportRefused if it fails."""
+    import httpx
+
     try:
         async with (
             httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client,

@@ -198,17 +198,24 @@ class PostgresStore(SharedVerbs):
         if self._wakes:  # let the last inserts wake the workers
             await asyncio.wait(self._wakes, timeout=2)
         self._closed = True  # a wake still running opens no connection now
-        for conn in (self._listener, self._notifier):
-            if conn is not None:
+        conns = [c for c in (self._listener, self._notifier) if c is not None]
+        self._listener = self._notifier = None
+        pool, self._pool = self._pool, None
+        try:
+            for conn in conns:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.close(), 2)
-        self._listener = self._notifier = None
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            try:
-                await asyncio.wait_for(pool.close(), 5)
-            except Exception:
-                pool.terminate()
+            if pool is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(pool.close(), 5)
+        finally:
+            # what did not close in time (or when close() itself was cancelled) is
+            # dropped here: a socket left to the garbage collector warns in a later test
+            for conn in conns:
+                if not conn.is_closed():
+                    conn.terminate()
+            if pool is not None:
+                pool.terminate()  # nothing to do when it closed
 
     # -- waking workers ---------------------------------------------------------------
 
@@ -220,7 +227,10 @@ class PostgresStore(SharedVerbs):
     def _wake_after_commit(self) -> None:
         """Wake the workers about rows this process has just committed.
 
-        One NOTIFY, sent WAKE_DELAY_SECONDS later in its own transaction, covers every
+        A worker in this process (`odiseo run`) is woken at once, as on SQLite: the
+        rows are committed, and waiting for our own NOTIFY to come back would only add
+        its delay and a round trip to each wake-up. For the other processes, one
+        NOTIFY, sent WAKE_DELAY_SECONDS later in its own transaction, covers every
         insert committed meanwhile (a NOTIFY inside each insert made PostgreSQL
         serialise their commits on a global lock). If this process dies before
         sending it, workers find the rows at their next poll.
@@ -231,6 +241,7 @@ class PostgresStore(SharedVerbs):
         inserts must not wait for a pooled connection meanwhile (bench/README.md,
         transactional enqueue).
         """
+        self._woken.set()
         if self._waking is None or self._waking.done():
             task = asyncio.ensure_future(self._wake_soon())
             self._waking = task
@@ -272,11 +283,22 @@ class PostgresStore(SharedVerbs):
         if self._listener is not None and not self._listener.is_closed():
             return
         self._listener = None
+        if self._closed:  # a worker still waiting after close(): it polls
+            return
+        conn: asyncpg.Connection | None = None
         try:
             conn = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT_SECONDS)
             await conn.add_listener(self.channel, self._notified)
-        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        except BaseException as exc:
+            # LISTEN refused or cancelled: the connection is ours to drop, not the GC's
+            if conn is not None:
+                conn.terminate()
+            if not isinstance(exc, (OSError, TimeoutError, asyncpg.PostgresError)):
+                raise
             log.warning("cannot LISTEN for new mail, polling instead: %s", type(exc).__name__)
+            return
+        if self._closed or self._listener is not None:  # close() or another waiter came first
+            conn.terminate()
             return
         self._listener = conn
         self._woken.set()  # anything enqueued while we were not listening is found now

@@ -17,6 +17,8 @@ it. One loop, each round:
 - Every attempt resolves the URL again and connects to the address it checked
   (ssrf.py), follows no redirect, and must finish within `timeout` seconds, the
   reading of a 500-character excerpt of the answer included.
+- The HTTP client (httpx, its TLS context) is made for the first POST, not at start:
+  a worker whose installation has no webhook never loads it.
 - Each POST is signed at send time (`webhook-timestamp` is now, as receivers
   require), over the body stored at fan-out, so every retry sends the same bytes.
 """
@@ -30,8 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-import httpx
+from typing import TYPE_CHECKING
 
 from odiseo.domain.webhooks import (
     EXCERPT_CHARS,
@@ -46,6 +47,9 @@ from odiseo.errors import StoreUnavailable, WebhookRefused
 from odiseo.metrics import Metrics
 from odiseo.storage.contract import Webhooks
 from odiseo.webhooks import signing, ssrf
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +96,7 @@ class WebhookWorker:
         self._in_flight: dict[str, int] = {}
         self._endpoint_slots: dict[str, asyncio.Semaphore] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.http: httpx.AsyncClient
+        self._http: httpx.AsyncClient | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -100,33 +104,46 @@ class WebhookWorker:
     async def run(self) -> None:
         """Work until stopped; then let the deliveries in flight finish (within
         shutdown_seconds: those still running are cut short and left to their leases)."""
-        async with self._client() as self.http:
-            log.info("webhook worker %s started", self.name)
-            try:
-                while not self._stop.is_set():
-                    if not await self._round():
-                        await self._idle()
-            finally:
-                await self._finish()
-                log.info("webhook worker %s stopped", self.name)
+        log.info("webhook worker %s started", self.name)
+        try:
+            while not self._stop.is_set():
+                if not await self._round():
+                    await self._idle()
+        finally:
+            await self._finish()
+            await self._close_client()
+            log.info("webhook worker %s stopped", self.name)
 
     async def run_until_idle(self) -> None:
         """Rounds until nothing is due or in flight (tests); the schedule's later retries
         are not waited for."""
-        async with self._client() as self.http:
+        try:
             while await self._round() or self._tasks:
                 if self._tasks:
                     await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await self._close_client()
 
-    def _client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            follow_redirects=False,
-            timeout=self.options.timeout,
-            verify=self.options.verify,
-            trust_env=False,  # no proxy from the environment: we connect where we checked
-            # Uncompressed answers: the excerpt is the first bytes as sent.
-            headers={"user-agent": USER_AGENT, "accept-encoding": "identity"},
-        )
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The client of every POST, made for the first one."""
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(
+                follow_redirects=False,
+                timeout=self.options.timeout,
+                verify=self.options.verify,
+                trust_env=False,  # no proxy from the environment: we connect where we checked
+                # Uncompressed answers: the excerpt is the first bytes as sent.
+                headers={"user-agent": USER_AGENT, "accept-encoding": "identity"},
+            )
+        return self._http
+
+    async def _close_client(self) -> None:
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.aclose()
 
     async def _round(self) -> bool:
         """Fan out and claim once; whether there may be more to do at once."""
@@ -211,6 +228,8 @@ class WebhookWorker:
 
     async def attempt(self, claimed: Claimed) -> Attempt:
         """One POST of the delivery, within the timeout; what came back or went wrong."""
+        import httpx
+
         started, clock = self.clock(), time.monotonic()
         status, excerpt, error = None, None, None
         try:

@@ -20,10 +20,12 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from odiseo.errors import WebhookRefused
+
+if TYPE_CHECKING:
+    import httpx
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 MAX_URL_CHARS = 2048
@@ -63,6 +65,8 @@ class Target:
 
 def parse(url: str, *, allow_private: bool) -> httpx.URL:
     """`url` if its form is acceptable; raises WebhookRefused saying why not."""
+    import httpx  # on first use: an API or worker with no webhook never loads it
+
     if len(url) > MAX_URL_CHARS:
         raise WebhookRefused(f"url: at most {MAX_URL_CHARS} characters")
     try:

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING, Any
 
 from odiseo.domain.bounces import Notice, NoticeKind, Returned, returned_bad_address
 from odiseo.errors import ConfigError, InvalidReport, ReportRefused
 from odiseo.inbound.relays import Item, bracketed, complaint, load_json, text
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -28,6 +27,10 @@ TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 def public_key(value: str) -> ec.EllipticCurvePublicKey:
     """SENDGRID_WEBHOOK_PUBLIC_KEY as a key; ConfigError if it is none."""
+    # cryptography (OpenSSL) loads here: a process with no SendGrid key never imports it.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     try:
         if "BEGIN PUBLIC KEY" in value:
             key = serialization.load_pem_public_key(value.encode())
@@ -42,6 +45,10 @@ def public_key(value: str) -> ec.EllipticCurvePublicKey:
 
 def verify(key: ec.EllipticCurvePublicKey, *, body: bytes, signature: str, timestamp: str) -> None:
     """ReportRefused unless `signature` signs `timestamp` + `body`."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     try:
         decoded = base64.b64decode(signature, validate=True)
         key.verify(decoded, timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))

@@ -20,17 +20,15 @@ import base64
 import binascii
 import re
 from collections.abc import Awaitable, Callable, Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from odiseo.domain.bounces import Notice, NoticeKind, Returned, returned_bad_address
 from odiseo.errors import InvalidReport, ReportRefused
 from odiseo.inbound.relays import Item, bracketed, load_json, text
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 Fetch = Callable[[str], Awaitable[bytes]]  # GET an https URL, the body
 
@@ -48,7 +46,7 @@ _SIGNED = {
     ),
 }
 _SIGNED["UnsubscribeConfirmation"] = _SIGNED["SubscriptionConfirmation"]
-_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
+_HASHES = {"1": "SHA1", "2": "SHA256"}  # SignatureVersion: the hash, named in cryptography
 
 
 def sns_url(url: str | None, what: str) -> str:
@@ -76,13 +74,18 @@ class SnsVerifier:
             InvalidReport: not an SNS message.
             ReportRefused: a topic not allowed, or a signature that does not check.
         """
+        # cryptography (OpenSSL) loads here: a process with no SNS topic never imports it.
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
         message = load_json(body)
         if not isinstance(message, dict) or message.get("Type") not in _SIGNED:
             raise InvalidReport("body: not an Amazon SNS message (no known Type)")
         if message.get("TopicArn") not in self.topics:
             raise ReportRefused("TopicArn: not one of SES_SNS_TOPIC_ARNS")
-        algorithm = _HASHES.get(str(message.get("SignatureVersion")))
-        if algorithm is None:
+        name = _HASHES.get(str(message.get("SignatureVersion")))
+        if name is None:
             raise ReportRefused("SignatureVersion: must be 1 or 2")
         try:
             signature = base64.b64decode(str(message.get("Signature", "")), validate=True)
@@ -90,12 +93,16 @@ class SnsVerifier:
             raise ReportRefused("Signature: not base64") from None
         key = await self._key(sns_url(message.get("SigningCertURL"), "SigningCertURL"))
         try:
-            key.verify(signature, _string_to_sign(message), padding.PKCS1v15(), algorithm())
+            algorithm: hashes.HashAlgorithm = getattr(hashes, name)()
+            key.verify(signature, _string_to_sign(message), padding.PKCS1v15(), algorithm)
         except InvalidSignature:
             raise ReportRefused("Signature: does not verify") from None
         return message
 
     async def _key(self, url: str) -> rsa.RSAPublicKey:
+        from cryptography import x509
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
         key = self._keys.get(url)
         if key is None:
             try:
