@@ -23,12 +23,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import uuid_utils
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Integer, bindparam, func, select, text, update
 
 from odiseo.domain.events import EventType
 from odiseo.domain.models import PublishedEvent
 from odiseo.domain.webhooks import Attempt, Claimed, DeliveryStatus, Endpoint, Verdict, payload
-from odiseo.storage.database import Database, Row, Tx
+from odiseo.storage.database import Database, Row, Tx, fixed
 from odiseo.storage.outcomes import ABOUT, published
 from odiseo.storage.tables import (
     email_events,
@@ -66,21 +66,10 @@ class DeliveryVerbs:
     async def fan_out(self, *, limit: int, now: datetime) -> int:
         """Turn up to `limit` marked events into deliveries; how many events it took."""
         async with self.db.write() as tx:
-            marked = await tx.rows(
-                select(email_events, *ABOUT)
-                .select_from(email_events.outerjoin(emails, emails.c.id == email_events.c.email_id))
-                .where(_MARKED)
-                .order_by(email_events.c.id)
-                .limit(limit)
-                .with_for_update(of=email_events, skip_locked=True)
-            )
+            marked = await tx.rows(_MARKED_EVENTS, {"limit": limit})
             if not marked:
                 return 0
-            endpoints = await tx.rows(
-                select(webhook_endpoints.c.id, webhook_endpoints.c.events).where(
-                    webhook_endpoints.c.enabled.is_(True)
-                )
-            )
+            endpoints = await tx.rows(_ENABLED)
             rows = [
                 delivery_row(e["id"], published(row), now=now)
                 for row in marked
@@ -89,12 +78,8 @@ class DeliveryVerbs:
                 if not e["events"] or row["type"] in e["events"]
             ]
             if rows:
-                await tx.run(webhook_deliveries.insert(), rows)
-            await tx.run(
-                update(email_events)
-                .where(email_events.c.id.in_([r["id"] for r in marked]))
-                .values(webhook_pending=False)
-            )
+                await tx.run(_NEW_DELIVERY, rows)
+            await tx.run(_UNMARK, [{"ids": [r["id"] for r in marked]}])
         return len(marked)
 
     async def claim_deliveries(
@@ -110,24 +95,15 @@ class DeliveryVerbs:
         """Lease up to `limit` due deliveries to `worker`, committed before returning."""
         # Committed before any HTTP request: no row lock is held across the network.
         async with self.db.write() as tx:
-            due = await tx.rows(_due(limit, per_endpoint, busy, now))
+            wanted = {"limit": limit, "per_endpoint": per_endpoint, "busy": list(busy), "now": now}
+            due = await tx.rows(_DUE, wanted)
             if not due:
                 return []
-            claimed = await tx.rows(
-                update(webhook_deliveries)
-                .where(_D.id.in_([r["id"] for r in due]))
-                .values(
-                    attempts=_D.attempts + 1,
-                    locked_by=worker,
-                    next_attempt_at=now + timedelta(seconds=lease_seconds),
-                    updated_at=now,
-                )
-                .returning(_D.id, _D.endpoint_id, _D.webhook_id, _D.payload, _D.attempts)
-            )
+            until = now + timedelta(seconds=lease_seconds)
+            leased = {"ids": [r["id"] for r in due], "worker": worker, "until": until, "now": now}
+            claimed = await tx.rows(_LEASE, leased)
             ids = list({r["endpoint_id"] for r in claimed})
-            targets = await tx.rows(
-                select(webhook_endpoints).where(webhook_endpoints.c.id.in_(ids))
-            )
+            targets = await tx.rows(_ENDPOINTS, {"ids": ids})
         by_id = {t["id"]: endpoint(t, now=now) for t in targets}
         return [
             Claimed(
@@ -184,15 +160,15 @@ class DeliveryVerbs:
         return None
 
 
-def _due(limit: int, per_endpoint: int, busy: Sequence[str], now: datetime) -> Any:
-    """Due deliveries of enabled endpoints, at most `per_endpoint` of each, oldest first."""
+def _due() -> Any:
+    """Due deliveries of enabled endpoints, at most `per_endpoint` of each, oldest first,
+    none of the endpoints in `busy`."""
     conditions: list[Any] = [
         PENDING,
-        _D.next_attempt_at <= now,
+        _D.next_attempt_at <= bindparam("now"),
         webhook_endpoints.c.enabled.is_(True),
+        _D.endpoint_id.not_in(bindparam("busy", expanding=True)),
     ]
-    if busy:
-        conditions.append(_D.endpoint_id.not_in(list(busy)))
     rank = func.row_number().over(partition_by=_D.endpoint_id, order_by=(_D.next_attempt_at, _D.id))
     ranked = (
         select(_D.id, rank.label("n"))
@@ -200,13 +176,51 @@ def _due(limit: int, per_endpoint: int, busy: Sequence[str], now: datetime) -> A
         .where(*conditions)
         .subquery()
     )
+    per_endpoint = bindparam("per_endpoint", type_=Integer)
     return (
         select(_D.id)
         .where(_D.id.in_(select(ranked.c.id).where(ranked.c.n <= per_endpoint)), PENDING)
         .order_by(_D.next_attempt_at, _D.id)
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer))
         .with_for_update(skip_locked=True)
     )
+
+
+# The statements of every webhook round, built and (on PostgreSQL) compiled once.
+_MARKED_EVENTS = fixed(
+    select(email_events, *ABOUT)
+    .select_from(email_events.outerjoin(emails, emails.c.id == email_events.c.email_id))
+    .where(_MARKED)
+    .order_by(email_events.c.id)
+    .limit(bindparam("limit", type_=Integer))
+    .with_for_update(of=email_events, skip_locked=True)
+)
+_ENABLED = fixed(
+    select(webhook_endpoints.c.id, webhook_endpoints.c.events).where(
+        webhook_endpoints.c.enabled.is_(True)
+    )
+)
+_NEW_DELIVERY = fixed(webhook_deliveries.insert())
+_UNMARK = fixed(
+    update(email_events)
+    .where(email_events.c.id.in_(bindparam("ids", expanding=True)))
+    .values(webhook_pending=False)
+)
+_DUE = fixed(_due())
+_LEASE = fixed(
+    update(webhook_deliveries)
+    .where(_D.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        attempts=_D.attempts + 1,
+        locked_by=bindparam("worker"),
+        next_attempt_at=bindparam("until"),
+        updated_at=bindparam("now"),
+    )
+    .returning(_D.id, _D.endpoint_id, _D.webhook_id, _D.payload, _D.attempts)
+)
+_ENDPOINTS = fixed(
+    select(webhook_endpoints).where(webhook_endpoints.c.id.in_(bindparam("ids", expanding=True)))
+)
 
 
 async def _note_endpoint(
