@@ -263,6 +263,11 @@ async def main(args: argparse.Namespace) -> None:
         f"The store's bulk path runs at {100 * store_rate / base_rate:.0f} % of plain asyncpg "
         "executemany of the same rows."
     )
+    copy_rate = results[2].emails / results[2].seconds
+    for result in http:
+        if "client_message_id" not in result.name:
+            share = 100 * result.emails / result.seconds / copy_rate
+            report.line(f"{result.name}: {share:.0f} % of the asyncpg COPY baseline.")
     report.line()
     report.save()
 

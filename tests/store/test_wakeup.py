@@ -66,3 +66,23 @@ async def test_no_listening_connection_outlives_close(
     await store.close()
     await store.wait_for_work(0.01)  # after close(): it polls, opening nothing
     assert await listening(schema) == 0
+
+
+async def test_a_worker_in_the_enqueuing_process_wakes_without_a_notification(
+    store: Store, engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `odiseo run`: the API and the worker share one store. Its own commit wakes the
+    # worker; no NOTIFY has to come back from the database first (none is sent here).
+    if engine == "postgres":
+
+        async def no_notify() -> None:
+            return None
+
+        monkeypatch.setattr(store, "_wake_soon", no_notify)
+    await store.wait_for_work(0.01)  # start listening; the first call may return at once
+    await store.wait_for_work(0.01)
+    waiting = asyncio.create_task(store.wait_for_work(LONG_POLL))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    await store.enqueue([new_email()], now=datetime.now(UTC))
+    await asyncio.wait_for(waiting, 20)  # returns on the wake-up, long before LONG_POLL

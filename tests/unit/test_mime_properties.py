@@ -9,6 +9,7 @@ that re-folds long lines.
 
 from __future__ import annotations
 
+import re
 import string
 from datetime import UTC, datetime
 from email import policy
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 from odiseo.domain.models import Attachment, OutgoingEmail
 from odiseo.errors import InvalidEmail
 from odiseo.mime import build_message, value_problem
-from odiseo.mime.headers import _WORDS, _fold, _lines, display_name, unstructured
+from odiseo.mime.headers import _BLOCK, _WORDS, _fold, _lines, display_name, unstructured
 from tests.unit.wire import assert_well_formed, dkim_keys, dkim_verifies, phrase_of, relay, strict
 
 DATE = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
@@ -186,3 +187,40 @@ def test_the_fast_path_writes_what_the_general_path_and_the_stdlib_write(value: 
     general = _lines(_fold("Subject:", _WORDS.findall(value)) or [])
     assert fast == general
     assert fast == policy.SMTP.fold_binary("Subject", value)
+
+
+# check_block's pattern as first written, without possessive quantifiers: the reference
+# the faster one must agree with on every block.
+_PLAIN_BLOCK = re.compile(rb"(?:[!-9;-~]{1,76}:(?:[ \t]*[!-~])*\r\n(?:(?:[ \t]+[!-~]+)+\r\n)*)+")
+_BLOCK_PIECES = st.sampled_from(
+    [b"Subject", b"X-A", b":", b": ", b" ", b"\t", b"  ", b"word", b"\r\n", b"\r\n ",
+     b"\r\n\t", b"\r", b"\n", b"\x7f", b"\x00", b"\xc3\xa9", b"=?", b"a" * 77, b"~!"]
+)  # fmt: skip
+_FIELD = st.lists(_BLOCK_PIECES, max_size=12).map(lambda p: b"Name:" + b"".join(p) + b"\r\n")
+
+
+_BLOCKS = st.one_of(
+    st.lists(_BLOCK_PIECES, max_size=20).map(b"".join), st.lists(_FIELD).map(b"".join)
+)
+
+
+@SETTINGS
+@given(_BLOCKS)
+def test_the_header_block_check_accepts_what_the_plain_pattern_accepts(block: bytes) -> None:
+    expected = _PLAIN_BLOCK.fullmatch(block) is not None
+    assert (_BLOCK.fullmatch(block) is not None) == expected
+
+
+def test_the_header_block_check_on_fixed_blocks() -> None:
+    for block, good in [
+        (b"To: a@b.c\r\n", True),
+        (b"To: a@b.c \r\n", False),  # trailing blank
+        (b"To:\r\n", True),
+        (b"Subject: one\r\n two\r\n\tthree\r\n", True),
+        (b"Subject: one\r\n \r\n", False),  # a continuation line with no text
+        (b"Subject: one\n", False),
+        (b"Subject one\r\n", False),
+        (b"", False),
+    ]:
+        assert (_BLOCK.fullmatch(block) is not None) is good, block
+        assert (_PLAIN_BLOCK.fullmatch(block) is not None) is good, block

@@ -45,6 +45,14 @@ _RESERVED_PREFIXES = ("content-", "resent-")
 _CHECK_DATE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
+def _date_field(date: datetime) -> bytes:
+    return f"Date: {format_datetime(date)}\r\n".encode("ascii")
+
+
+# check_email writes every request's header block with this one date: format it once.
+_CHECK_DATE_FIELD = _date_field(_CHECK_DATE)
+
+
 def check_header_name(name: str) -> None:
     """Raise InvalidEmail unless a request may add a header called `name`."""
     check_name(name)
@@ -109,7 +117,7 @@ def _head(email: OutgoingEmail, *, date: datetime) -> bytes:
         check_address("bcc", address)
     fields += [
         unstructured("Subject", email.subject, field="subject"),
-        f"Date: {format_datetime(date)}\r\n".encode("ascii"),
+        _CHECK_DATE_FIELD if date is _CHECK_DATE else _date_field(date),
         unstructured("Message-ID", email.rfc_message_id),
     ]
     seen: set[str] = set()

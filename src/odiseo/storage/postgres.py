@@ -227,7 +227,10 @@ class PostgresStore(SharedVerbs):
     def _wake_after_commit(self) -> None:
         """Wake the workers about rows this process has just committed.
 
-        One NOTIFY, sent WAKE_DELAY_SECONDS later in its own transaction, covers every
+        A worker in this process (`odiseo run`) is woken at once, as on SQLite: the
+        rows are committed, and waiting for our own NOTIFY to come back would only add
+        its delay and a round trip to each wake-up. For the other processes, one
+        NOTIFY, sent WAKE_DELAY_SECONDS later in its own transaction, covers every
         insert committed meanwhile (a NOTIFY inside each insert made PostgreSQL
         serialise their commits on a global lock). If this process dies before
         sending it, workers find the rows at their next poll.
@@ -238,6 +241,7 @@ class PostgresStore(SharedVerbs):
         inserts must not wait for a pooled connection meanwhile (bench/README.md,
         transactional enqueue).
         """
+        self._woken.set()
         if self._waking is None or self._waking.done():
             task = asyncio.ensure_future(self._wake_soon())
             self._waking = task
@@ -329,15 +333,16 @@ class PostgresStore(SharedVerbs):
         now: datetime,
         skip_domains: Sequence[str] = (),
     ) -> list[QueuedEmail]:
-        # One statement claims and logs expired leases; it commits before any SMTP
-        # traffic, so no row lock is held across the network.
+        # One statement claims and logs expired leases, committed on its own (one round
+        # trip, no BEGIN and COMMIT of their own) before any SMTP traffic, so no row lock
+        # is held across the network. The files and the suppression list are read after
+        # it: a claimed message's files change only when this worker records its result.
         until = now + timedelta(seconds=lease_seconds)
         async with self.connection() as conn:
-            async with conn.transaction():
-                held = [domain_pattern(d) for d in skip_domains]
-                rows = await conn.fetch(Q["claim"], now, limit, worker, until, held)
-                carrying = [r["id"] for r in rows if r["attachment_count"]]
-                files = await conn.fetch(Q["attachments"], carrying) if carrying else []
+            held = [domain_pattern(d) for d in skip_domains]
+            rows = await conn.fetch(Q["claim"], now, limit, worker, until, held)
+            carrying = [r["id"] for r in rows if r["attachment_count"]]
+            files = await conn.fetch(Q["attachments"], carrying) if carrying else []
             barred = await _suppressed(conn, recipients_of(rows)) if rows else set()
         return claimed_messages(rows, attachments_by_email(files), barred)
 
