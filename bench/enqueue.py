@@ -281,6 +281,10 @@ async def measure_odiseo(
     port = free_port()
     env = odiseo_env(load.schema, API_PORT=str(port))
     if server == "granian":
+        # What `odiseo api` does before it serves (and API_WORKERS' supervisor before its
+        # processes start): migrate and publish the settings.
+        migrate = [str(ODISEO), "migrate"]
+        await asyncio.to_thread(subprocess.run, migrate, env=env, check=True, timeout=120)
         api = procs.start("api-granian", granian_argv(port), env=env)
     else:
         api = procs.start("api", [args.odiseo or str(ODISEO), "api"], env=env)

@@ -54,18 +54,18 @@ async def test_stop_finishes_the_message_in_hand_and_releases_the_rest(
 async def test_an_attempt_that_outlives_the_shutdown_budget_is_abandoned(
     store: Store, smtp_server: SmtpServer
 ) -> None:
-    smtp_server.handler.data_delay = 5
+    smtp_server.handler.data_delay = 60
     (result,) = await store.enqueue([new_email()], now=datetime.now(UTC))
     worker = make_worker(store, smtp_server, shutdown=0.3)
     running = asyncio.create_task(worker.run())
-    for _ in range(100):
+    for _ in range(600):  # up to 30 s on a loaded machine
         message = await store.get(result.message_id)
         if message is not None and message.status is Status.PROCESSING:
             break
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.3)  # the SMTP transaction is under way now
     worker.stop()
-    await asyncio.wait_for(running, 5)  # bounded: 0.3 s budget, not the 5 s SMTP delay
+    await asyncio.wait_for(running, 30)  # bounded: 0.3 s budget, not the 60 s SMTP delay
     assert await statuses(store, [result.message_id]) == [Status.PENDING]
 
 

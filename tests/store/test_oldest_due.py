@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import Executable, select, text
 from sqlalchemy.dialects import postgresql
 
 from odiseo.domain.lifecycle import WAITING
 from odiseo.domain.models import AttemptResult, Outcome
 from odiseo.storage.contract import Store
-from odiseo.storage.shared import oldest_due_query
+from odiseo.storage.shared import gauges_query, oldest_due_query
 from odiseo.storage.tables import emails
 from tests.conftest import sqlalchemy_engine
 from tests.support.factories import new_email
@@ -86,16 +87,18 @@ def rows_read(node: dict[str, Any]) -> int:
 
 
 @pytest.mark.parametrize("engine", ["postgres"])
+@pytest.mark.parametrize("query", [oldest_due_query, gauges_query])
 async def test_oldest_due_reads_a_few_entries_of_a_long_backlog(
-    store: Store, database_url: tuple[str, str]
+    store: Store, database_url: tuple[str, str], query: Callable[[datetime], Executable]
 ) -> None:
     """5,000 due messages in three priorities: the statement reads a handful of index
-    entries, not the backlog (a plain min() read every entry of the claim index)."""
+    entries, not the backlog (a plain min() read every entry of the claim index); so
+    does /metrics' statement (store.gauges), which holds the same walk."""
     for priority in (0, 5, 9):
         for start in range(0, 1700, 500):
             batch = [new_email(priority=priority) for _ in range(min(500, 1700 - start))]
             await store.enqueue(batch, now=T0 - timedelta(seconds=start))
-    statement = oldest_due_query(T0).compile(
+    statement = query(T0).compile(
         dialect=postgresql.dialect(),
         compile_kwargs={"literal_binds": True, "render_postcompile": True},
     )
@@ -109,5 +112,6 @@ async def test_oldest_due_reads_a_few_entries_of_a_long_backlog(
         await engine.dispose()
     assert earliest is not None
     assert await store.oldest_due_seconds(now=T0) == pytest.approx(1500.0, abs=0.001)
+    assert (await store.gauges(now=T0)).oldest_due_seconds == pytest.approx(1500.0, abs=0.001)
     tree = (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]
     assert rows_read(tree) < 30, json.dumps(tree, indent=1)

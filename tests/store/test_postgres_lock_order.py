@@ -16,8 +16,8 @@ from tests.support.postgres import TEST_DATABASE_URL
 
 
 async def _wait_for_lock_waiters(monitor: asyncpg.Connection, count: int) -> None:
-    """Until `count` odiseo backends wait on a lock (or 5 s pass)."""
-    for _ in range(100):
+    """Until `count` odiseo backends wait on a lock (or 30 s pass: a loaded machine)."""
+    for _ in range(600):
         waiting = await monitor.fetchval(
             "SELECT count(*) FROM pg_stat_activity "
             "WHERE application_name = 'odiseo' AND wait_event_type = 'Lock'"

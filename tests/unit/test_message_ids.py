@@ -23,7 +23,11 @@ def test_message_ids_are_canonical_version_7_uuids_of_the_time_they_were_made() 
     # a random value each millisecond): ids made in one millisecond stay unguessable.
     for position in (28, 30, 33, 35):
         assert len({text[position] for text in ids}) == 16
-    assert {text[19] for text in ids} == set("89ab")
+    assert {text[19] for text in ids} <= set("89ab")  # the variant's two bits, then counter
+    # The counter's start differs from one millisecond to the next (not all four values of
+    # text[19], as this once asked: the few milliseconds of one run often miss one).
+    starts = {text[:13]: text[14:23] for text in reversed(ids)}  # each millisecond's first
+    assert len(set(starts.values())) == len(starts)
 
 
 def test_message_ids_increase_within_a_process_even_within_a_millisecond() -> None:

@@ -45,6 +45,16 @@ class Enqueued:
     suppressed: tuple[str, ...] = ()  # recipients on the suppression list: they are skipped
 
 
+@dataclass(frozen=True, kw_only=True)
+class Gauges:
+    """What /metrics reads of the database at a scrape: one statement, one snapshot."""
+
+    counts: dict[Status, int]  # every status, zeros included
+    oldest_due_seconds: float  # how long the longest-waiting due message has been due
+    webhook_oldest_pending_seconds: float  # the oldest delivery still pending, by creation
+    throttled: tuple[tuple[str, str], ...]  # (scope, domain) of each scope slowed now
+
+
 class Templates(Protocol):
     async def put(
         self,
@@ -311,6 +321,8 @@ class Store(Protocol):
     async def counts(self) -> dict[Status, int]: ...
 
     async def oldest_due_seconds(self, *, now: datetime) -> float: ...
+
+    async def gauges(self, *, now: datetime) -> Gauges: ...
 
     async def cancel(self, message_id: str, *, now: datetime) -> None: ...
 

@@ -333,15 +333,16 @@ class PostgresStore(SharedVerbs):
         now: datetime,
         skip_domains: Sequence[str] = (),
     ) -> list[QueuedEmail]:
-        # One statement claims and logs expired leases; it commits before any SMTP
-        # traffic, so no row lock is held across the network.
+        # One statement claims and logs expired leases, committed on its own (one round
+        # trip, no BEGIN and COMMIT of their own) before any SMTP traffic, so no row lock
+        # is held across the network. The files and the suppression list are read after
+        # it: a claimed message's files change only when this worker records its result.
         until = now + timedelta(seconds=lease_seconds)
         async with self.connection() as conn:
-            async with conn.transaction():
-                held = [domain_pattern(d) for d in skip_domains]
-                rows = await conn.fetch(Q["claim"], now, limit, worker, until, held)
-                carrying = [r["id"] for r in rows if r["attachment_count"]]
-                files = await conn.fetch(Q["attachments"], carrying) if carrying else []
+            held = [domain_pattern(d) for d in skip_domains]
+            rows = await conn.fetch(Q["claim"], now, limit, worker, until, held)
+            carrying = [r["id"] for r in rows if r["attachment_count"]]
+            files = await conn.fetch(Q["attachments"], carrying) if carrying else []
             barred = await _suppressed(conn, recipients_of(rows)) if rows else set()
         return claimed_messages(rows, attachments_by_email(files), barred)
 

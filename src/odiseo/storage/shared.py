@@ -19,8 +19,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from odiseo.domain.events import EventType
 from odiseo.domain.lifecycle import MOVABLE, WAITING, sources, sql_in
 from odiseo.domain.models import Attachment, EmailFilter, EnqueueSettings, QueuedEmail, Status
+from odiseo.domain.webhooks import DeliveryStatus
 from odiseo.errors import InvalidTransition, NotFound
-from odiseo.storage.database import Database, Tx
+from odiseo.storage.contract import Gauges
+from odiseo.storage.database import Database, Tx, fixed
 from odiseo.storage.limits import LimitStore
 from odiseo.storage.operations import OperationsStore
 from odiseo.storage.outcomes import OutcomeStore
@@ -118,8 +120,31 @@ class SharedVerbs:
     async def oldest_due_seconds(self, *, now: datetime) -> float:
         """How long the longest-waiting due message has been due (0 when none is)."""
         async with self.db.read() as tx:
-            earliest: datetime | None = await tx.scalar(oldest_due_query(now))
-        return 0.0 if earliest is None else max(0.0, (now - earliest).total_seconds())
+            earliest: datetime | None = await tx.scalar(_OLDEST_DUE, {"now": now})
+        return _waited(earliest, now)
+
+    async def gauges(self, *, now: datetime) -> Gauges:
+        """The counts by status, the oldest due wait, the oldest pending webhook delivery
+        and the scopes throttled now (/metrics): one statement on one connection, so a
+        scrape costs one round trip and its figures are one snapshot."""
+        async with self.db.read() as tx:
+            rows = await tx.rows(_GAUGES, {"now": now})
+        counts = dict.fromkeys(Status, 0)
+        moments: dict[str, datetime | None] = {}
+        throttled = []
+        for row in rows:
+            if row["kind"] == "count":
+                counts[Status(row["name"])] = int(row["n"])
+            elif row["kind"] == "throttled":
+                throttled.append((row["name"], row["domain"]))
+            else:
+                moments[row["kind"]] = row["at"]
+        return Gauges(
+            counts=counts,
+            oldest_due_seconds=_waited(moments["due"], now),
+            webhook_oldest_pending_seconds=_waited(moments["webhook"], now),
+            throttled=tuple(throttled),
+        )
 
     async def search(
         self, query: EmailFilter, *, limit: int, before: int | None, scan: int | None = None
@@ -272,30 +297,59 @@ async def attachments(tx: Tx, email_ids: Sequence[int]) -> dict[int, tuple[Attac
 # plain min() of the due time reads every entry of a long backlog. This walks the
 # priorities present instead, one index probe each (the next priority above the last),
 # and takes the earliest due time within each: a few entries, however long the backlog.
-# Written as text, once: compiling the same CTE from Core on every call costs more than
-# running it.
-_OLDEST_DUE = (
-    text(
-        f"""
-WITH RECURSIVE levels (priority) AS (
+# Written as text and compiled once per process (`fixed`): compiling the same CTE from
+# Core on every call costs more than running it.
+_LEVELS = f"""levels (priority) AS (
     SELECT min(priority) FROM emails WHERE {CLAIMABLE_SQL}
     UNION ALL
     SELECT (SELECT min(priority) FROM emails
             WHERE {CLAIMABLE_SQL} AND priority > levels.priority)
     FROM levels WHERE levels.priority IS NOT NULL
-)
-SELECT min((SELECT min(next_attempt_at) FROM emails
+)"""
+_EARLIEST_DUE = f"""min((SELECT min(next_attempt_at) FROM emails
             WHERE {sql_in(WAITING)} AND priority = levels.priority
-              AND next_attempt_at <= :now)) AS earliest
-FROM levels"""
-    )
+              AND next_attempt_at <= :now))"""
+_OLDEST_DUE = fixed(
+    text(f"WITH RECURSIVE {_LEVELS}\nSELECT {_EARLIEST_DUE} AS earliest\nFROM levels")
     .bindparams(bindparam("now", type_=UTCDateTime))
     .columns(earliest=UTCDateTime)
 )
 
+# /metrics' reads as rows of one shape (kind, name, domain, n, at), so that both engines
+# answer them in one statement. The webhook deliveries' status is literal, as in
+# deliveries.py, so PostgreSQL can read the pending ones from their partial index.
+_GAUGES = fixed(
+    text(
+        f"""
+WITH RECURSIVE {_LEVELS}
+SELECT 'due' AS kind, NULL AS name, NULL AS domain, CAST(NULL AS BIGINT) AS n,
+       (SELECT {_EARLIEST_DUE} FROM levels) AS at
+UNION ALL
+SELECT 'webhook', NULL, NULL, NULL, (SELECT min(created_at) FROM webhook_deliveries
+                                     WHERE status = '{DeliveryStatus.PENDING.value}')
+UNION ALL
+SELECT 'count', status, NULL, CAST(sum(n) AS BIGINT), NULL FROM status_counts GROUP BY status
+UNION ALL
+SELECT 'throttled', scope, domain, NULL, NULL FROM throttles WHERE recovered_at > :now"""
+    )
+    .bindparams(bindparam("now", type_=UTCDateTime))
+    .columns(at=UTCDateTime)
+)
+
+
+def gauges_query(now: datetime) -> Executable:
+    """The rows of SharedVerbs.gauges at `now`, as oldest_due_query."""
+    return _GAUGES.params(now=now)
+
+
+def _waited(since: datetime | None, now: datetime) -> float:
+    """Seconds from `since` to `now`, 0 when there is no `since` (or it is later)."""
+    return 0.0 if since is None else max(0.0, (now - since).total_seconds())
+
 
 def oldest_due_query(now: datetime) -> Executable:
-    """The earliest due time of a message waiting at `now` (None when none is)."""
+    """The earliest due time of a message waiting at `now` (None when none is): the
+    statement with its value, to be shown (EXPLAIN); the verb passes `now` apart."""
     return _OLDEST_DUE.params(now=now)
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from odiseo.api.auth import ReadKey, Scope, requires
-from odiseo.api.deps import HealthDep, MetricsDep, ServiceDep, SettingsDep, WebhooksDep
+from odiseo.api.deps import HealthDep, MetricsDep, ServiceDep, SettingsDep
 from odiseo.api.schemas import Health, Problem, QueueStatus
 from odiseo.domain.models import Status
 from odiseo.metrics import CONTENT_TYPE_LATEST
@@ -46,9 +45,7 @@ async def queue_status(service: ServiceDep) -> QueueStatus:
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
 )
-async def metrics(
-    request: Request, service: ServiceDep, webhooks: WebhooksDep, registry: MetricsDep
-) -> Response:
+async def metrics(request: Request, service: ServiceDep, registry: MetricsDep) -> Response:
     """Prometheus metrics: delivery counters and latencies, queue depth by status, webhook
     deliveries by outcome and the age of the oldest pending one, the scopes throttled.
 
@@ -56,14 +53,11 @@ async def metrics(
     """
     if request.app.state.settings.metrics_require_key:
         await requires(Scope.READ)(request)
-    now = datetime.now(UTC)
-    depth, webhook_wait = await asyncio.gather(  # at once, on separate connections
-        service.queue_depth(now=now), webhooks.oldest_pending_seconds(now=now)
-    )
-    registry.observe_queue({s.value: n for s, n in depth.counts.items()}, depth.oldest_due_seconds)
-    registry.webhook_oldest_pending.set(webhook_wait)
-    throttles = await service.throttles(now=datetime.now(UTC))
-    registry.observe_throttles([(t.scope.value, t.domain) for t in throttles])
+    gauges = await service.gauges(now=datetime.now(UTC))
+    counts = {status.value: n for status, n in gauges.counts.items()}
+    registry.observe_queue(counts, gauges.oldest_due_seconds)
+    registry.webhook_oldest_pending.set(gauges.webhook_oldest_pending_seconds)
+    registry.observe_throttles(gauges.throttled)
     return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
 
 
