@@ -25,7 +25,6 @@ from odiseo.domain.models import (
     QueuedEmail,
     Status,
 )
-from odiseo.domain.throttle import Throttle
 from odiseo.errors import Duplicate, InvalidEmail, NotFound, OdiseoError, SenderRefused, TooLarge
 from odiseo.mime import check_email, is_special_use
 from odiseo.mime.incoming import read_submission
@@ -48,7 +47,7 @@ def new_message_id() -> str:
     with random ids each claimed row touched a random leaf of that index, which a long
     history pushes out of the database's cache; ids that grow with time keep the
     entries of recent mail, the mail being claimed, on the index's last few leaves
-    (bench/README.md, "Message ids: version 7"). uuid-utils' ids also increase within
+    (bench/README.md, "Message ids"). uuid-utils' ids also increase within
     a millisecond, in one thread of one process.
     """
     return str(uuid_utils.uuid7())
@@ -493,10 +492,6 @@ class EmailService:
         """The queue, the webhook backlog and the throttled scopes as /metrics shows them,
         read in one statement."""
         return await self.store.gauges(now=now)
-
-    async def throttles(self, *, now: datetime) -> list[Throttle]:
-        """The scopes slowed by adaptive throttling now, paused or recovering (/metrics)."""
-        return await self.store.limits.throttles(now=now)
 
     async def count_request(self, client: str, *, window: int) -> int:
         """Count one request of `client` (an API key's label) in minute `window`, shared by
