@@ -64,7 +64,12 @@ def test_database_outage(
         def all_sent() -> bool:
             return bool(http.get("/queue/status").json()["sent"] == BEFORE + AFTER)
 
-        poll(all_sent, timeout=90, interval=0.5, what="every accepted message sent")
+        try:
+            poll(all_sent, timeout=90, interval=0.5, what="every accepted message sent")
+        except AssertionError as exc:  # where they are: e.g. a claim committed as the crash
+            # came, its answer lost, would stay processing for the whole lease (300 s)
+            queue = http.get("/queue/status").json()
+            raise AssertionError(f"{exc}; queue {queue}{service.output()}") from None
         recovered = time.monotonic() - outage_ended
     subjects = {r.message["Subject"] for r in smtp_server.received}
     assert subjects >= {f"n{i}" for i in range(BEFORE + AFTER)}
