@@ -346,6 +346,13 @@ class _Run:
         self.room = asyncio.Event()  # the inbox is half empty (or a stop came)
         self.recorded = asyncio.Event()  # results were committed (or a stop came)
         self.unbegun: list[QueuedEmail] = []  # claimed, never attempted: handed back
+        # Every message leased to this worker that it knows of, from its claim until its
+        # result is committed or it is handed back: the heartbeat renews these only.
+        self.holding: set[int] = set()
+        # The store may lease this worker messages it never saw: a claim that failed may
+        # have committed (its answer lost), a release that failed left its messages.
+        # The next claim hands them back first (release_strays).
+        self.strays = False
         self.busy: set[asyncio.Task[None]] = set()  # senders inside an attempt
 
     async def go(self) -> None:
@@ -423,6 +430,7 @@ class _Run:
         is away. Waits (or returns [] to a stop) while a limit's window is used up."""
         try:
             await self._give_back_owed()
+            await self._release_strays()
             if not await self._relay_unpaused():
                 return []
             grant = await self._tokens(limit)
@@ -440,7 +448,9 @@ class _Run:
                 claimed = await self._within_domain_limits(claimed)
             except Exception:
                 self.owed.append((grant, grant.count))  # nothing of the batch will be sent
+                self.strays = True  # it may have committed all the same
                 raise
+            self.holding.update(m.id for m in claimed)
             if limits := self._relay_limits():
                 self.owed.append((grant, grant.count - len(claimed)))
                 await self._give_back_owed()
@@ -450,6 +460,22 @@ class _Run:
         except StoreUnavailable as exc:
             log.warning("cannot claim: %s; retrying", exc)
             return None
+
+    async def _release_strays(self) -> None:
+        """Hand back what the store leased to this worker without its knowing, before it
+        claims again: left alone, such messages waited for the lease to run out."""
+        if not self.strays:
+            return
+        self.strays = False
+        try:
+            released = await self.worker.store.release_strays(
+                list(self.holding), worker=self.worker.name, now=self.worker.clock()
+            )
+        except Exception:
+            self.strays = True
+            raise
+        if released:
+            log.warning("handed back %d message(s) a failed claim or release had left", released)
 
     async def _give_back_owed(self) -> None:
         """Return the tokens batches took but did not use; while the database is away
@@ -655,6 +681,7 @@ class _Run:
             results = [r for r in group if r is not None]
             if results:
                 await self.record(results)
+                self.holding.difference_update(r.email_id for r in results)
                 self.open -= len(results)
                 for _ in results:
                     self.unsettled.release()
@@ -700,6 +727,7 @@ class _Run:
             await asyncio.sleep(interval)
             try:
                 await self.worker.store.heartbeat(
+                    list(self.holding),
                     worker=self.worker.name,
                     lease_seconds=self.options.lease_seconds,
                     now=self.worker.clock(),
@@ -738,13 +766,15 @@ class _Run:
         if not messages:
             return
         ids = [m.id for m in messages]
+        self.holding.difference_update(ids)
         try:
             released = await self.worker.store.release(
                 ids, worker=self.worker.name, now=self.worker.clock()
             )
             log.info("released %d unsent message(s)", released)
         except StoreUnavailable as exc:
-            log.warning("cannot release %d message(s), their lease will expire: %s", len(ids), exc)
+            self.strays = True  # the next claim tries again; no heartbeat renews them
+            log.warning("cannot release %d message(s) now: %s", len(ids), exc)
         now = self.worker.clock()
         unused = filter(None, (self.tokens.pop(i, None) for i in ids))
         self.owed += [(grant, 1) for until, grant in unused if now < until]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from odiseo.domain.models import Status
+from odiseo.errors import StoreUnavailable
 from odiseo.storage.contract import Store
 from odiseo.worker import Worker, WorkerOptions
 from tests.support.factories import new_email
@@ -242,3 +244,37 @@ async def test_run_until_idle_leaves_nothing_due(store: Store) -> None:
     delivered = await worker.run_until_idle()
 
     assert (delivered, await status_of(store, message_id)) == (1, Status.SENT)
+
+
+async def test_a_claim_whose_answer_was_lost_is_sent_without_waiting_for_its_lease(
+    store: Store,
+) -> None:
+    """A claim can commit and its answer never arrive (PostgreSQL crashed or the
+    connection dropped just after the commit). Its messages were leased to a worker that
+    never saw them, and its heartbeat, renewing every lease in its name, kept them
+    `processing` for as long as it lived (tests/faults/test_database_outage.py timed
+    out). The next claim hands them back first."""
+    wrapped = StoreWrapper(store)
+    lost = [StoreUnavailable("connection lost after the claim committed")]
+
+    async def lose_the_answer_once(claimed: list[Any]) -> None:
+        if lost and claimed:
+            raise lost.pop()
+
+    wrapped.claimed_hook = lose_the_answer_once
+    ids = await enqueue(store, ["a@x.test", "b@x.test", "c@x.test"])
+    provider = FakeProvider()
+    worker = make_worker(wrapped, provider, lease=60.0)
+    worker.options = dataclasses.replace(worker.options, store_retry_seconds=0.05)
+    running = asyncio.ensure_future(worker.run())
+    try:  # the bound is half the lease: waiting it out would fail
+        await until(lambda: len(provider.sent) == 3, timeout=30)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 10)
+    assert lost == []  # the answer was lost once
+    assert sorted(provider.sent) == ["a@x.test", "b@x.test", "c@x.test"]
+    for message_id in ids.values():
+        stored = await store.get(message_id)
+        assert stored is not None and stored.status is Status.SENT
+        assert stored.attempts == 1  # handed back as if never claimed

@@ -66,7 +66,9 @@ async def test_record_and_extend_of_the_same_held_rows_do_not_deadlock(store: St
         await holding.start()
         await other.execute("SELECT 1 FROM emails WHERE id = $1 FOR UPDATE", middle)
 
-        extend = asyncio.ensure_future(pg_store.heartbeat(worker="w", lease_seconds=60, now=now))
+        extend = asyncio.ensure_future(
+            pg_store.heartbeat(ids, worker="w", lease_seconds=60, now=now)
+        )
         await _wait_for_lock_waiters(monitor, 1)  # EXTEND holds the ids below `middle`
         record = asyncio.ensure_future(pg_store.record_results(results, worker="w", now=now))
         await _wait_for_lock_waiters(monitor, 2)  # RECORD holds those above, waits for EXTEND

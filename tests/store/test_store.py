@@ -125,13 +125,55 @@ async def test_expired_lease_hands_the_message_to_another_worker(store: Store) -
 
 async def test_a_heartbeat_keeps_a_slow_worker_in_charge(store: Store) -> None:
     await store.enqueue([new_email(), new_email()], now=T0)
-    await store.claim_due(limit=2, worker="slow", lease_seconds=30, now=T0)
-    assert await store.heartbeat(worker="slow", lease_seconds=30, now=later(20)) == 2
+    held = [m.id for m in await store.claim_due(limit=2, worker="slow", lease_seconds=30, now=T0)]
+    assert await store.heartbeat(held, worker="slow", lease_seconds=30, now=later(20)) == 2
     assert await store.claim_due(limit=1, worker="other", lease_seconds=30, now=later(40)) == []
-    assert await store.heartbeat(worker="other", lease_seconds=30, now=T0) == 0
+    assert await store.heartbeat(held, worker="other", lease_seconds=30, now=T0) == 0
     # without its heartbeat, the slow worker's leases run out and its mail is retaken
     retaken = await store.claim_due(limit=2, worker="other", lease_seconds=30, now=later(51))
     assert len(retaken) == 2
+
+
+async def test_a_heartbeat_renews_only_the_messages_the_worker_knows_it_holds(
+    store: Store,
+) -> None:
+    """A claim can commit while its answer is lost: renewing every lease in the worker's
+    name kept such messages `processing` for as long as the worker lived."""
+    await store.enqueue([new_email(), new_email()], now=T0)
+    known, unseen = await store.claim_due(limit=2, worker="w", lease_seconds=30, now=T0)
+    assert await store.heartbeat([known.id], worker="w", lease_seconds=30, now=later(20)) == 1
+    (retaken,) = await store.claim_due(limit=2, worker="other", lease_seconds=30, now=later(31))
+    assert retaken.id == unseen.id
+
+
+async def test_strays_are_handed_back_and_what_the_worker_holds_is_not(store: Store) -> None:
+    """release_strays hands back what is leased to the worker beyond what it holds, as
+    if never claimed; other workers' messages are not touched."""
+    await store.enqueue([new_email() for _ in range(4)], now=T0)
+    kept, stray, retried = await store.claim_due(limit=3, worker="w", lease_seconds=300, now=T0)
+    (other,) = await store.claim_due(limit=1, worker="x", lease_seconds=300, now=T0)
+    await store.record_results(
+        [AttemptResult(email_id=retried.id, attempt=1, outcome=Outcome.RETRY, started_at=T0,
+                       finished_at=later(1), next_attempt_at=later(2), smtp_code=451,
+                       response="451 later")], worker="w", now=later(1),
+    )  # fmt: skip
+    (retried,) = await store.claim_due(limit=1, worker="w", lease_seconds=300, now=later(2))
+
+    assert await store.release_strays([kept.id], worker="w", now=later(3)) == 2
+    states = {}
+    for message in (kept, stray, retried, other):
+        stored = await store.get(message.message_id)
+        assert stored is not None
+        states[message.id] = (stored.status, stored.attempts, stored.locked_by)
+    assert states == {
+        kept.id: (Status.PROCESSING, 1, "w"),
+        stray.id: (Status.PENDING, 0, None),
+        retried.id: (Status.SCHEDULED, 1, None),
+        other.id: (Status.PROCESSING, 1, "x"),
+    }
+    assert await store.release_strays([kept.id], worker="w", now=later(4)) == 0
+    again = await store.claim_due(limit=5, worker="y", lease_seconds=300, now=later(4))
+    assert {m.id for m in again} == {stray.id, retried.id}
 
 
 async def test_a_result_written_twice_is_logged_once(store: Store) -> None:

@@ -58,13 +58,15 @@ class FakeProvider:
 
 class StoreWrapper:
     """Delegates to a real store; `record_hook` / `heartbeat_hook` / `claim_hook` run
-    before the real verb."""
+    before the real verb, `claimed_hook` after the claim committed (it may raise, as a
+    lost answer would)."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
         self.record_hook: Callable[[Sequence[Any]], Any] | None = None
         self.heartbeat_hook: Callable[[], Any] | None = None
         self.claim_hook: Callable[[], Any] | None = None
+        self.claimed_hook: Callable[[list[Any]], Any] | None = None  # after the commit
         self.records_in_flight = 0
         self.max_records_in_flight = 0
 
@@ -84,9 +86,12 @@ class StoreWrapper:
     async def claim_due(self, **kwargs: Any) -> list[Any]:
         if self.claim_hook is not None:
             await self.claim_hook()
-        return list(await self._inner.claim_due(**kwargs))
+        claimed = list(await self._inner.claim_due(**kwargs))
+        if self.claimed_hook is not None:
+            await self.claimed_hook(claimed)
+        return claimed
 
-    async def heartbeat(self, **kwargs: Any) -> int:
+    async def heartbeat(self, ids: Sequence[int], **kwargs: Any) -> int:
         if self.heartbeat_hook is not None:
             await self.heartbeat_hook()
-        return int(await self._inner.heartbeat(**kwargs))
+        return int(await self._inner.heartbeat(ids, **kwargs))

@@ -290,8 +290,11 @@ class Store(Protocol):
         """Claim up to `limit` due messages for `worker`, committed before returning;
         none with a recipient at a domain of `skip_domains` (held back by its limit)."""
 
-    async def heartbeat(self, *, worker: str, lease_seconds: float, now: datetime) -> int:
-        """Renew the lease of every message `worker` holds; how many it holds."""
+    async def heartbeat(
+        self, ids: Sequence[int], *, worker: str, lease_seconds: float, now: datetime
+    ) -> int:
+        """Renew the leases of the messages `ids` that `worker` holds; how many it holds.
+        Only those it knows of: see release_strays."""
 
     async def record_results(
         self,
@@ -307,6 +310,11 @@ class Store(Protocol):
 
     async def release(self, ids: Sequence[int], *, worker: str, now: datetime) -> int:
         """Hand back claimed messages that were never attempted."""
+
+    async def release_strays(self, holding: Sequence[int], *, worker: str, now: datetime) -> int:
+        """Hand back every message leased to `worker` but those it is `holding`: a claim
+        can commit and its answer never arrive (the connection dropped, the database
+        crashed), leasing messages the worker never saw; how many there were."""
 
     async def wait_for_work(self, timeout: float) -> None:
         """Sleep up to `timeout` seconds, returning early when new mail may be due."""

@@ -346,10 +346,14 @@ class PostgresStore(SharedVerbs):
             barred = await _suppressed(conn, recipients_of(rows)) if rows else set()
         return claimed_messages(rows, attachments_by_email(files), barred)
 
-    async def heartbeat(self, *, worker: str, lease_seconds: float, now: datetime) -> int:
+    async def heartbeat(
+        self, ids: Sequence[int], *, worker: str, lease_seconds: float, now: datetime
+    ) -> int:
+        if not ids:
+            return 0
         until = now + timedelta(seconds=lease_seconds)
         async with self.connection() as conn:
-            return command_count(await conn.execute(Q["heartbeat"], until, worker))
+            return command_count(await conn.execute(Q["heartbeat"], until, worker, list(ids)))
 
     async def record_results(
         self,
@@ -370,7 +374,11 @@ class PostgresStore(SharedVerbs):
         if not ids:
             return 0
         async with self.connection() as conn:
-            return command_count(await conn.execute(Q["release"], now, list(ids), worker))
+            return command_count(await conn.execute(Q["release"], now, list(ids), worker, False))
+
+    async def release_strays(self, holding: Sequence[int], *, worker: str, now: datetime) -> int:
+        async with self.connection() as conn:
+            return command_count(await conn.execute(Q["release"], now, list(holding), worker, True))
 
 
 async def _store_rows(

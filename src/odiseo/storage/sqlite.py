@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Text,
     bindparam,
     case,
@@ -222,12 +223,16 @@ class SqliteStore(SharedVerbs):
             barred = await _suppressed(tx, claimed)
         return claimed_messages(claimed, files, barred)
 
-    async def heartbeat(self, *, worker: str, lease_seconds: float, now: datetime) -> int:
+    async def heartbeat(
+        self, ids: Sequence[int], *, worker: str, lease_seconds: float, now: datetime
+    ) -> int:
+        if not ids:
+            return 0
         until = now + timedelta(seconds=lease_seconds)
         async with self.db.write() as tx:
             return await tx.run(
                 update(emails)
-                .where(emails.c.status == Status.PROCESSING, emails.c.locked_by == worker)
+                .where(*_leased_to(worker), emails.c.id.in_(list(ids)))
                 .values(locked_until=until, next_attempt_at=until)
             )
 
@@ -265,14 +270,16 @@ class SqliteStore(SharedVerbs):
     async def release(self, ids: Sequence[int], *, worker: str, now: datetime) -> int:
         if not ids:
             return 0
+        return await self._release(emails.c.id.in_(list(ids)), worker=worker, now=now)
+
+    async def release_strays(self, holding: Sequence[int], *, worker: str, now: datetime) -> int:
+        return await self._release(emails.c.id.not_in(list(holding)), worker=worker, now=now)
+
+    async def _release(self, which: ColumnElement[bool], *, worker: str, now: datetime) -> int:
         async with self.db.write() as tx:
             return await tx.run(
                 update(emails)
-                .where(
-                    emails.c.id.in_(list(ids)),
-                    emails.c.status == Status.PROCESSING,
-                    emails.c.locked_by == worker,
-                )
+                .where(which, *_leased_to(worker))
                 .values(
                     status=case(  # as lifecycle.released says, from the attempts before
                         (emails.c.attempts > 1, released(1).value),
@@ -285,6 +292,10 @@ class SqliteStore(SharedVerbs):
                     updated_at=now,
                 )
             )
+
+
+def _leased_to(worker: str) -> tuple[ColumnElement[bool], ...]:
+    return emails.c.status == Status.PROCESSING, emails.c.locked_by == worker
 
 
 _RECORD = (
@@ -317,11 +328,7 @@ def _record_values(result: AttemptResult, *, now: datetime) -> dict[str, Any]:
 
 
 def _held_by(results: Sequence[AttemptResult], worker: str) -> tuple[Any, ...]:
-    return (
-        emails.c.id.in_([r.email_id for r in results]),
-        emails.c.status == Status.PROCESSING,
-        emails.c.locked_by == worker,
-    )
+    return (emails.c.id.in_([r.email_id for r in results]), *_leased_to(worker))
 
 
 async def _log_lost_leases(

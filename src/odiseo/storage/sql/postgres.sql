@@ -132,22 +132,28 @@ WITH result AS (
 SELECT count(*) FROM updated
 
 -- name: heartbeat
--- Renew the lease of every message this worker holds ($1 lease end, $2 worker).
+-- Renew the leases of the messages this worker knows it holds ($1 lease end, $2 worker,
+-- $3 their ids). Only those: a claim that committed while its answer was lost leased
+-- rows the worker never saw, and renewing them would keep them from everyone for as
+-- long as it lives (release with $4 hands them back instead).
 UPDATE emails SET locked_until = $1, next_attempt_at = $1
 WHERE id IN (
     SELECT id FROM emails WHERE status = '{processing}' AND locked_by = $2
+        AND id = ANY($3::int8[])
     ORDER BY id FOR NO KEY UPDATE
 )
 
 -- name: release
--- Hand back claimed, unattempted messages ($1 now, $2 ids, $3 worker).
+-- Hand back claimed, unattempted messages ($1 now, $2 ids, $3 worker). With $4, every
+-- message leased to the worker but those ids instead: strays of a claim that committed
+-- while its answer was lost, which the worker never saw.
 UPDATE emails SET status = CASE WHEN attempts > 1 THEN '{released_retry}'
                                 ELSE '{released_new}' END,
     attempts = attempts - 1, next_attempt_at = $1, locked_until = NULL, locked_by = NULL,
     updated_at = $1
 WHERE id IN (
-    SELECT id FROM emails WHERE id = ANY($2::int8[]) AND status = '{processing}'
-        AND locked_by = $3
+    SELECT id FROM emails WHERE status = '{processing}' AND locked_by = $3
+        AND (id = ANY($2::int8[])) <> $4
     ORDER BY id FOR NO KEY UPDATE
 )
 
