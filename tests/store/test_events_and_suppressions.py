@@ -135,6 +135,24 @@ async def test_claims_and_enqueues_name_suppressed_recipients(store: Store) -> N
     assert [m.suppressed for m in claimed] == [("GONE@example.com",)] + [("gone@example.com",)] * 3
 
 
+async def test_the_claim_reads_the_list_as_it_stands_then(store: Store) -> None:
+    """The README's promise: an address removed after the enqueue gets the mail, one
+    added after it does not."""
+    manual = SuppressionReason.MANUAL
+    await store.outcomes.suppress(Suppression(address="was@x.test", reason=manual, created_at=T0))
+    removed, added = await store.enqueue(
+        [new_email(to=("was@x.test",)), new_email(to=("now@x.test",))], now=T0
+    )
+    assert (removed.suppressed, added.suppressed) == (("was@x.test",), ())
+    assert await store.outcomes.unsuppress("was@x.test")
+    await store.outcomes.suppress(Suppression(address="now@x.test", reason=manual, created_at=T0))
+    claimed = await store.claim_due(limit=10, worker="w", lease_seconds=60, now=T0)
+    assert {m.email.to: m.suppressed for m in claimed} == {
+        ("was@x.test",): (),
+        ("now@x.test",): ("now@x.test",),
+    }
+
+
 async def test_every_recipient_suppressed_ends_the_message_suppressed(store: Store) -> None:
     await store.outcomes.suppress(
         Suppression(address="gone@example.com", reason=SuppressionReason.MANUAL, created_at=T0)
