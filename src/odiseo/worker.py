@@ -453,7 +453,10 @@ class _Run:
             self.holding.update(m.id for m in claimed)
             if limits := self._relay_limits():
                 self.owed.append((grant, grant.count - len(claimed)))
-                await self._give_back_owed()
+                try:
+                    await self._give_back_owed()
+                except StoreUnavailable as exc:  # owed still; the claimed mail goes out
+                    log.warning("cannot give back unused sending tokens yet: %s", exc)
                 good_until = min(limit.next_window(self._now) for limit in limits)
                 self.tokens.update((m.id, (good_until, grant)) for m in claimed)
             return claimed
@@ -464,8 +467,8 @@ class _Run:
     async def _release_strays(self) -> None:
         """Hand back what the store leased to this worker without its knowing, before it
         claims again: left alone, such messages waited for the lease to run out."""
-        if not self.strays:
-            return
+        if not self.strays or self.worker.stopping:  # a stop leaves them to their leases:
+            return  # results it gave up writing are no longer held, yet were attempted
         self.strays = False
         try:
             released = await self.worker.store.release_strays(

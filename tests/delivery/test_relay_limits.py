@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import UTC, datetime
+from typing import Any
+
+import pytest
 
 from odiseo.domain.limits import relay_limits
 from odiseo.errors import StoreUnavailable
@@ -56,3 +59,29 @@ async def test_a_stop_gives_back_the_tokens_of_what_it_hands_back(store: Store) 
     begun = len(provider.sent)
     assert 1 <= begun < 9  # the stop came with most of the batch not begun
     assert await store.limits.usage(limits, now=datetime.now(UTC)) == {"relay:86400": begun}
+
+
+async def test_claimed_mail_goes_out_when_giving_back_unused_tokens_fails(
+    smtp: SmtpHarness, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The give-back after a claim met the database away: the claim was dropped, and
+    its messages stayed `processing`, leased to a worker that renewed them and never
+    sent them, for as long as it lived."""
+    server = smtp.server()
+    worker = make_worker(store, smtp.provider(server.port), Clock(T0))
+    limits = relay_limits(per_second=None, per_minute=None, per_day=1000)
+    worker.options = dataclasses.replace(worker.options, limits=limits, store_retry_seconds=0.01)
+    failures = [StoreUnavailable("the database went away")]
+    give_back = store.limits.give_back
+
+    async def fail_once(*args: Any, **kwargs: Any) -> None:
+        if failures:
+            raise failures.pop()
+        await give_back(*args, **kwargs)
+
+    monkeypatch.setattr(store.limits, "give_back", fail_once)
+    await store.enqueue([new_email(), new_email()], now=T0)
+
+    assert await worker.run_until_idle() == 2
+    assert failures == []  # the give-back did fail once
+    assert await store.limits.usage(limits, now=T0) == {"relay:86400": 2}

@@ -23,13 +23,19 @@ async def test_enqueue_wakes_a_waiting_worker(
     # On PostgreSQL the enqueue comes from another store (another process's connections);
     # SQLite wakes only workers in the enqueuing process, so it uses the same store.
     producer = more_stores() if engine == "postgres" else store
+    waiting = await a_waiting_worker(store)
+    await producer.enqueue([new_email()], now=datetime.now(UTC))
+    await asyncio.wait_for(waiting, 20)  # returns on the notification, long before LONG_POLL
+
+
+async def a_waiting_worker(store: Store) -> asyncio.Task[None]:
+    """A wait on `store` that has started listening and is still asleep."""
     await store.wait_for_work(0.01)  # start listening; the first call may return at once
     await store.wait_for_work(0.01)
     waiting = asyncio.create_task(store.wait_for_work(LONG_POLL))
     await asyncio.sleep(0.2)
     assert not waiting.done()
-    await producer.enqueue([new_email()], now=datetime.now(UTC))
-    await asyncio.wait_for(waiting, 20)  # returns on the notification, long before LONG_POLL
+    return waiting
 
 
 async def listening(schema: str) -> int:
@@ -79,10 +85,6 @@ async def test_a_worker_in_the_enqueuing_process_wakes_without_a_notification(
             return None
 
         monkeypatch.setattr(store, "_wake_soon", no_notify)
-    await store.wait_for_work(0.01)  # start listening; the first call may return at once
-    await store.wait_for_work(0.01)
-    waiting = asyncio.create_task(store.wait_for_work(LONG_POLL))
-    await asyncio.sleep(0.2)
-    assert not waiting.done()
+    waiting = await a_waiting_worker(store)
     await store.enqueue([new_email()], now=datetime.now(UTC))
     await asyncio.wait_for(waiting, 20)  # returns on the wake-up, long before LONG_POLL
